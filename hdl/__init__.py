@@ -1,0 +1,1 @@
+"""Amaranth RTL of the accelerator (installed as rep_accel.hdl)."""

@@ -1,0 +1,234 @@
+"""The schedule and the data layout of the accelerator, defined once.
+
+docs/architecture.md describes them in prose; this module is their executable form,
+used by the compiler (to write parameter images), the simulator (cycle counts, stream
+order) and the RTL tests (stimulus and expected cycle counts).
+
+Units: cycles, beats (one stream transfer), bytes, pixels, channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import RepAccelError
+from .generics import CHANNEL_BITS, DIM_BITS, KERNEL_BYTES, HardwareGenerics
+from .numerics import N_MAX, N_MIN
+
+#: Parameter-stream beats before a tile's weights: one header beat + PO requantization beats.
+HEADER_BEATS = 1
+#: Cycles the layer descriptor takes (its transfer cycle).
+DESCRIPTOR_CYCLES = 1
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """The runtime shape of one fused conv layer, as the descriptor carries it.
+
+    cin, cout: channels; groups: conv groups; stride: 1 or 2; height, width: input
+    pixels; input_signed: True for the int8 network input, False for uint8 activations.
+    """
+
+    cin: int
+    cout: int
+    groups: int
+    stride: int
+    height: int
+    width: int
+    input_signed: bool = False
+
+    @property
+    def cin_per_group(self) -> int:
+        return self.cin // self.groups
+
+    @property
+    def cout_per_group(self) -> int:
+        return self.cout // self.groups
+
+    @property
+    def out_height(self) -> int:
+        return (self.height - 1) // self.stride + 1
+
+    @property
+    def out_width(self) -> int:
+        return (self.width - 1) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        """Useful multiply-accumulates: H_out * W_out * C_out * (C_in / groups) * 9."""
+        return self.out_height * self.out_width * self.cout * self.cin_per_group * 9
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of up to PO output channels and the input channels it reads.
+
+    Output channels [out_base, out_base + out_count); input channels
+    [in_base, in_base + in_count), streamed as cg = ceil(in_count / PI) channel groups.
+    """
+
+    index: int
+    out_base: int
+    out_count: int
+    in_base: int
+    in_count: int
+    cg: int
+
+
+def plan_tiles(shape: LayerShape, generics: HardwareGenerics) -> list[Tile]:
+    """Split a layer into tiles of PO output channels; each reads the union of its groups' inputs."""
+    po, pi = generics.po, generics.pi
+    tiles = []
+    for index, out_base in enumerate(range(0, shape.cout, po)):
+        out_count = min(po, shape.cout - out_base)
+        first_group = out_base // shape.cout_per_group
+        last_group = (out_base + out_count - 1) // shape.cout_per_group
+        in_base = first_group * shape.cin_per_group
+        in_count = (last_group - first_group + 1) * shape.cin_per_group
+        tiles.append(Tile(index, out_base, out_count, in_base, in_count, cdiv(in_count, pi)))
+    return tiles
+
+
+def scan_extent(height: int, width: int, stride: int) -> tuple[int, int]:
+    """Rows and columns of window positions the engine scans for one tile.
+
+    Positions (y, x) run in raster order over 0 <= y < rows, 0 <= x < cols. Position
+    (y, x) takes input pixel (y, x) when y < H and x < W, and completes the output
+    pixel centred on (y - 1, x - 1) when y >= 1, x >= 1 and both are multiples of the
+    stride. Row H and column W (the bottom and right zero padding) are scanned only if
+    an output needs them: always at stride 1, at stride 2 only for an odd H (or W).
+    """
+    rows = height + 1 if (stride == 1 or height % 2 == 1) else height
+    cols = width + 1 if (stride == 1 or width % 2 == 1) else width
+    return rows, cols
+
+
+def has_output(y: int, x: int, stride: int) -> bool:
+    """Whether scan position (y, x) completes an output pixel (see `scan_extent`)."""
+    return y >= 1 and x >= 1 and (y - 1) % stride == 0 and (x - 1) % stride == 0
+
+
+def tile_param_beats(tile: Tile, generics: HardwareGenerics) -> int:
+    """Parameter-stream beats of one tile: header + PO requantization beats + PO * cg weight beats."""
+    return HEADER_BEATS + generics.po + generics.po * tile.cg
+
+
+def tile_steps(shape: LayerShape, tile: Tile) -> int:
+    """Array steps of one tile: cg steps at every scanned position."""
+    rows, cols = scan_extent(shape.height, shape.width, shape.stride)
+    return tile.cg * rows * cols
+
+
+def tile_cycles(shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> int:
+    """Cycles of one tile with a stream environment that never stalls:
+    parameter beats + steps + the pipeline latency (drain of the last output beat)."""
+    return tile_param_beats(tile, generics) + tile_steps(shape, tile) + generics.pipeline_latency
+
+
+def layer_cycles(shape: LayerShape, generics: HardwareGenerics) -> int:
+    """Cycles of one layer, descriptor transfer to last output transfer inclusive, no stalls."""
+    return DESCRIPTOR_CYCLES + sum(tile_cycles(shape, t, generics) for t in plan_tiles(shape, generics))
+
+
+def check_fits(shape: LayerShape, generics: HardwareGenerics, name: str = "layer") -> None:
+    """Raise RepAccelError naming the layer and the limit if it cannot run on this hardware."""
+    g = generics
+    if shape.stride not in (1, 2):
+        raise RepAccelError(f"{name}: stride {shape.stride} is not supported (1 or 2)")
+    if shape.groups < 1 or shape.cin % shape.groups or shape.cout % shape.groups:
+        raise RepAccelError(f"{name}: groups={shape.groups} does not divide C_in={shape.cin} and C_out={shape.cout}")
+    if shape.height < 1 or shape.width < 1:
+        raise RepAccelError(f"{name}: input {shape.height}x{shape.width} is empty")
+    if shape.width > g.w_max:
+        raise RepAccelError(f"{name}: input row of {shape.width} pixels is wider than W_MAX={g.w_max}; rebuild with --w-max {shape.width} or more")
+    if shape.height >= 1 << DIM_BITS:
+        raise RepAccelError(f"{name}: height {shape.height} exceeds the descriptor's {DIM_BITS}-bit field")
+    if shape.cin >= 1 << CHANNEL_BITS or shape.cout >= 1 << CHANNEL_BITS:
+        raise RepAccelError(f"{name}: channel count exceeds the descriptor's {CHANNEL_BITS}-bit field")
+    for tile in plan_tiles(shape, g):
+        if tile.cg > g.max_cg:
+            raise RepAccelError(
+                f"{name}: tile {tile.index} reads {tile.in_count} input channels = {tile.cg} groups of PI={g.pi}, "
+                f"more than the weight buffer's max_cg={g.max_cg}; rebuild with a larger max_cg or PI")
+        if shape.width * tile.cg > g.line_depth:
+            raise RepAccelError(
+                f"{name}: line buffer needs width {shape.width} x {tile.cg} channel groups = {shape.width * tile.cg} "
+                f"entries per lane, more than line_depth={g.line_depth}; rebuild with a larger line_depth or PI")
+
+
+# ----------------------------------------------------------------------------------
+# Parameter stream: the packed image of one tile, exactly in the order the hardware
+# loads it. One beat = PI slots of 9 bytes (generics.param_beat_bytes).
+# ----------------------------------------------------------------------------------
+
+def pack_tile_params(weight_q: np.ndarray, bias_q: np.ndarray, m0: np.ndarray, n: np.ndarray,
+                     shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> np.ndarray:
+    """The parameter beats of one tile, uint8 (beats, 9 * PI).
+
+    weight_q: int8 (C_out, C_in / groups, 3, 3); bias_q, m0, n: int (C_out,).
+    Beat 0, header: bytes 0-1 cg (uint16 LE), bytes 2-3 out_count (uint16 LE).
+    Beats 1..PO, requantization of tile output lane o: bytes 0-3 bias (int32 LE),
+      4-7 m0 (uint32 LE), 8 n (uint8); lanes o >= out_count carry bias 0, m0 0, n 31.
+    Then PO * cg weight beats, o-major then cg: slot i (bytes 9i..9i+8) holds the
+      kernel of output lane o and tile input channel cg * PI + i, taps in order
+      ky * 3 + kx; zero outside the output channel's group or past in_count.
+    """
+    pi, po = generics.pi, generics.po
+    beat_bytes = generics.param_beat_bytes
+    beats = np.zeros((tile_param_beats(tile, generics), beat_bytes), dtype=np.uint8)
+    beats[0, 0:2] = np.frombuffer(np.uint16(tile.cg).tobytes(), np.uint8)
+    beats[0, 2:4] = np.frombuffer(np.uint16(tile.out_count).tobytes(), np.uint8)
+    for o in range(po):
+        row = beats[HEADER_BEATS + o]
+        if o < tile.out_count:
+            c = tile.out_base + o
+            nc = int(n[c])
+            if not N_MIN <= nc <= N_MAX:
+                raise RepAccelError(f"output channel {c}: shift n={nc} outside [{N_MIN}, {N_MAX}]")
+            row[0:4] = np.frombuffer(np.int32(bias_q[c]).tobytes(), np.uint8)
+            row[4:8] = np.frombuffer(np.uint32(m0[c]).tobytes(), np.uint8)
+            row[8] = nc
+        else:
+            row[8] = N_MIN
+    cin_g, cout_g = shape.cin_per_group, shape.cout_per_group
+    w_bytes = np.asarray(weight_q, dtype=np.int8).reshape(shape.cout, cin_g, KERNEL_BYTES).view(np.uint8)
+    first = HEADER_BEATS + po
+    for o in range(tile.out_count):
+        c = tile.out_base + o
+        group_in_base = (c // cout_g) * cin_g
+        for cg in range(tile.cg):
+            row = beats[first + o * tile.cg + cg]
+            for i in range(pi):
+                ch = tile.in_base + cg * pi + i  # absolute input channel
+                rel = ch - group_in_base
+                if cg * pi + i < tile.in_count and 0 <= rel < cin_g:
+                    row[KERNEL_BYTES * i:KERNEL_BYTES * (i + 1)] = w_bytes[c, rel]
+    return beats
+
+
+def input_beats(x: np.ndarray, tile: Tile, generics: HardwareGenerics) -> np.ndarray:
+    """The activation-input beats of one tile for one image, (H * W * cg, PI) of x's dtype.
+
+    x: (C_in, H, W) int8 or uint8. Raster order over pixels, then channel group cg;
+    lane i of beat (y, x, cg) is channel in_base + cg * PI + i (zero past in_count).
+    """
+    pi = generics.pi
+    c, h, w = x.shape
+    lanes = np.zeros((tile.cg * pi, h, w), dtype=x.dtype)
+    lanes[:tile.in_count] = x[tile.in_base:tile.in_base + tile.in_count]
+    # (cg, pi, h, w) -> (h, w, cg, pi)
+    return lanes.reshape(tile.cg, pi, h, w).transpose(2, 3, 0, 1).reshape(h * w * tile.cg, pi).copy()
+
+
+def output_from_beats(beats: np.ndarray, shape: LayerShape, tile: Tile, out: np.ndarray) -> None:
+    """Scatter one tile's output beats, uint8 (H_out * W_out, PO) in raster order, into
+    out: uint8 (C_out, H_out, W_out)."""
+    ho, wo = shape.out_height, shape.out_width
+    lanes = beats[:, :tile.out_count].reshape(ho, wo, tile.out_count).transpose(2, 0, 1)
+    out[tile.out_base:tile.out_base + tile.out_count] = lanes

@@ -1,0 +1,1 @@
+"""The Numba bit- and cycle-accurate simulator of the accelerator (installed as rep_accel.sim)."""
