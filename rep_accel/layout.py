@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba.extending import register_jitable
 
 from .errors import RepAccelError
 from .generics import CHANNEL_BITS, DIM_BITS, KERNEL_BYTES, HardwareGenerics
@@ -95,6 +96,7 @@ def plan_tiles(shape: LayerShape, generics: HardwareGenerics) -> list[Tile]:
     return tiles
 
 
+@register_jitable  # also callable from Numba code (the cycle simulator); unchanged in Python
 def scan_extent(height: int, width: int, stride: int) -> tuple[int, int]:
     """Rows and columns of window positions the engine scans for one tile.
 
@@ -109,6 +111,7 @@ def scan_extent(height: int, width: int, stride: int) -> tuple[int, int]:
     return rows, cols
 
 
+@register_jitable  # also callable from Numba code (the cycle simulator); unchanged in Python
 def has_output(y: int, x: int, stride: int) -> bool:
     """Whether scan position (y, x) completes an output pixel (see `scan_extent`)."""
     return y >= 1 and x >= 1 and (y - 1) % stride == 0 and (x - 1) % stride == 0
