@@ -1,0 +1,474 @@
+"""Cycle mode of the simulator: the layer engine stepped clock by clock.
+
+Every cycle evaluates the engine's ports and advances its state exactly as
+docs/architecture.md describes: the controller's phases (descriptor, parameter load:
+header, requantization and weight beats; scan steps; drain), the window generator of
+every input lane (line buffer addressed `x * cg + g` holding rows y-1 and y-2, zero
+padding generated from the position, a column delay of depth `max_cg` holding the two
+previous columns of each channel group), the weight buffers of the PI x PO units, the
+column accumulators, requantization (`rep_accel.numerics.requantize_value`) and the
+output register. The array's and requantization's register stages are modelled as one
+delay line of `generics.pipeline_latency` stages whose last stage is the output
+register; the whole pipeline advances together (a global stall).
+
+The engine reads the same streams the RTL reads: the parameter beats of
+`layout.pack_tile_params` (what `params.bin` holds) and the activation beats of
+`layout.input_beats`, and it writes `act_out` beats of PO lanes.
+
+Stimulus (the host side of the streams), cycle c counted from the descriptor transfer
+(c = 0):
+
+* `desc.valid` is high in cycle 0 only (one layer per run);
+* `params.valid` / `act_in.valid` are high when the host still has beats to send and
+  either the valid pattern `pattern[c % len(pattern)]` is 1 or the host already
+  offered a beat that was not taken (the stream rule: valid never drops before its
+  transfer);
+* `act_out.ready` is `pattern[c % len(pattern)]`.
+
+Default patterns are all-ones: an environment that never stalls, in which the count
+equals `layout.layer_cycles`.
+
+Trace (`TRACE_FIELDS`): one row per cycle from the descriptor transfer (cycle 0) to the
+`done` pulse (cycle `cycles`), both included: `cycle` then the valid/ready of the four
+streams, `busy` (high from the descriptor transfer to the last output transfer,
+inclusive) and `done` (one-cycle pulse after the last output transfer).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from rep_accel.errors import RepAccelError
+from rep_accel.fsutil import atomic_write_bytes
+from rep_accel.generics import HardwareGenerics
+from rep_accel.layout import (HEADER_BEATS, LayerShape, has_output, input_beats, output_from_beats,
+                              pack_tile_params, plan_tiles, scan_extent)
+from rep_accel.numerics import ACT_MAX, ACT_MIN, requantize_value
+
+# Controller phases.
+IDLE, LOAD, SCAN, DRAIN = 0, 1, 2, 3
+
+#: The engine's port signals in a trace, after the `cycle` column (all one bit).
+TRACE_SIGNALS = ("desc_valid", "desc_ready", "params_valid", "params_ready", "act_in_valid",
+                 "act_in_ready", "act_out_valid", "act_out_ready", "busy", "done")
+#: The trace's numpy structured dtype.
+TRACE_DTYPE = np.dtype([("cycle", np.int64)] + [(s, np.uint8) for s in TRACE_SIGNALS])
+
+# Error codes of the engine kernel (0 = ok); `_ERRORS` turns them into messages.
+_OK, _BAD_CG, _LINE_DEPTH, _PARAMS_SHORT, _INPUT_SHORT, _OUTPUT_LONG, _INPUT_LEFT, _PARAMS_LEFT = range(8)
+_ERRORS = {
+    _BAD_CG: "a tile header gives cg={} channel groups, outside 1..max_cg={}",
+    _LINE_DEPTH: "a tile needs width x cg = {} line-buffer entries, more than line_depth={}",
+    _PARAMS_SHORT: "the parameter stream ended after {} beats while the engine still loads parameters (of {} given)",
+    _INPUT_SHORT: "the activation stream ended after {} beats while the engine still scans (of {} given)",
+    _OUTPUT_LONG: "the engine produced more than the {1} expected output beats",
+    _INPUT_LEFT: "{} of {} activation beats were never consumed: headers disagree with the tile plan",
+    _PARAMS_LEFT: "{} of {} parameter beats were never consumed: headers disagree with the tile plan",
+}
+
+
+@njit(cache=True)
+def _le(row, at, nbytes):
+    """Unsigned little-endian integer of `nbytes` bytes of `row` from byte `at`."""
+    v = np.int64(0)
+    for k in range(nbytes):
+        v |= np.int64(row[at + k]) << np.int64(8 * k)
+    return v
+
+
+@njit(cache=True)
+def _trace_row(trace, n, cycle, a, b, c, d, e, f, g, h, i, j):
+    if n >= trace.shape[0]:
+        bigger = np.zeros((trace.shape[0] * 2, trace.shape[1]), dtype=trace.dtype)
+        bigger[:trace.shape[0]] = trace
+        trace = bigger
+    trace[n, 0] = cycle
+    trace[n, 1] = a
+    trace[n, 2] = b
+    trace[n, 3] = c
+    trace[n, 4] = d
+    trace[n, 5] = e
+    trace[n, 6] = f
+    trace[n, 7] = g
+    trace[n, 8] = h
+    trace[n, 9] = i
+    trace[n, 10] = j
+    return trace
+
+
+@njit(cache=True)
+def engine(height, width, stride, input_signed, n_tiles, pi, po, max_cg, line_depth, latency,
+           params, act_in, params_pat, act_in_pat, act_out_pat, act_out, record, trace_capacity):
+    """Run one layer, one clock per loop iteration.
+
+    height, width, stride, input_signed, n_tiles: the descriptor fields the engine uses.
+    pi, po, max_cg, line_depth, latency: hardware generics (latency = pipeline_latency).
+    params: uint8 (beats, 9 * pi) parameter stream; act_in: uint8 (beats, pi) activation
+    stream (bytes; int8 lanes when input_signed); *_pat: uint8 valid/ready patterns;
+    act_out: uint8 (max beats, po), filled with the output beats in transfer order.
+    Returns (cycles, output beats, error code, error arg 0, error arg 1, trace) where
+    trace is int64 (rows, 11) when `record` (else an empty array).
+    """
+    L = latency
+    nine = 9
+    # ---- state: window generator, units, accumulators, requantization, pipeline ----
+    line = np.zeros((pi, line_depth, 2), dtype=np.int32)  # (row y-1, row y-2) per entry
+    coldelay = np.zeros((pi, max_cg, 2, 3), dtype=np.int32)  # [lane, g, column x-1 / x-2, row y / y-1 / y-2]
+    weights = np.zeros((max_cg, po, pi * nine), dtype=np.int32)  # unit (i, o) kernel at address g
+    win = np.zeros(pi * nine, dtype=np.int32)
+    cur = np.zeros(3, dtype=np.int32)
+    bias = np.zeros(po, dtype=np.int64)
+    m0 = np.zeros(po, dtype=np.int64)
+    nsh = np.full(po, 31, dtype=np.int64)
+    acc = np.zeros(po, dtype=np.int64)
+    ring_valid = np.zeros(L, dtype=np.uint8)
+    ring = np.zeros((L, po), dtype=np.uint8)
+    base = 0
+    trace = np.zeros((trace_capacity if record else 0, 11), dtype=np.int64)
+    n_trace = 0
+
+    rows, cols = scan_extent(height, width, stride)
+    out_h = (height - 1) // stride + 1
+    out_w = (width - 1) // stride + 1
+    outputs_per_tile = out_h * out_w
+
+    n_params = params.shape[0]
+    n_in = act_in.shape[0]
+    p_next = 0
+    in_next = 0
+    p_held = False
+    in_held = False
+    out_beats = 0
+    tile_outputs = 0
+
+    phase = IDLE
+    tile = 0
+    k = 0
+    cg = 1
+    y = 0
+    x = 0
+    g = 0
+    done_next = False
+    finished = False
+    cycles = 0
+    c = 0
+    while True:
+        # ---- host side ----
+        desc_valid = c == 0
+        pv = p_next < n_params and (p_held or params_pat[c % params_pat.shape[0]] != 0)
+        iv = in_next < n_in and (in_held or act_in_pat[c % act_in_pat.shape[0]] != 0)
+        oready = act_out_pat[c % act_out_pat.shape[0]] != 0
+        # ---- engine outputs (functions of the state and, for ready, of the stall) ----
+        ovalid = ring_valid[base % L] != 0
+        out_block = ovalid and not oready
+        needs_input = phase == SCAN and y < height and x < width
+        desc_ready = phase == IDLE
+        p_ready = phase == LOAD
+        in_ready = needs_input and not out_block
+        busy = phase != IDLE or (desc_valid and desc_ready)
+        done = done_next
+        desc_t = desc_valid and desc_ready
+        p_t = pv and p_ready
+        in_t = iv and in_ready
+        out_t = ovalid and oready
+        if record:
+            trace = _trace_row(trace, n_trace, c, desc_valid, desc_ready, pv, p_ready, iv, in_ready,
+                               ovalid, oready, busy, done)
+            n_trace += 1
+        if finished:
+            break
+        # Deadlock guards: the engine waits for a stream the host has exhausted.
+        if phase == LOAD and p_next >= n_params:
+            return cycles, out_beats, _PARAMS_SHORT, p_next, n_params, trace[:n_trace]
+        if needs_input and in_next >= n_in:
+            return cycles, out_beats, _INPUT_SHORT, in_next, n_in, trace[:n_trace]
+        p_held = pv and not p_t
+        in_held = iv and not in_t
+        done_next = False
+
+        # ---- output register: a transfer empties it (it may refill below) ----
+        if out_t:
+            if out_beats >= act_out.shape[0]:
+                return cycles, out_beats, _OUTPUT_LONG, out_beats, act_out.shape[0], trace[:n_trace]
+            for o in range(po):
+                act_out[out_beats, o] = ring[base % L, o]
+            out_beats += 1
+            tile_outputs += 1
+            ring_valid[base % L] = 0
+
+        # ---- controller ----
+        if phase == IDLE:
+            if desc_t:
+                phase = LOAD
+                tile = 0
+                k = 0
+        elif phase == LOAD:
+            if p_t:
+                row = params[p_next]
+                p_next += 1
+                if k == 0:
+                    cg = _le(row, 0, 2)
+                    if cg < 1 or cg > max_cg:
+                        return cycles, out_beats, _BAD_CG, cg, max_cg, trace[:n_trace]
+                    if width * cg > line_depth:
+                        return cycles, out_beats, _LINE_DEPTH, width * cg, line_depth, trace[:n_trace]
+                elif k <= po:
+                    o = k - HEADER_BEATS
+                    b = _le(row, 0, 4)
+                    bias[o] = b - (np.int64(1) << 32) if b >= (np.int64(1) << 31) else b
+                    m0[o] = _le(row, 4, 4)
+                    nsh[o] = row[8]
+                else:
+                    j = k - HEADER_BEATS - po
+                    o = j // cg
+                    gg = j % cg
+                    for i in range(pi):
+                        for t in range(nine):
+                            v = np.int32(row[nine * i + t])
+                            weights[gg, o, nine * i + t] = v - 256 if v >= 128 else v
+                k += 1
+                if k == HEADER_BEATS + po + po * cg:
+                    phase = SCAN
+                    y = 0
+                    x = 0
+                    g = 0
+                    tile_outputs = 0
+        elif phase == SCAN:
+            issue = in_t if needs_input else not out_block
+            if issue:
+                # -- window generator, per lane --
+                inside_col = x < width
+                addr = x * cg + g
+                for i in range(pi):
+                    if needs_input:
+                        v = np.int32(act_in[in_next, i])
+                        if input_signed and v >= 128:
+                            v -= 256
+                        cur[0] = v
+                    else:
+                        cur[0] = 0
+                    if inside_col:
+                        cur[1] = line[i, addr, 0] if y >= 1 else 0
+                        cur[2] = line[i, addr, 1] if y >= 2 else 0
+                    else:
+                        cur[1] = 0
+                        cur[2] = 0
+                    if needs_input:
+                        line[i, addr, 0] = cur[0]
+                        line[i, addr, 1] = cur[1]
+                    wb = i * nine
+                    for ky in range(3):
+                        r = 2 - ky  # window row ky is image row y - 2 + ky
+                        if x == 0:
+                            win[wb + ky * 3] = 0
+                            win[wb + ky * 3 + 1] = 0
+                        else:
+                            win[wb + ky * 3] = coldelay[i, g, 1, r]
+                            win[wb + ky * 3 + 1] = coldelay[i, g, 0, r]
+                        win[wb + ky * 3 + 2] = cur[r]
+                    for r in range(3):
+                        coldelay[i, g, 1, r] = 0 if x == 0 else coldelay[i, g, 0, r]
+                        coldelay[i, g, 0, r] = cur[r]
+                if needs_input:
+                    in_next += 1
+                # -- the array: partial sums of this channel group, column accumulators --
+                for o in range(po):
+                    s = np.int32(0)
+                    wrow = weights[g, o]
+                    for t in range(pi * nine):
+                        s += wrow[t] * win[t]
+                    acc[o] = s if g == 0 else acc[o] + s
+                # -- requantization enters the pipeline at the position's last step --
+                base += 1
+                slot = (base - 1) % L
+                if g == cg - 1 and has_output(y, x, stride):
+                    for o in range(po):
+                        ring[slot, o] = requantize_value(acc[o] + bias[o], m0[o], nsh[o], ACT_MIN, ACT_MAX)
+                    ring_valid[slot] = 1
+                else:
+                    ring_valid[slot] = 0
+                # -- next step --
+                g += 1
+                if g == cg:
+                    g = 0
+                    x += 1
+                    if x == cols:
+                        x = 0
+                        y += 1
+                        if y == rows:
+                            phase = DRAIN
+        else:  # DRAIN
+            if not out_block:
+                base += 1
+                ring_valid[(base - 1) % L] = 0
+        # ---- end of tile / layer: the tile's last output beat transferred ----
+        if out_t and tile_outputs == outputs_per_tile and phase == DRAIN:
+            tile += 1
+            if tile == n_tiles:
+                phase = IDLE
+                done_next = True
+                finished = True
+                cycles = c + 1
+            else:
+                phase = LOAD
+                k = 0
+        c += 1
+    if in_next != n_in:
+        return cycles, out_beats, _INPUT_LEFT, n_in - in_next, n_in, trace[:n_trace]
+    if p_next != n_params:
+        return cycles, out_beats, _PARAMS_LEFT, n_params - p_next, n_params, trace[:n_trace]
+    return cycles, out_beats, _OK, 0, 0, trace[:n_trace]
+
+
+# ----------------------------------------------------------------------------------
+# Python side: streams, stimulus, results, traces.
+# ----------------------------------------------------------------------------------
+
+@dataclass
+class Stimulus:
+    """Host behaviour on the streams: uint8 patterns indexed by cycle modulo their length.
+
+    params_valid / act_in_valid: 1 = the host offers a beat that cycle (if it has one);
+    act_out_ready: 1 = the host takes an output beat. None = all ones (never stalls).
+    """
+
+    params_valid: np.ndarray | None = None
+    act_in_valid: np.ndarray | None = None
+    act_out_ready: np.ndarray | None = None
+
+    @classmethod
+    def random(cls, seed: int, p_params: float = 0.7, p_act_in: float = 0.7, p_act_out: float = 0.7,
+               length: int = 1009) -> "Stimulus":
+        """Random patterns, each cycle high with the given probability (None for 1.0)."""
+        rng = np.random.default_rng(seed)
+
+        def pat(p):
+            if p >= 1.0:
+                return None
+            a = (rng.random(length) < p).astype(np.uint8)
+            a[rng.integers(length)] = 1  # never all zero: the layer must finish
+            return a
+        return cls(pat(p_params), pat(p_act_in), pat(p_act_out))
+
+    def arrays(self):
+        out = []
+        for name in ("params_valid", "act_in_valid", "act_out_ready"):
+            a = getattr(self, name)
+            a = np.ones(1, np.uint8) if a is None else np.ascontiguousarray(a, dtype=np.uint8).ravel()
+            if a.size == 0 or not a.any():
+                raise RepAccelError(f"stimulus {name}: the pattern must have at least one 1, or the layer never finishes")
+            out.append(a)
+        return out
+
+
+@dataclass
+class CycleResult:
+    """One layer run in cycle mode: output uint8 (C_out, H_out, W_out), cycles (descriptor
+    transfer to last output transfer inclusive) and the port trace (TRACE_DTYPE) or None."""
+
+    output: np.ndarray
+    cycles: int
+    trace: np.ndarray | None = field(default=None, repr=False)
+
+
+def _trace_struct(rows: np.ndarray) -> np.ndarray:
+    t = np.zeros(rows.shape[0], dtype=TRACE_DTYPE)
+    t["cycle"] = rows[:, 0]
+    for k, name in enumerate(TRACE_SIGNALS):
+        t[name] = rows[:, k + 1]
+    return t
+
+
+def layer_streams(x: np.ndarray, shape: LayerShape, generics: HardwareGenerics) -> np.ndarray:
+    """The act_in beats of a whole layer for one picture x (C_in, H, W): every tile's
+    `layout.input_beats` in tile order, as bytes uint8 (beats, PI)."""
+    parts = [input_beats(x, t, generics) for t in plan_tiles(shape, generics)]
+    return np.ascontiguousarray(np.concatenate(parts).view(np.uint8))
+
+
+def layer_params(layer, generics: HardwareGenerics) -> np.ndarray:
+    """The parameter beats of a whole QuantizedLayer (what params.bin holds for it)."""
+    s = layer.shape
+    return np.concatenate([pack_tile_params(layer.weight, layer.bias, layer.m0, layer.n, s, t, generics)
+                           for t in plan_tiles(s, generics)])
+
+
+def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: HardwareGenerics,
+              stimulus: Stimulus | None = None, trace: bool = False, name: str = "layer") -> CycleResult:
+    """Run one layer on one picture x: int8/uint8 (C_in, H, W), with its parameter beats
+    params: uint8 (beats, 9 * PI), on hardware `generics`."""
+    x = np.asarray(x)
+    if x.shape != (shape.cin, shape.height, shape.width):
+        raise RepAccelError(f"{name}: input shape {x.shape} does not match ({shape.cin}, {shape.height}, {shape.width})")
+    g = generics
+    params = np.ascontiguousarray(params, dtype=np.uint8)
+    if params.ndim != 2 or params.shape[1] != g.param_beat_bytes:
+        raise RepAccelError(f"{name}: parameter beats {params.shape} are not (beats, {g.param_beat_bytes}) for PI={g.pi}")
+    tiles = plan_tiles(shape, g)
+    act = layer_streams(x, shape, g)
+    ho, wo = shape.out_height, shape.out_width
+    beats = np.zeros((len(tiles) * ho * wo, g.po), dtype=np.uint8)
+    pp, pi_, po_ = (stimulus or Stimulus()).arrays()
+    rows, cols = scan_extent(shape.height, shape.width, shape.stride)
+    capacity = 16 + sum(1 + g.po * (1 + t.cg) + t.cg * rows * cols + g.pipeline_latency for t in tiles) if trace else 0
+    cycles, n_out, err, a0, a1, rows_ = engine(
+        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(tiles), g.pi, g.po, g.max_cg,
+        g.line_depth, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1))
+    if err != _OK:
+        raise RepAccelError(f"{name}: cycle simulation stopped: " + _ERRORS[err].format(a0, a1))
+    out = np.zeros((shape.cout, ho, wo), dtype=np.uint8)
+    for t in tiles:
+        output_from_beats(beats[t.index * ho * wo:(t.index + 1) * ho * wo], shape, t, out)
+    return CycleResult(out, int(cycles), _trace_struct(rows_) if trace else None)
+
+
+def run_layer_q(layer, x: np.ndarray, generics: HardwareGenerics, stimulus: Stimulus | None = None,
+                trace: bool = False) -> CycleResult:
+    """`run_layer` for a QuantizedLayer, its parameter beats packed by `layout.pack_tile_params`."""
+    return run_layer(x, layer.shape, layer_params(layer, generics), generics, stimulus, trace, layer.name)
+
+
+def write_trace(path: str | os.PathLike, trace: np.ndarray, extra: dict | None = None) -> None:
+    """Write a trace (TRACE_DTYPE, optionally with more leading integer fields such as
+    `layer`) as CSV (header line, one row per cycle) or NPZ (one array per column),
+    chosen by the file extension."""
+    path = Path(path)
+    names = trace.dtype.names
+    if path.suffix.lower() == ".npz":
+        import io
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{n: trace[n] for n in names}, **(extra or {}))
+        atomic_write_bytes(path, buf.getvalue())
+    elif path.suffix.lower() == ".csv":
+        cols = np.stack([trace[n].astype(np.int64) for n in names], axis=1)
+        import io
+        buf = io.StringIO()
+        buf.write(",".join(names) + "\n")
+        np.savetxt(buf, cols, fmt="%d", delimiter=",")
+        atomic_write_bytes(path, buf.getvalue().encode())
+    else:
+        raise RepAccelError(f"trace file {path}: use a .csv or .npz extension")
+
+
+def read_trace(path: str | os.PathLike) -> np.ndarray:
+    """Read a trace written by `write_trace` back as a structured array."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        z = np.load(path)
+        names = [n for n in z.files]
+        cols = {n: z[n] for n in names}
+    else:
+        with open(path) as f:
+            names = f.readline().strip().split(",")
+        data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+        cols = {n: data[:, k] for k, n in enumerate(names)}
+    dtype = np.dtype([(n, np.int64 if n in ("cycle", "layer") else np.uint8) for n in cols])
+    t = np.zeros(len(next(iter(cols.values()))), dtype=dtype)
+    for n in cols:
+        t[n] = cols[n]
+    return t

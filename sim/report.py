@@ -1,0 +1,168 @@
+"""Per-layer and whole-network figures of a simulation (docs/architecture.md, "Simulator").
+
+Everything except `cycles` follows from the layer shape, the tile plan and the generics
+(`rep_accel.layout`); `cycles` is what the simulator measured (fast mode: the schedule
+formula; cycle mode: counted by stepping, with stalls if the stimulus has any).
+
+Definitions (per layer; tiles t of the layer, `cg_t` channel groups each):
+
+* useful MACs: `LayerShape.macs` = H_out * W_out * C_out * C_in/groups * 9.
+* MAC utilization: useful MACs / (9 * PI * PO * cycles).
+* demands, in cycles: compute `sum_t cg_t * H_out * W_out` (array steps that complete
+  an output pixel), input `sum_t cg_t * H * W` (act_in beats, one per cycle at most),
+  parameters `sum_t (1 + PO + PO * cg_t)` (params beats, one per cycle at most).
+* bottleneck: "parameters" if the parameter demand exceeds both others, else "input"
+  if the input demand exceeds the compute demand (stride 2: the array waits for input
+  beats three steps out of four), else "compute" (every input beat feeds an output).
+* line-buffer bytes: PI * W * max_t cg_t * 2 (two rows per entry, one byte each);
+  weight-buffer bytes: PI * PO * max_t cg_t * 9; both what the layer occupies of the
+  `generics.line_buffer_bytes` / `weight_buffer_bytes` the hardware has.
+* external memory bytes, as the stream payloads the host moves: activations read
+  `sum_t cg_t * H * W * PI` (act_in beats, lanes past a tile's channels count: the
+  host sends whole beats), weights read `sum_t (1 + PO + PO * cg_t) * 9 * PI` (params
+  beats: header, requantization and weights, = the layer's share of params.bin),
+  activations written `tiles * H_out * W_out * PO` (act_out beats).
+
+Network totals: sums of the layers (buffer sizes: the maximum), utilization of the
+sums, bottleneck the class with the most cycles, and frames/s = clock / total cycles
+(layers back to back; the head runs on the host and is not counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from rep_accel.generics import KERNEL_BYTES, HardwareGenerics
+from rep_accel.layout import LayerShape, plan_tiles, tile_param_beats
+
+BOTTLENECKS = ("compute", "input", "parameters")
+
+
+@dataclass
+class LayerReport:
+    """The figures of one layer for one picture. Units: cycles, MACs, bytes."""
+
+    name: str
+    cin: int
+    cout: int
+    groups: int
+    stride: int
+    height: int
+    width: int
+    out_height: int
+    out_width: int
+    tiles: int
+    max_cg: int
+    cycles: int
+    macs: int
+    utilization: float
+    compute_demand: int
+    input_demand: int
+    param_demand: int
+    bottleneck: str
+    line_buffer_bytes: int
+    weight_buffer_bytes: int
+    act_read_bytes: int
+    weight_read_bytes: int
+    act_write_bytes: int
+
+
+@dataclass
+class NetworkReport:
+    """A whole network: its layers and totals for one picture, and frames/s at `clock_mhz`."""
+
+    mode: str
+    generics: dict
+    clock_mhz: float
+    layers: list[LayerReport]
+    cycles: int = 0
+    macs: int = 0
+    utilization: float = 0.0
+    bottleneck: str = ""
+    line_buffer_bytes: int = 0
+    weight_buffer_bytes: int = 0
+    act_read_bytes: int = 0
+    weight_read_bytes: int = 0
+    act_write_bytes: int = 0
+    frames_per_second: float = 0.0
+    latency_ms: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def layer_report(name: str, shape: LayerShape, generics: HardwareGenerics, cycles: int) -> LayerReport:
+    """The report of one layer that took `cycles` cycles on hardware `generics`."""
+    g = generics
+    tiles = plan_tiles(shape, g)
+    ho, wo = shape.out_height, shape.out_width
+    hw = shape.height * shape.width
+    sum_cg = sum(t.cg for t in tiles)
+    max_cg = max(t.cg for t in tiles)
+    param_beats = sum(tile_param_beats(t, g) for t in tiles)
+    compute, inputs = sum_cg * ho * wo, sum_cg * hw
+    if param_beats > max(compute, inputs):
+        bottleneck = "parameters"
+    elif inputs > compute:
+        bottleneck = "input"
+    else:
+        bottleneck = "compute"
+    macs = shape.macs
+    return LayerReport(
+        name=name, cin=shape.cin, cout=shape.cout, groups=shape.groups, stride=shape.stride,
+        height=shape.height, width=shape.width, out_height=ho, out_width=wo, tiles=len(tiles), max_cg=max_cg,
+        cycles=int(cycles), macs=macs, utilization=macs / (KERNEL_BYTES * g.pi * g.po * cycles),
+        compute_demand=compute, input_demand=inputs, param_demand=param_beats, bottleneck=bottleneck,
+        line_buffer_bytes=g.pi * shape.width * max_cg * 2, weight_buffer_bytes=g.pi * g.po * max_cg * KERNEL_BYTES,
+        act_read_bytes=sum_cg * hw * g.pi, weight_read_bytes=param_beats * g.param_beat_bytes,
+        act_write_bytes=len(tiles) * ho * wo * g.po)
+
+
+def network_report(layers: list[LayerReport], generics: HardwareGenerics, clock_mhz: float, mode: str) -> NetworkReport:
+    """Totals over `layers` (per picture) and frames/s at `clock_mhz` MHz."""
+    r = NetworkReport(mode=mode, generics=generics.to_dict(), clock_mhz=float(clock_mhz), layers=list(layers))
+    if not layers:
+        return r
+    r.cycles = sum(lr.cycles for lr in layers)
+    r.macs = sum(lr.macs for lr in layers)
+    g = generics
+    r.utilization = r.macs / (KERNEL_BYTES * g.pi * g.po * r.cycles)
+    by_class = {b: sum(lr.cycles for lr in layers if lr.bottleneck == b) for b in BOTTLENECKS}
+    r.bottleneck = max(BOTTLENECKS, key=lambda b: by_class[b])
+    r.line_buffer_bytes = max(lr.line_buffer_bytes for lr in layers)
+    r.weight_buffer_bytes = max(lr.weight_buffer_bytes for lr in layers)
+    for k in ("act_read_bytes", "weight_read_bytes", "act_write_bytes"):
+        setattr(r, k, sum(getattr(lr, k) for lr in layers))
+    r.frames_per_second = clock_mhz * 1e6 / r.cycles
+    r.latency_ms = r.cycles / (clock_mhz * 1e3)
+    r.extra["cycles_by_bottleneck"] = by_class
+    return r
+
+
+def _kib(b: int) -> str:
+    return f"{b / 1024:.1f}"
+
+
+def format_table(r: NetworkReport) -> str:
+    """The report as a fixed-width text table (one row per layer, then the totals)."""
+    head = (f"{'layer':<12} {'shape CxHxW -> CxHxW':<24} {'s':>1} {'g':>2} {'tiles':>5} {'cycles':>11} "
+            f"{'MACs':>13} {'util':>6} {'bottleneck':>10} {'LB KiB':>7} {'WB KiB':>7} "
+            f"{'act rd KiB':>10} {'wt rd KiB':>9} {'act wr KiB':>10}")
+    lines = [head, "-" * len(head)]
+    for lr in r.layers:
+        shp = f"{lr.cin}x{lr.height}x{lr.width}->{lr.cout}x{lr.out_height}x{lr.out_width}"
+        lines.append(f"{lr.name[:12]:<12} {shp:<24} {lr.stride:>1} {lr.groups:>2} {lr.tiles:>5} {lr.cycles:>11,} "
+                     f"{lr.macs:>13,} {lr.utilization:>6.1%} {lr.bottleneck:>10} {_kib(lr.line_buffer_bytes):>7} "
+                     f"{_kib(lr.weight_buffer_bytes):>7} {_kib(lr.act_read_bytes):>10} "
+                     f"{_kib(lr.weight_read_bytes):>9} {_kib(lr.act_write_bytes):>10}")
+    lines.append("-" * len(head))
+    lines.append(f"{'total':<12} {'':<24} {'':>1} {'':>2} {sum(lr.tiles for lr in r.layers):>5} {r.cycles:>11,} "
+                 f"{r.macs:>13,} {r.utilization:>6.1%} {r.bottleneck:>10} {_kib(r.line_buffer_bytes):>7} "
+                 f"{_kib(r.weight_buffer_bytes):>7} {_kib(r.act_read_bytes):>10} {_kib(r.weight_read_bytes):>9} "
+                 f"{_kib(r.act_write_bytes):>10}")
+    g = HardwareGenerics.from_dict(r.generics)
+    lines.append(f"PI={g.pi} PO={g.po} ({r.mode} mode): {r.cycles:,} cycles per frame = {r.latency_ms:.3f} ms "
+                 f"at {r.clock_mhz:g} MHz, {r.frames_per_second:.2f} frames/s; buffers on chip: line "
+                 f"{_kib(g.line_buffer_bytes)} KiB, weights {_kib(g.weight_buffer_bytes)} KiB")
+    return "\n".join(lines)

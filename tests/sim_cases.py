@@ -1,0 +1,79 @@
+"""Layer cases shared by the simulator tests (tests/test_sim_*.py).
+
+`LAYER_CASES` spans the layer space the simulator must get right: stride 1 and 2,
+groups 1, 2 and 4, odd and even sizes, width 1, height 1, the signed network input,
+channel counts that are not multiples of PI or PO (nor of the fast kernel's blocks of
+4), short runs (im2col path) and long ones (direct path). `random_layer` fills one with
+random int8 weights, biases up to the contract's limit and multipliers across the
+allowed shift range, and a random input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rep_accel.layout import LayerShape
+from rep_accel.numerics import bias_limit, quantize_multiplier, shift_to_n
+from rep_accel.qnetwork import QuantizedLayer
+
+# (C_in, C_out, groups, stride, H, W, signed input)
+LAYER_CASES = [
+    (3, 8, 1, 2, 9, 7, True),
+    (3, 5, 1, 1, 4, 4, True),
+    (16, 16, 1, 1, 5, 6, False),
+    (48, 20, 1, 2, 11, 13, False),
+    (8, 12, 4, 1, 6, 1, False),
+    (64, 64, 2, 1, 1, 7, False),
+    (96, 32, 4, 2, 7, 7, False),
+    (5, 7, 1, 1, 3, 3, False),
+    (40, 6, 2, 1, 1, 1, False),
+    (12, 10, 2, 2, 8, 6, False),
+    (17, 9, 1, 2, 1, 5, False),
+    (24, 24, 1, 1, 2, 2, False),
+]
+
+
+def case_id(case) -> str:
+    cin, cout, groups, stride, h, w, signed = case
+    return f"{cin}to{cout}_g{groups}_s{stride}_{h}x{w}" + ("_int8" if signed else "")
+
+
+def random_layer(case, rng: np.random.Generator, name: str = "layer") -> QuantizedLayer:
+    """A QuantizedLayer of shape `case` with random parameters."""
+    cin, cout, groups, stride, h, w, signed = case
+    shape = LayerShape(cin, cout, groups, stride, h, w, signed)
+    cin_g = shape.cin_per_group
+    weight = rng.integers(-127, 128, (cout, cin_g, 3, 3)).astype(np.int8)
+    acc_std = np.sqrt(9 * cin_g) * 73 * 140  # std of a window sum of these weights and inputs
+    m_real = 40.0 / acc_std * 10.0 ** rng.uniform(-0.7, 0.7, cout)
+    m_real[rng.random(cout) < 0.1] = 2.0 ** -31  # the largest shift the contract allows (n = 62)
+    m0, shift = quantize_multiplier(m_real)
+    limit = bias_limit(cin_g)
+    bias = rng.integers(-int(acc_std), int(acc_std), cout)
+    bias[rng.random(cout) < 0.1] = limit  # the largest positive bias the contract allows
+    bias[rng.random(cout) < 0.1] = -limit
+    return QuantizedLayer(name, shape, weight, bias.astype(np.int32), m0.astype(np.int64),
+                          shift_to_n(shift).astype(np.int64), 1.0, 1.0, m_real)
+
+
+def random_input(shape: LayerShape, rng: np.random.Generator, n: int = 1) -> np.ndarray:
+    """Random activations (n, C_in, H, W): int8 for the network input, else uint8 with
+    some saturated (255) and zero pixels."""
+    size = (n, shape.cin, shape.height, shape.width)
+    if shape.input_signed:
+        return rng.integers(-128, 128, size).astype(np.int8)
+    x = rng.integers(0, 256, size)
+    x[rng.random(size) < 0.1] = 255
+    x[rng.random(size) < 0.2] = 0
+    return x.astype(np.uint8)
+
+
+def reference_output(layer: QuantizedLayer, x: np.ndarray) -> np.ndarray:
+    """Plain numpy: the contract's accumulator (fast.reference_accumulators) then
+    numerics.requantize_nchw; uint8 (N, C_out, H_out, W_out)."""
+    from rep_accel.numerics import requantize_nchw
+    from rep_accel.sim.fast import reference_accumulators
+    s = layer.shape
+    acc = reference_accumulators(x, layer.weight, s.stride, s.groups)
+    return requantize_nchw(acc, np.asarray(layer.bias, np.int64), np.asarray(layer.m0, np.int64),
+                           np.asarray(layer.n, np.int64))
