@@ -271,6 +271,27 @@ class RepVGG(nn.Module):
         return all(block.deploy for _, block in self.blocks())
 
 
+@torch.no_grad()
+def randomize_batchnorm(model: nn.Module, seed: int) -> nn.Module:
+    """Give every BatchNorm random, non-default statistics and affine parameters
+    (gamma in [0.5, 1.5], beta in [-0.5, 0.5], running mean in [-0.5, 0.5], running var
+    in [0.5, 2]), as a trained network has; PyTorch's defaults (mean 0, var 1, gamma 1,
+    beta 0) would hide a wrong BN fold. For tests and examples; returns `model`."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def u(n, lo, hi):
+        return torch.rand(n, generator=gen, dtype=torch.float32) * (hi - lo) + lo
+
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.weight.copy_(u(n, 0.5, 1.5))
+            m.bias.copy_(u(n, -0.5, 0.5))
+            m.running_mean.copy_(u(n, -0.5, 0.5))
+            m.running_var.copy_(u(n, 0.5, 2.0))
+    return model
+
+
 def create_model(name: str, in_channels: int = 3, num_classes: int = 1000, deploy: bool = False) -> RepVGG:
     """A freshly initialized zoo model (PyTorch's default init), in train-time form
     unless `deploy`. Names: MODEL_NAMES (case-insensitive, 'RepVGG-' prefix allowed)."""
