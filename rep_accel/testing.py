@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .layout import LayerShape
+from .network import FusedLayer, FusedNetwork
 from .numerics import shift_to_n
 from .qnetwork import QuantizedHead, QuantizedLayer, QuantizedNetwork
 
@@ -85,6 +86,23 @@ def vector_cases(path: str | os.PathLike | None = None) -> list[VectorCase]:
             s_w=g("m_real").astype(np.float64))
         cases.append(VectorCase(i, layer, x, g("y"), g("m_real").astype(np.float64), shift))
     return cases
+
+
+def random_fused_network(seed: int, in_channels: int = 2, widths=(8, 8, 12), strides=(2, 1, 2),
+                         groups=(1, 2, 1), classes: int = 5) -> FusedNetwork:
+    """A small float fused network (layers "l0", "l1", ...) with He-initialized weights and
+    small biases, for tests that need realistic but arbitrary layers."""
+    rng = np.random.default_rng(seed)
+    layers, cin = [], in_channels
+    for i, (cout, s, g) in enumerate(zip(widths, strides, groups)):
+        fan_in = 9 * cin // g
+        w = rng.normal(0, np.sqrt(2 / fan_in), (cout, cin // g, 3, 3)).astype(np.float32)
+        b = rng.normal(0, 0.1, cout).astype(np.float32)
+        layers.append(FusedLayer(f"l{i}", w, b, s, g))
+        cin = cout
+    fc_w = rng.normal(0, 0.3, (classes, cin)).astype(np.float32)
+    fc_b = rng.normal(0, 0.1, classes).astype(np.float32)
+    return FusedNetwork(in_channels, layers, fc_w, fc_b)
 
 
 def _assert_array_same(a, b, what: str) -> None:

@@ -9,22 +9,7 @@ from rep_accel import golden, numerics, quantize
 from rep_accel.errors import RepAccelError
 from rep_accel.network import FusedLayer, FusedNetwork
 from rep_accel.testing import assert_qnet_equal
-
-
-def random_network(seed: int, in_channels=2, widths=(8, 8, 12), strides=(2, 1, 2), groups=(1, 2, 1),
-                   classes=5) -> FusedNetwork:
-    """A small fused network with He-initialized weights and small biases."""
-    rng = np.random.default_rng(seed)
-    layers, cin = [], in_channels
-    for i, (cout, s, g) in enumerate(zip(widths, strides, groups)):
-        fan_in = 9 * cin // g
-        w = rng.normal(0, np.sqrt(2 / fan_in), (cout, cin // g, 3, 3)).astype(np.float32)
-        b = rng.normal(0, 0.1, cout).astype(np.float32)
-        layers.append(FusedLayer(f"l{i}", w, b, s, g))
-        cin = cout
-    fc_w = rng.normal(0, 0.3, (classes, cin)).astype(np.float32)
-    fc_b = rng.normal(0, 0.1, classes).astype(np.float32)
-    return FusedNetwork(in_channels, layers, fc_w, fc_b)
+from rep_accel.testing import random_fused_network as random_network
 
 
 def one_layer_network(weight, bias, fc_classes=3) -> FusedNetwork:

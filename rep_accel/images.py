@@ -1,0 +1,415 @@
+"""The build folder `rep-accel compile` writes and the simulator and RTL read.
+
+    build/
+      manifest.json   versioned description: generics, every layer's shape, scales,
+                      per-channel bias/M0/n, tile table with byte offsets, head, the
+                      size and sha256 of every other file, the quantization report
+      params.bin      the parameter beats of every layer, layer by layer, tile by tile
+                      (layout.pack_tile_params): exactly what the host streams to `params`
+      head.bin        the integer head: FC weights int8 (classes, C) row-major, then the
+                      FC bias int32 little-endian (classes,)
+      hex/NN_<layer>.hex   the same beats as params.bin for $readmemh: one beat per line,
+                      most significant byte first (byte k of a beat is bits [8k+7:8k])
+
+`load_build` reconstructs the QuantizedNetwork from the manifest's scales and
+params.bin's bytes (the weights are read back from the beats, not stored twice), so a
+build that loads is proof that params.bin is complete. It refuses a build whose version,
+sizes or checksums do not match, or whose manifest was edited.
+
+Deterministic: no timestamps; the same network and generics give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import numerics
+from .errors import RepAccelError
+from .fsutil import atomic_output_dir
+from .generics import HardwareGenerics
+from .layout import LayerShape, Tile, pack_tile_params, plan_tiles, tile_param_beats
+from .qnetwork import QuantizedHead, QuantizedLayer, QuantizedNetwork
+
+BUILD_FORMAT = "rep-accel-build"
+#: Bumped whenever the meaning of a field or file changes; load_build accepts only this one.
+BUILD_VERSION = 1
+MANIFEST = "manifest.json"
+PARAMS = "params.bin"
+HEAD = "head.bin"
+HEX_DIR = "hex"
+
+
+# ----------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(manifest: dict) -> bytes:
+    """The bytes the manifest's own checksum covers: sorted keys, no whitespace, without the checksum."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _jsonable(obj):
+    """Plain JSON types; non-finite floats (an SQNR of +inf for an exact layer) become strings."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else str(f)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    if hasattr(obj, "to_dict"):
+        return _jsonable(obj.to_dict())
+    raise TypeError(f"cannot store {type(obj).__name__} in the manifest")
+
+
+def _dumps(manifest: dict) -> str:
+    """Indented JSON with every list of plain numbers on one line (per-channel arrays stay readable)."""
+    text = json.dumps(manifest, indent=1, allow_nan=False)
+    return re.sub(r"\[\s*([-+0-9.eE,\s]+?)\s*\]", 
+                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+
+
+def hex_name(index: int, name: str) -> str:
+    """hex/NN_<name>.hex with the layer name reduced to [A-Za-z0-9_-]."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "layer"
+    return f"{HEX_DIR}/{index:02d}_{safe}.hex"
+
+
+def beats_to_hex(beats: np.ndarray) -> bytes:
+    """$readmemh text: one beat per line, most significant byte (the last) first, lowercase."""
+    return b"".join(row[::-1].tobytes().hex().encode() + b"\n" for row in beats)
+
+
+def _tile_dict(t: Tile) -> dict:
+    return {"index": t.index, "out_base": t.out_base, "out_count": t.out_count,
+            "in_base": t.in_base, "in_count": t.in_count, "cg": t.cg}
+
+
+def _shape_dict(s: LayerShape) -> dict:
+    return {"cin": s.cin, "cout": s.cout, "groups": s.groups, "stride": s.stride,
+            "height": s.height, "width": s.width, "input_signed": bool(s.input_signed)}
+
+
+def layer_param_beats(layer: QuantizedLayer, generics: HardwareGenerics) -> list[np.ndarray]:
+    """The parameter beats of every tile of `layer`, uint8 (beats, 9 * PI) each."""
+    return [pack_tile_params(layer.weight, layer.bias, layer.m0, layer.n, layer.shape, t, generics)
+            for t in plan_tiles(layer.shape, generics)]
+
+
+# ----------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------
+
+def _check_qnet(qnet: QuantizedNetwork) -> None:
+    """Refuse a network the images cannot hold exactly (types and ranges of the contract)."""
+    for layer in qnet.layers:
+        w = np.asarray(layer.weight)
+        if w.dtype != np.int8 or w.shape != (layer.shape.cout, layer.shape.cin_per_group, 3, 3):
+            raise RepAccelError(f"layer {layer.name}: weight must be int8 (C_out, C_in/groups, 3, 3), got {w.dtype} {w.shape}")
+        if np.any(w == -128):
+            raise RepAccelError(f"layer {layer.name}: weight -128 is outside the symmetric int8 range [-127, 127]")
+        limit = numerics.bias_limit(layer.shape.cin_per_group)
+        if np.abs(np.asarray(layer.bias, dtype=np.int64)).max(initial=0) > limit:
+            raise RepAccelError(f"layer {layer.name}: a bias exceeds numerics.bias_limit = {limit}")
+        m0 = np.asarray(layer.m0, dtype=np.int64)
+        if np.any(m0 < 1 << 30) or np.any(m0 >= 1 << 31):
+            raise RepAccelError(f"layer {layer.name}: M0 outside [2^30, 2^31)")
+
+
+def write_build(qnet: QuantizedNetwork, generics: HardwareGenerics, out_dir, report=None,
+                source: dict | None = None) -> Path:
+    """Write the build folder for `qnet` laid out for `generics` (its PI and PO) atomically.
+
+    report: a QuantReport (or dict) stored in the manifest; source: a JSON-able dict
+    describing where the network came from. Returns the output folder.
+    """
+    _check_qnet(qnet)
+    beat_bytes = generics.param_beat_bytes
+    params = bytearray()
+    hex_files: dict[str, bytes] = {}
+    layers = []
+    for i, layer in enumerate(qnet.layers):
+        tiles = plan_tiles(layer.shape, generics)
+        layer_start = len(params)
+        tile_rows = []
+        all_beats = []
+        for t, beats in zip(tiles, layer_param_beats(layer, generics)):
+            tile_rows.append({**_tile_dict(t), "offset": len(params), "beats": int(beats.shape[0])})
+            params += beats.tobytes()
+            all_beats.append(beats)
+        beats = np.concatenate(all_beats)
+        name = hex_name(i, layer.name)
+        hex_files[name] = beats_to_hex(beats)
+        s = layer.shape
+        layers.append({
+            "index": i, "name": layer.name, "shape": _shape_dict(s),
+            "out_height": s.out_height, "out_width": s.out_width,
+            "s_x": float(layer.s_x), "s_y": float(layer.s_y),
+            "s_w": [float(v) for v in layer.s_w],
+            "bias": [int(v) for v in layer.bias], "m0": [int(v) for v in layer.m0],
+            "n": [int(v) for v in layer.n],
+            "params": {"offset": layer_start, "bytes": len(params) - layer_start,
+                       "beats": (len(params) - layer_start) // beat_bytes},
+            "hex": name, "tiles": tile_rows,
+        })
+    h = qnet.head
+    fc_w = np.ascontiguousarray(np.asarray(h.fc_weight, dtype=np.int8))
+    fc_b = np.asarray(h.fc_bias, dtype="<i4")
+    head_bin = fc_w.tobytes() + fc_b.tobytes()
+    last = qnet.layers[-1].shape
+    head = {
+        "pool_m0": int(h.pool_m0), "pool_n": int(h.pool_n), "s_feat": float(h.s_feat),
+        "s_pool": float(h.s_pool), "s_fc": float(h.s_fc), "logit_scale": float(h.logit_scale),
+        "classes": int(fc_w.shape[0]), "channels": int(fc_w.shape[1]),
+        "pool_height": last.out_height, "pool_width": last.out_width,
+        "fc_weight": {"file": HEAD, "offset": 0, "bytes": fc_w.nbytes, "dtype": "int8",
+                      "shape": list(fc_w.shape)},
+        "fc_bias": {"file": HEAD, "offset": fc_w.nbytes, "bytes": fc_b.nbytes, "dtype": "int32le",
+                    "shape": list(fc_b.shape)},
+    }
+    files = {PARAMS: bytes(params), HEAD: head_bin, **hex_files}
+    manifest = {
+        "format": BUILD_FORMAT,
+        "version": BUILD_VERSION,
+        "generics": generics.to_dict(),
+        "param_beat_bytes": beat_bytes,
+        "input": {"size": [int(v) for v in qnet.input_size], "scale": float(qnet.input_scale), "dtype": "int8"},
+        "layers": layers,
+        "head": head,
+        "meta": _jsonable(qnet.meta),
+        "source": _jsonable(source or {}),
+        "report": _jsonable(report) if report is not None else None,
+        "files": {name: {"bytes": len(data), "sha256": _sha256(data)} for name, data in sorted(files.items())},
+    }
+    manifest["manifest_sha256"] = _sha256(_canonical(manifest))
+    text = _dumps(manifest).encode() + b"\n"
+    with atomic_output_dir(out_dir) as tmp:
+        (tmp / HEX_DIR).mkdir()
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        (tmp / MANIFEST).write_bytes(text)
+    return Path(out_dir)
+
+
+# ----------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------
+
+def _weight_positions(shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> np.ndarray:
+    """Where pack_tile_params puts each weight of a tile: int64 (beats, bytes), the flat
+    index into weight (C_out, C_in/groups, 3, 3) of the tap stored at each byte, -1 where
+    the byte holds no weight.
+
+    Found by packing index-coded weights (7 bits of index + 1 per pass against an all-zero
+    baseline), so the layout has exactly one definition, layout.pack_tile_params.
+    """
+    count = shape.cout * shape.cin_per_group * 9
+    code = np.arange(1, count + 1, dtype=np.int64)
+    zeros = np.zeros(shape.cout, dtype=np.int64)
+    n31 = np.full(shape.cout, numerics.N_MIN, dtype=np.int64)
+
+    def pack(w):
+        return pack_tile_params(w.reshape(shape.cout, shape.cin_per_group, 3, 3), zeros, zeros, n31,
+                                shape, tile, generics).astype(np.int64)
+
+    base = pack(np.zeros(count, dtype=np.int8))
+    found = np.zeros_like(base)
+    for j in range(0, int(count).bit_length(), 7):
+        found += (pack(((code >> j) & 0x7F).astype(np.int8)) - base) << j
+    return found - 1
+
+
+class Build:
+    """A loaded, validated build folder.
+
+    path, manifest (dict), generics (HardwareGenerics), qnet (QuantizedNetwork), params
+    (bytes of params.bin), report (dict or None). `layer_params(i)` / `tile_params(i, t)`
+    give the packed beats, uint8 (beats, 9 * PI); `tiles(i)` the layer's tile plan.
+    """
+
+    def __init__(self, path: Path, manifest: dict, generics: HardwareGenerics, qnet: QuantizedNetwork,
+                 params: bytes):
+        self.path = path
+        self.manifest = manifest
+        self.generics = generics
+        self.qnet = qnet
+        self.params = params
+
+    @property
+    def report(self):
+        return self.manifest.get("report")
+
+    def _layer_index(self, layer) -> int:
+        if isinstance(layer, str):
+            for entry in self.manifest["layers"]:
+                if entry["name"] == layer:
+                    return entry["index"]
+            raise RepAccelError(f"{self.path}: no layer named {layer!r}")
+        return int(layer)
+
+    def tiles(self, layer) -> list[Tile]:
+        """The tile plan of a layer (index or name)."""
+        return plan_tiles(self.qnet.layers[self._layer_index(layer)].shape, self.generics)
+
+    def layer_params(self, layer) -> np.ndarray:
+        """All parameter beats of a layer (index or name), uint8 (beats, 9 * PI)."""
+        p = self.manifest["layers"][self._layer_index(layer)]["params"]
+        return np.frombuffer(self.params, np.uint8, p["bytes"], p["offset"]).reshape(-1, self.generics.param_beat_bytes)
+
+    def tile_params(self, layer, tile: int) -> np.ndarray:
+        """The parameter beats of one tile, uint8 (beats, 9 * PI)."""
+        t = self.manifest["layers"][self._layer_index(layer)]["tiles"][tile]
+        nbytes = t["beats"] * self.generics.param_beat_bytes
+        return np.frombuffer(self.params, np.uint8, nbytes, t["offset"]).reshape(-1, self.generics.param_beat_bytes)
+
+
+def _fail(path, msg: str):
+    raise RepAccelError(f"{path}: {msg}; the build is damaged, rebuild it with `rep-accel compile`")
+
+
+def _get(d: dict, key: str, where: str, path):
+    if not isinstance(d, dict) or key not in d:
+        _fail(path, f"missing field {where}{key}")
+    return d[key]
+
+
+def load_build(path) -> Build:
+    """Read and validate a build folder; raise RepAccelError naming the damaged file."""
+    root = Path(path)
+    mpath = root / MANIFEST
+    if not root.is_dir():
+        raise RepAccelError(f"{root} is not a build folder (run `rep-accel compile model.pt -o {root}`)")
+    if not mpath.is_file():
+        raise RepAccelError(f"{mpath} not found: {root} is not a build folder (run `rep-accel compile`)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        _fail(mpath, f"not readable JSON ({e})")
+    if not isinstance(manifest, dict) or manifest.get("format") != BUILD_FORMAT:
+        _fail(mpath, f"not a rep-accel build manifest (format != {BUILD_FORMAT!r})")
+    version = manifest.get("version")
+    if version != BUILD_VERSION:
+        raise RepAccelError(f"{mpath}: build version {version!r}, this rep-accel reads version {BUILD_VERSION}; "
+                            f"recompile the model with this rep-accel")
+    try:
+        if manifest.get("manifest_sha256") != _sha256(_canonical(manifest)):
+            _fail(mpath, "checksum mismatch (the manifest was edited or damaged)")
+    except ValueError:
+        _fail(mpath, "checksum mismatch (the manifest was edited or damaged)")
+    try:
+        return _load_checked(root, manifest)
+    except RepAccelError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        _fail(mpath, f"inconsistent content ({type(e).__name__}: {e})")
+
+
+def _read_files(root: Path, manifest: dict) -> dict[str, bytes]:
+    files = _get(manifest, "files", "", root / MANIFEST)
+    data = {}
+    for name, info in files.items():
+        p = root / name
+        if not p.is_file():
+            _fail(p, "missing")
+        blob = p.read_bytes()
+        if len(blob) != info["bytes"]:
+            _fail(p, f"is {len(blob)} bytes, the manifest says {info['bytes']} (truncated or overwritten)")
+        if _sha256(blob) != info["sha256"]:
+            _fail(p, "sha256 does not match the manifest (the file was modified)")
+        data[name] = blob
+    for required in (PARAMS, HEAD):
+        if required not in data:
+            _fail(root / MANIFEST, f"does not list {required}")
+    return data
+
+
+def _load_checked(root: Path, manifest: dict) -> Build:
+    mpath = root / MANIFEST
+    generics = HardwareGenerics.from_dict(manifest["generics"])
+    if manifest["param_beat_bytes"] != generics.param_beat_bytes:
+        _fail(mpath, "param_beat_bytes does not match the generics")
+    data = _read_files(root, manifest)
+    params = data[PARAMS]
+    beat_bytes = generics.param_beat_bytes
+    layers = []
+    offset = 0
+    for i, entry in enumerate(manifest["layers"]):
+        s = entry["shape"]
+        shape = LayerShape(cin=s["cin"], cout=s["cout"], groups=s["groups"], stride=s["stride"],
+                           height=s["height"], width=s["width"], input_signed=bool(s["input_signed"]))
+        tiles = plan_tiles(shape, generics)
+        if [_tile_dict(t) for t in tiles] != [{k: v for k, v in r.items() if k not in ("offset", "beats")}
+                                              for r in entry["tiles"]]:
+            _fail(mpath, f"tile table of layer {entry['name']} does not match the tile plan for these generics")
+        if entry["params"]["offset"] != offset:
+            _fail(mpath, f"layer {entry['name']} starts at byte {entry['params']['offset']}, expected {offset}")
+        weight = np.zeros(shape.cout * shape.cin_per_group * 9, dtype=np.int8)
+        blobs = []
+        for t, row in zip(tiles, entry["tiles"]):
+            nbytes = tile_param_beats(t, generics) * beat_bytes
+            if row["offset"] != offset or row["beats"] * beat_bytes != nbytes:
+                _fail(mpath, f"layer {entry['name']} tile {t.index}: offset/size do not match the layout")
+            if offset + nbytes > len(params):
+                _fail(root / PARAMS, f"ends at byte {len(params)}, layer {entry['name']} needs {offset + nbytes}")
+            beats = np.frombuffer(params, np.uint8, nbytes, offset).reshape(-1, beat_bytes)
+            pos = _weight_positions(shape, t, generics)
+            mask = pos >= 0
+            weight[pos[mask]] = beats[mask].view(np.int8)
+            blobs.append(beats)
+            offset += nbytes
+        if entry["params"]["bytes"] != offset - entry["params"]["offset"]:
+            _fail(mpath, f"layer {entry['name']}: params.bytes does not match its tiles")
+        layer = QuantizedLayer(
+            name=entry["name"], shape=shape,
+            weight=weight.reshape(shape.cout, shape.cin_per_group, 3, 3),
+            bias=np.array(entry["bias"], dtype=np.int32), m0=np.array(entry["m0"], dtype=np.int64),
+            n=np.array(entry["n"], dtype=np.int64), s_x=float(entry["s_x"]), s_y=float(entry["s_y"]),
+            s_w=np.array(entry["s_w"], dtype=np.float64))
+        for name, arr in (("bias", layer.bias), ("m0", layer.m0), ("n", layer.n), ("s_w", layer.s_w)):
+            if arr.shape != (shape.cout,):
+                _fail(mpath, f"layer {entry['name']}: {name} has {arr.size} entries, C_out is {shape.cout}")
+        # Packing the reconstructed layer again must give params.bin's bytes: the header, the
+        # bias/M0/n of every lane and the zero padding all agree with the manifest.
+        for t, beats in zip(tiles, layer_param_beats(layer, generics)):
+            if not np.array_equal(beats, blobs[t.index]):
+                _fail(root / PARAMS, f"layer {entry['name']} tile {t.index} does not match the manifest's "
+                                     f"bias/M0/n or the layout")
+        hex_file = entry["hex"]
+        if data.get(hex_file) != beats_to_hex(np.concatenate(blobs)):
+            _fail(root / hex_file, "does not hold the same beats as params.bin")
+        layers.append(layer)
+    if offset != len(params):
+        _fail(root / PARAMS, f"is {len(params)} bytes, the layers use {offset}")
+    h = manifest["head"]
+    head_bin = data[HEAD]
+    fw, fb = h["fc_weight"], h["fc_bias"]
+    if fw["bytes"] + fb["bytes"] != len(head_bin) or fb["offset"] != fw["bytes"] or fw["offset"] != 0:
+        _fail(root / HEAD, "size does not match the manifest's head")
+    fc_w = np.frombuffer(head_bin, np.int8, fw["bytes"], 0).reshape(fw["shape"]).copy()
+    fc_b = np.frombuffer(head_bin, "<i4", fb["bytes"] // 4, fb["offset"]).astype(np.int32).reshape(fb["shape"])
+    head = QuantizedHead(pool_m0=int(h["pool_m0"]), pool_n=int(h["pool_n"]), s_feat=float(h["s_feat"]),
+                         s_pool=float(h["s_pool"]), fc_weight=fc_w, fc_bias=fc_b, s_fc=float(h["s_fc"]),
+                         logit_scale=float(h["logit_scale"]))
+    inp = manifest["input"]
+    qnet = QuantizedNetwork(input_size=tuple(int(v) for v in inp["size"]), input_scale=float(inp["scale"]),
+                            layers=layers, head=head, meta=manifest["meta"])
+    return Build(root, manifest, generics, qnet, params)
