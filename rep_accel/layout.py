@@ -202,16 +202,18 @@ def pack_tile_params(weight_q: np.ndarray, bias_q: np.ndarray, m0: np.ndarray, n
     cin_g, cout_g = shape.cin_per_group, shape.cout_per_group
     w_bytes = np.asarray(weight_q, dtype=np.int8).reshape(shape.cout, cin_g, KERNEL_BYTES).view(np.uint8)
     first = HEADER_BEATS + po
-    for o in range(tile.out_count):
-        c = tile.out_base + o
-        group_in_base = (c // cout_g) * cin_g
-        for cg in range(tile.cg):
-            row = beats[first + o * tile.cg + cg]
-            for i in range(pi):
-                ch = tile.in_base + cg * pi + i  # absolute input channel
-                rel = ch - group_in_base
-                if cg * pi + i < tile.in_count and 0 <= rel < cin_g:
-                    row[KERNEL_BYTES * i:KERNEL_BYTES * (i + 1)] = w_bytes[c, rel]
+    # Weight beat (o, cg) slot i holds the kernel of output channel c = out_base + o and
+    # absolute input channel ch = in_base + cg * pi + i, at rel = ch - (c's group's first
+    # input channel) within the group; zero where cg * pi + i >= in_count or rel is outside
+    # the group. Computed for all (o, cg * pi + i) at once (a loop per kernel is slow for
+    # large models); beats (o, cg) are consecutive, so the slots form a (out_count, cg * pi) grid.
+    c = tile.out_base + np.arange(tile.out_count)
+    k = np.arange(tile.cg * pi)
+    rel = tile.in_base + k[None, :] - ((c // cout_g) * cin_g)[:, None]
+    valid = (k[None, :] < tile.in_count) & (rel >= 0) & (rel < cin_g)
+    slots = beats[first:first + tile.out_count * tile.cg].reshape(tile.out_count, tile.cg * pi, KERNEL_BYTES)
+    o_idx, k_idx = np.nonzero(valid)
+    slots[o_idx, k_idx] = w_bytes[c[o_idx], rel[o_idx, k_idx]]
     return beats
 
 
