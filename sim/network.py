@@ -56,6 +56,18 @@ def check_network(qnet: QuantizedNetwork, generics: HardwareGenerics) -> None:
         raise RepAccelError(f"head: FC weight {fc} does not take the last layer's {c} channels")
 
 
+def generics_for(qnet: QuantizedNetwork, pi: int = 8, po: int = 8, base: HardwareGenerics | None = None) -> HardwareGenerics:
+    """`base` (default HardwareGenerics()) with PI, PO set and W_MAX, max_cg and line_depth
+    raised where needed so that every layer of `qnet` fits."""
+    g = (base or HardwareGenerics()).replace(pi=pi, po=po)
+    w_max, max_cg, depth = g.w_max, g.max_cg, g.line_depth
+    for layer in qnet.layers:
+        s = layer.shape
+        cg = max(t.cg for t in plan_tiles(s, g))
+        w_max, max_cg, depth = max(w_max, s.width), max(max_cg, cg), max(depth, s.width * cg)
+    return g.replace(w_max=w_max, max_cg=max_cg, line_depth=depth)
+
+
 def check_input(qnet: QuantizedNetwork, x_q: np.ndarray, name: str = "input") -> None:
     """The quantized network input must be int8 (N, C, H, W) of qnet.input_size."""
     want = tuple(int(v) for v in qnet.input_size)

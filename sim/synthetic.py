@@ -44,10 +44,11 @@ def random_qnetwork(specs, input_size, seed: int = 0, num_classes: int = 10, nam
         shape = LayerShape(int(cin), int(cout), int(groups), int(stride), h, w, input_signed=(i == 0))
         cin_g = shape.cin_per_group
         spread = rng.uniform(15, 70, cout)
-        weight = np.clip(np.round(rng.normal(0, 1, (cout, cin_g, 3, 3)) * spread[:, None, None, None]),
-                         -127, 127).astype(np.int8)
+        w = rng.standard_normal((cout, cin_g * 9), dtype=np.float32)
+        w *= spread[:, None].astype(np.float32)
+        weight = np.clip(np.rint(w), -127, 127).astype(np.int8).reshape(cout, cin_g, 3, 3)
         rms_x = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1.0
-        acc_std = np.sqrt((weight.astype(np.float64) ** 2).sum(axis=(1, 2, 3))) * rms_x + 1.0
+        acc_std = np.sqrt(np.einsum("ok,ok->o", w, w, dtype=np.float64)) * rms_x + 1.0
         m_real = TARGET_STD / acc_std * rng.uniform(0.5, 2.0, cout)
         m0, shift = quantize_multiplier(m_real)
         n = np.clip(shift_to_n(shift), N_MIN, N_MAX)

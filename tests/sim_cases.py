@@ -11,6 +11,7 @@ allowed shift range, and a random input.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rep_accel.layout import LayerShape
 from rep_accel.numerics import bias_limit, quantize_multiplier, shift_to_n
@@ -77,3 +78,12 @@ def reference_output(layer: QuantizedLayer, x: np.ndarray) -> np.ndarray:
     acc = reference_accumulators(x, layer.weight, s.stride, s.groups)
     return requantize_nchw(acc, np.asarray(layer.bias, np.int64), np.asarray(layer.m0, np.int64),
                            np.asarray(layer.n, np.int64))
+
+
+@pytest.fixture(scope="session")
+def default_build(tmp_path_factory):
+    """The bundled default model compiled by `rep-accel compile` (64 calibration inputs), loaded."""
+    from rep_accel import cli, images
+    out = tmp_path_factory.mktemp("default_build") / "build"
+    assert cli.main(["compile", "-o", str(out), "--num-calib", "64"]) == 0
+    return images.load_build(out)

@@ -1,0 +1,122 @@
+"""Simulator speed: fast mode on RepVGG-A0 at 224x224 against PyTorch's fbgemm int8
+network of the same shape, in the same run; fast-mode time per GMAC across A0, A1 and
+B0; cycle-mode simulated cycles per second on a stride-1 112x112x48 layer (PI=PO=8).
+
+    python benchmarks/sim_speed.py [--repeats 20] [--check]
+
+The networks have random int8 weights and realistic multipliers (`rep_accel.sim.synthetic`,
+layer shapes from the model zoo). fbgemm gets the same layers as quantized Conv2d+ReLU
+modules (per-channel int8 weights, uint8 activations), global average pooling and a
+quantized Linear head, `torch.set_num_threads(2)`. Times are medians over interleaved
+repetitions of one picture. The last line is `ratio_vs_fbgemm=<sim time / fbgemm time>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from rep_accel import golden
+from rep_accel.generics import HardwareGenerics
+from rep_accel.layout import LayerShape
+from rep_accel.sim import cycle, synthetic
+from rep_accel.sim.network import NetworkSimulator
+
+
+def fbgemm_network(qnet):
+    """torch.ao quantized modules of the same shapes as qnet's layers and head."""
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
+    torch.backends.quantized.engine = "fbgemm"
+    mods = []
+    for layer in qnet.layers:
+        s = layer.shape
+        m = nniq.ConvReLU2d(s.cin, s.cout, 3, stride=s.stride, padding=1, groups=s.groups)
+        w = torch.quantize_per_channel(torch.from_numpy(layer.weight.astype(np.float32) * 0.01),
+                                       torch.full((s.cout,), 0.01, dtype=torch.double),
+                                       torch.zeros(s.cout, dtype=torch.long), 0, torch.qint8)
+        m.set_weight_bias(w, torch.zeros(s.cout))
+        m.scale, m.zero_point = 0.05, 0
+        mods.append(m)
+    fc = nnq.Linear(qnet.head.fc_weight.shape[1], qnet.head.fc_weight.shape[0])
+    fc.set_weight_bias(torch.quantize_per_tensor(torch.from_numpy(qnet.head.fc_weight.astype(np.float32) * 0.01),
+                                                 0.01, 0, torch.qint8), None)
+    return torch.nn.Sequential(*mods, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), fc)
+
+
+def median_time(fn, repeats: int) -> float:
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def bench_model(name: str, hw: int, repeats: int, check: bool) -> tuple[float, float, float]:
+    qnet = synthetic.random_zoo_qnetwork(name, hw, seed=0, num_classes=1000)
+    gmac = sum(layer.shape.macs for layer in qnet.layers) / 1e9
+    x = synthetic.random_input(qnet, 1, seed=1)
+    sim = NetworkSimulator(qnet, HardwareGenerics(), "fast")
+    run = lambda: sim.run(x, show_progress=False)  # noqa: E731
+    result = run()  # compile / load the Numba cache
+    if check:
+        assert np.array_equal(result.logits, golden.run_network(qnet, x)), f"{name}: fast mode differs from golden"
+        print(f"{name}: fast-mode logits equal the golden model's")
+    net = fbgemm_network(qnet)
+    xt = torch.quantize_per_tensor(torch.from_numpy(x.astype(np.float32)), 1.0, 128, torch.quint8)
+    with torch.no_grad():
+        net(xt)
+        t_sim, t_fb = [], []
+        for _ in range(repeats):  # interleaved, so both see the same machine load
+            t_sim.append(median_time(run, 1))
+            t_fb.append(median_time(lambda: net(xt), 1))
+    return gmac, float(np.median(t_sim)), float(np.median(t_fb))
+
+
+def bench_cycle(repeats: int) -> tuple[int, float, float]:
+    rng = np.random.default_rng(0)
+    shape = LayerShape(48, 48, 1, 1, 112, 112)
+    qnet = synthetic.random_qnetwork([(48, 48, 1, 1)], (48, 112, 112), seed=0)
+    layer = qnet.layers[0]
+    layer = type(layer)(**{**layer.__dict__, "shape": shape})
+    g = HardwareGenerics(pi=8, po=8)
+    x = rng.integers(0, 256, (48, 112, 112)).astype(np.uint8)
+    params = cycle.layer_params(layer, g)
+    res = cycle.run_layer(x, shape, params, g)
+    t_total = median_time(lambda: cycle.run_layer(x, shape, params, g), repeats)
+    t_trace = median_time(lambda: cycle.run_layer(x, shape, params, g, trace=True), max(1, repeats // 3))
+    return res.cycles, t_total, t_trace
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--check", action="store_true", help="also check fast-mode logits against the golden model")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    print(f"cpu threads: torch {torch.get_num_threads()}, numba {os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+
+    cycles, t_cyc, t_trace = bench_cycle(max(3, args.repeats // 4))
+    print(f"cycle mode, 112x112x48 -> 48 stride 1, PI=PO=8: {cycles:,} cycles in {t_cyc * 1e3:.1f} ms = "
+          f"{cycles / t_cyc / 1e6:.2f} M cycles/s ({cycles / t_trace / 1e6:.2f} M cycles/s with the port trace)")
+
+    rows = {}
+    for name in ("A0", "A1", "B0"):
+        rows[name] = bench_model(name, 224, args.repeats if name == "A0" else max(3, args.repeats // 2), args.check)
+        gmac, ts, tf = rows[name]
+        print(f"RepVGG-{name} 224x224: {gmac:.3f} GMAC; fast mode {ts * 1e3:.2f} ms ({ts / gmac * 1e3:.2f} ms/GMAC); "
+              f"fbgemm {tf * 1e3:.2f} ms ({tf / gmac * 1e3:.2f} ms/GMAC); ratio {ts / tf:.2f}")
+    per = [rows[n][1] / rows[n][0] for n in rows]
+    print(f"fast-mode time per GMAC across A0/A1/B0: {', '.join(f'{p * 1e3:.2f}' for p in per)} ms "
+          f"(max/min {max(per) / min(per):.2f})")
+    gmac, ts, tf = rows["A0"]
+    print(f"ratio_vs_fbgemm={ts / tf:.2f}")
+
+
+if __name__ == "__main__":
+    main()
