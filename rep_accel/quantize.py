@@ -50,8 +50,12 @@ M_ZERO_CHANNEL = 0.5
 DEFAULT_NUM_CALIB = 500
 #: Calibration images per float forward pass.
 BATCH_SIZE = 256
-#: Calibration images the per-layer SQNR report is computed on (the first ones).
+#: Calibration images the per-layer SQNR report is computed on (the first ones), at most...
 REPORT_SAMPLES = 256
+#: ...and fewer for big networks: about this many multiply-accumulates of the golden model
+#: (float64 matmuls, some seconds), but never fewer than REPORT_MIN_SAMPLES images.
+REPORT_MACS_BUDGET = 20e9
+REPORT_MIN_SAMPLES = 8
 
 UINT8_MAX = numerics.ACT_MAX
 INT8_MAX = numerics.INPUT_MAX
@@ -384,7 +388,7 @@ def layer_shapes(fused: FusedNetwork, input_size) -> list[LayerShape]:
 
 
 def quantize_network(fused: FusedNetwork, calib: np.ndarray, observer: str = DEFAULT_OBSERVER, *,
-                     batch_size: int = BATCH_SIZE, report_samples: int = REPORT_SAMPLES,
+                     batch_size: int = BATCH_SIZE, report_samples: int | None = None,
                      show_progress: bool = True, return_report: bool = False):
     """Quantize `fused` to the integer contract, calibrating on `calib` (N, C, H, W) float32.
 
@@ -417,6 +421,9 @@ def quantize_network(fused: FusedNetwork, calib: np.ndarray, observer: str = DEF
                             meta={"observer": observer, "num_calib": int(len(calib))})
     if not return_report:
         return qnet
+    if report_samples is None:
+        macs = sum(layer.shape.macs for layer in layers)
+        report_samples = int(min(REPORT_SAMPLES, max(REPORT_MIN_SAMPLES, REPORT_MACS_BUDGET // max(macs, 1))))
     report = _report(fused, qnet, calib[:max(1, report_samples)], ranges, layer_notes, head_notes + notes)
     return qnet, report
 

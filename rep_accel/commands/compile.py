@@ -229,7 +229,7 @@ def summary_table(qnet, report, generics: HardwareGenerics) -> str:
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
     lines.append(f"observer {report.observer}, {report.num_calib} calibration inputs; SQNR of each integer layer "
                  f"output vs float on {report.report_samples} of them; float/int8 top-1 agreement "
-                 f"{100 * report.top1_agreement:.1f}%")
+                 f"{100 * report.top1_agreement:.1f}%; head row: s_x = pooled scale, s_y = logit scale")
     for lr in report.layers:
         for note in lr.notes:
             lines.append(f"note: {lr.name}: {note}")
