@@ -30,8 +30,9 @@ equals `layout.layer_cycles`.
 
 Trace (`TRACE_FIELDS`): one row per cycle from the descriptor transfer (cycle 0) to the
 `done` pulse (cycle `cycles`), both included: `cycle` then the valid/ready of the four
-streams, `busy` (high from the descriptor transfer to the last output transfer,
-inclusive) and `done` (one-cycle pulse after the last output transfer).
+streams, `busy` (high from the cycle after the descriptor transfer to the last output
+transfer, inclusive: `cycles - 1` cycles) and `done` (one-cycle pulse after the last
+output transfer).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def engine(height, width, stride, input_signed, n_tiles, pi, po, max_cg, line_de
         desc_ready = phase == IDLE
         p_ready = phase == LOAD
         in_ready = needs_input and not out_block
-        busy = phase != IDLE or (desc_valid and desc_ready)
+        busy = phase != IDLE
         done = done_next
         desc_t = desc_valid and desc_ready
         p_t = pv and p_ready
