@@ -47,7 +47,7 @@ from numba import njit
 from rep_accel.errors import RepAccelError
 from rep_accel.fsutil import atomic_write_bytes
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import (HEADER_BEATS, LayerShape, has_output, input_beats, output_from_beats,
+from rep_accel.layout import (HEADER_BEATS, LayerShape, has_output, input_beats, layer_cycles, output_from_beats,
                               pack_tile_params, plan_tiles, scan_extent)
 from rep_accel.numerics import ACT_MAX, ACT_MIN, requantize_value
 
@@ -83,22 +83,23 @@ def _le(row, at, nbytes):
 
 
 @njit(cache=True)
-def _trace_row(trace, n, cycle, a, b, c, d, e, f, g, h, i, j):
+def _trace_row(trace, n, a, b, c, d, e, f, g, h, i, j):
+    """Store one cycle's port bits in row n (the row index is the cycle), growing the array."""
     if n >= trace.shape[0]:
         bigger = np.zeros((trace.shape[0] * 2, trace.shape[1]), dtype=trace.dtype)
         bigger[:trace.shape[0]] = trace
         trace = bigger
-    trace[n, 0] = cycle
-    trace[n, 1] = a
-    trace[n, 2] = b
-    trace[n, 3] = c
-    trace[n, 4] = d
-    trace[n, 5] = e
-    trace[n, 6] = f
-    trace[n, 7] = g
-    trace[n, 8] = h
-    trace[n, 9] = i
-    trace[n, 10] = j
+    row = trace[n]
+    row[0] = a
+    row[1] = b
+    row[2] = c
+    row[3] = d
+    row[4] = e
+    row[5] = f
+    row[6] = g
+    row[7] = h
+    row[8] = i
+    row[9] = j
     return trace
 
 
@@ -113,15 +114,15 @@ def engine(height, width, stride, input_signed, n_tiles, pi, po, max_cg, line_de
     stream (bytes; int8 lanes when input_signed); *_pat: uint8 valid/ready patterns;
     act_out: uint8 (max beats, po), filled with the output beats in transfer order.
     Returns (cycles, output beats, error code, error arg 0, error arg 1, trace) where
-    trace is int64 (rows, 11) when `record` (else an empty array).
+    trace is uint8 (rows, 10), row = cycle, columns TRACE_SIGNALS, when `record` (else empty).
     """
     L = latency
     nine = 9
     # ---- state: window generator, units, accumulators, requantization, pipeline ----
     line = np.zeros((pi, line_depth, 2), dtype=np.int32)  # (row y-1, row y-2) per entry
     coldelay = np.zeros((pi, max_cg, 2, 3), dtype=np.int32)  # [lane, g, column x-1 / x-2, row y / y-1 / y-2]
-    weights = np.zeros((max_cg, po, pi * nine), dtype=np.int32)  # unit (i, o) kernel at address g
-    win = np.zeros(pi * nine, dtype=np.int32)
+    weights = np.zeros((max_cg, po, pi * nine), dtype=np.int16)  # unit (i, o) kernel at address g
+    win = np.zeros(pi * nine, dtype=np.int16)
     cur = np.zeros(3, dtype=np.int32)
     bias = np.zeros(po, dtype=np.int64)
     m0 = np.zeros(po, dtype=np.int64)
@@ -130,7 +131,7 @@ def engine(height, width, stride, input_signed, n_tiles, pi, po, max_cg, line_de
     ring_valid = np.zeros(L, dtype=np.uint8)
     ring = np.zeros((L, po), dtype=np.uint8)
     base = 0
-    trace = np.zeros((trace_capacity if record else 0, 11), dtype=np.int64)
+    trace = np.zeros((trace_capacity if record else 0, 10), dtype=np.uint8)
     n_trace = 0
 
     rows, cols = scan_extent(height, width, stride)
@@ -178,7 +179,7 @@ def engine(height, width, stride, input_signed, n_tiles, pi, po, max_cg, line_de
         in_t = iv and in_ready
         out_t = ovalid and oready
         if record:
-            trace = _trace_row(trace, n_trace, c, desc_valid, desc_ready, pv, p_ready, iv, in_ready,
+            trace = _trace_row(trace, n_trace, desc_valid, desc_ready, pv, p_ready, iv, in_ready,
                                ovalid, oready, busy, done)
             n_trace += 1
         if finished:
@@ -279,10 +280,11 @@ def engine(height, width, stride, input_signed, n_tiles, pi, po, max_cg, line_de
                     in_next += 1
                 # -- the array: partial sums of this channel group, column accumulators --
                 for o in range(po):
+                    # int32 products and sums, as the hardware's adder tree (|sum| < 2^31)
                     s = np.int32(0)
                     wrow = weights[g, o]
                     for t in range(pi * nine):
-                        s += wrow[t] * win[t]
+                        s = np.int32(s + np.int32(np.int32(wrow[t]) * np.int32(win[t])))
                     acc[o] = s if g == 0 else acc[o] + s
                 # -- requantization enters the pipeline at the position's last step --
                 base += 1
@@ -379,9 +381,9 @@ class CycleResult:
 
 def _trace_struct(rows: np.ndarray) -> np.ndarray:
     t = np.zeros(rows.shape[0], dtype=TRACE_DTYPE)
-    t["cycle"] = rows[:, 0]
+    t["cycle"] = np.arange(rows.shape[0])
     for k, name in enumerate(TRACE_SIGNALS):
-        t[name] = rows[:, k + 1]
+        t[name] = rows[:, k]
     return t
 
 
@@ -415,8 +417,8 @@ def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: Ha
     ho, wo = shape.out_height, shape.out_width
     beats = np.zeros((len(tiles) * ho * wo, g.po), dtype=np.uint8)
     pp, pi_, po_ = (stimulus or Stimulus()).arrays()
-    rows, cols = scan_extent(shape.height, shape.width, shape.stride)
-    capacity = 16 + sum(1 + g.po * (1 + t.cg) + t.cg * rows * cols + g.pipeline_latency for t in tiles) if trace else 0
+    # Room for a run without stalls; the kernel doubles the trace when stalls need more.
+    capacity = layer_cycles(shape, g) + 1 if trace else 0
     cycles, n_out, err, a0, a1, rows_ = engine(
         shape.height, shape.width, shape.stride, bool(shape.input_signed), len(tiles), g.pi, g.po, g.max_cg,
         g.line_depth, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1))
