@@ -469,11 +469,18 @@ def load_checkpoint(path) -> LoadedCheckpoint:
 
     Raises RepAccelError (one line naming the file and the problem) for anything else."""
     path = Path(path)
-    obj = _read_file(path)
+    return checkpoint_from_object(_read_file(path), path)
+
+
+def checkpoint_from_object(obj, source="<state_dict>") -> LoadedCheckpoint:
+    """load_checkpoint for an object already in memory: a state_dict (any supported
+    layout, tensors of any float dtype), a wrapper dict around one, or this package's
+    checkpoint dict. `source` names it in error messages."""
+    path = source if isinstance(source, Path) else Path(str(source))
     notes: list[str] = []
     extra: dict = {}
-    own = isinstance(obj, dict) and obj.get("format") == FORMAT_TAG
     stored_config = None
+    own = isinstance(obj, dict) and obj.get("format") == FORMAT_TAG
     if own:
         if obj.get("version") != FORMAT_VERSION:
             raise RepAccelError(f"{path}: rep_accel checkpoint version {obj.get('version')!r} is not supported "

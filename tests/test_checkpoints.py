@@ -117,6 +117,11 @@ def test_wrappers_prefixes_and_half_precision(tmp_path):
         assert loaded.layout == "official", tag
         assert_same_network(loaded.network, expected)
     assert load_checkpoint(tmp_path / "state_dict.pt").extra["epoch"] == 90
+    # A bare state_dict of this package's module is recognised too.
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    bare = load_checkpoint(tmp_path / "bare.pt")
+    assert bare.layout == "rep_accel" and bare.variant == "tiny"
+    assert_same_network(bare.network, expected)
     # fp16 and bf16: the file's values, fused in float64, equal the fusion of the rounded model.
     for dtype in (torch.float16, torch.bfloat16):
         torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}, tmp_path / "h.pt")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rep_accel.fusion import (BatchNorm, fold_bn, fuse_block, fuse_model, block_params_from_module,
+from rep_accel.fusion import (BatchNorm, block_params_from_module, fold_bn, fuse_block, fuse_model, fuse_state_dict,
                               identity_kernel, pad_1x1_to_3x3)
 from rep_accel.models import MODEL_NAMES, RepVGGBlock, create_model, randomize_batchnorm
 
@@ -138,3 +138,15 @@ def test_fusion_uses_every_branch():
         changed = fuse_block(block_params_from_module(block, "b"))
         assert not np.array_equal(changed.bias, base.bias)
         base = changed
+
+
+def test_fuse_state_dict_from_raw_tensors():
+    from checkpoints_layouts import renamed_state_dict, trained_like
+
+    model = trained_like("tiny", seed=9)
+    expected = fuse_model(model)
+    for sd in (model.state_dict(), renamed_state_dict(model, "official"), renamed_state_dict(model, "timm")):
+        net = fuse_state_dict(sd)
+        for a, b in zip(net.layers, expected.layers):
+            assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+            assert (a.stride, a.groups) == (b.stride, b.groups)
