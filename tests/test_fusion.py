@@ -102,7 +102,7 @@ block_configs = st.tuples(
 )
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(block_configs)
 def test_random_block_configurations(cfg):
     cpg_in, cpg_out, groups, stride, square, h, w, seed = cfg
