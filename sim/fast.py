@@ -161,6 +161,17 @@ def _store(out, out_base, p, o, acc, bias, m0, n):
     out[out_base[p] + o] = requantize_value(np.int64(acc) + bias[o], m0[o], n[o], ACT_MIN, ACT_MAX)
 
 
+@njit(cache=True, inline="always")
+def _store4(out, base, o0, a0, a1, a2, a3, bias, m0, n):
+    """Requantize the accumulators of channels o0..o0+3 of one pixel (uniform code, so
+    LLVM can do the four in vector registers)."""
+    b = base + o0
+    out[b] = requantize_value(np.int64(a0) + bias[o0], m0[o0], n[o0], ACT_MIN, ACT_MAX)
+    out[b + 1] = requantize_value(np.int64(a1) + bias[o0 + 1], m0[o0 + 1], n[o0 + 1], ACT_MIN, ACT_MAX)
+    out[b + 2] = requantize_value(np.int64(a2) + bias[o0 + 2], m0[o0 + 2], n[o0 + 2], ACT_MIN, ACT_MAX)
+    out[b + 3] = requantize_value(np.int64(a3) + bias[o0 + 3], m0[o0 + 3], n[o0 + 3], ACT_MIN, ACT_MAX)
+
+
 @njit(cache=True, parallel=True)
 def conv_kernel(act, pix_base, run_act, run_len, group_step, wt, w_row, o_start, o_count, o_group,
                 bias, m0, n, out, out_base):
@@ -201,8 +212,10 @@ def conv_kernel(act, pix_base, run_act, run_len, group_step, wt, w_row, o_start,
                                    np.uint64(o0 * w_row), np.uint64((o0 + 1) * w_row),
                                    np.uint64((o0 + 2) * w_row), np.uint64((o0 + 3) * w_row),
                                    ua, uw, n_runs, ulen)
-                    for k in range(16):
-                        _store(out, out_base, p0 + k // 4, o0 + k % 4, s[k], bias, m0, n)
+                    _store4(out, out_base[p0], o0, s[0], s[1], s[2], s[3], bias, m0, n)
+                    _store4(out, out_base[p0 + 1], o0, s[4], s[5], s[6], s[7], bias, m0, n)
+                    _store4(out, out_base[p0 + 2], o0, s[8], s[9], s[10], s[11], bias, m0, n)
+                    _store4(out, out_base[p0 + 3], o0, s[12], s[13], s[14], s[15], bias, m0, n)
                 else:
                     for dp in range(npx):
                         for do in range(no):
