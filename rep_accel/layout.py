@@ -166,6 +166,30 @@ def check_fits(shape: LayerShape, generics: HardwareGenerics, name: str = "layer
 
 
 # ----------------------------------------------------------------------------------
+# Layer descriptor: one beat on the `desc` stream starts a layer (docs/architecture.md,
+# "Interfaces"). Fields from bit 0 up: (name, bits).
+# ----------------------------------------------------------------------------------
+
+DESCRIPTOR_FIELDS = (("height", DIM_BITS), ("width", DIM_BITS), ("stride", 2), ("input_signed", 1),
+                     ("groups", CHANNEL_BITS), ("cin", CHANNEL_BITS), ("cout", CHANNEL_BITS),
+                     ("n_tiles", CHANNEL_BITS))
+
+
+def pack_descriptor(shape: LayerShape, generics: HardwareGenerics) -> int:
+    """The `desc` beat of a layer as an integer (field values from bit 0 up, DESCRIPTOR_FIELDS)."""
+    values = {"height": shape.height, "width": shape.width, "stride": shape.stride,
+              "input_signed": int(shape.input_signed), "groups": shape.groups, "cin": shape.cin,
+              "cout": shape.cout, "n_tiles": len(plan_tiles(shape, generics))}
+    word, pos = 0, 0
+    for name, bits in DESCRIPTOR_FIELDS:
+        if not 0 <= values[name] < 1 << bits:
+            raise RepAccelError(f"descriptor field {name}={values[name]} does not fit its {bits} bits")
+        word |= values[name] << pos
+        pos += bits
+    return word
+
+
+# ----------------------------------------------------------------------------------
 # Parameter stream: the packed image of one tile, exactly in the order the hardware
 # loads it. One beat = PI slots of 9 bytes (generics.param_beat_bytes).
 # ----------------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""The PI x PO systolic array of 3x3 units: windows move right, partial sums move down."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rep_accel.generics import HardwareGenerics
+
+from . import unit
+from .layouts import ACC_BITS, WINDOW_BITS, cg_shape, lane
+from .unit import ConvUnit
+
+
+def latency(generics: HardwareGenerics, column: int) -> int:
+    """Cycles from `windows` to column `column`'s partial sum on `psums`:
+    row skew PI - 1, right hops `column`, unit latency."""
+    return generics.pi - 1 + column + unit.LATENCY
+
+
+class SystolicArray(wiring.Component):
+    """PI rows (input lanes) x PO columns (output lanes) of `ConvUnit`s.
+
+    Row i receives the window of input lane i, delayed by i registers (the systolic
+    skew); the window then moves one unit right per cycle, through a register per hop.
+    Unit (i, o) adds its sum to the partial sum of unit (i-1, o) and passes it down,
+    registered. Column o's sum over all PI lanes leaves row PI-1 on `psums[o]`.
+
+    Ports (every register advances only with `en`; `wr_*` ignores `en`):
+      en        In(1)                     pipeline advance (global stall when low)
+      signed    In(1)                     window bytes are int8 (1) or uint8 (0)
+      g         In(cg)                    channel group (weight-buffer address) of the windows
+                                          presented unit.ADDR_LEAD = 2 cycles later
+      windows   In(PI x 72)               the PI lanes' windows of one step (lane i in bits
+                                          [72i+71:72i]), at cycle t
+      psums     Out(signed 32).array(PO)  column o: sum over lanes, valid from t + latency(o)
+                                          = t + PI - 1 + o + 4 (mod 2^32)
+      wr_en, wr_lane, wr_addr, wr_data    weight load: kernel slot i of `wr_data` goes to
+                                          unit (i, wr_lane), address wr_addr
+
+    Latency: PI + 3 + o cycles for column o. Throughput: one step per cycle.
+    """
+
+    def __init__(self, generics: HardwareGenerics):
+        self._g = generics
+        super().__init__({
+            "en": In(1),
+            "signed": In(1),
+            "g": In(cg_shape(generics)),
+            "windows": In(WINDOW_BITS * generics.pi),
+            "psums": Out(signed(ACC_BITS)).array(generics.po),
+            "wr_en": In(1),
+            "wr_lane": In(range(max(2, generics.po))),
+            "wr_addr": In(cg_shape(generics)),
+            "wr_data": In(WINDOW_BITS * generics.pi),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pi, po = self._g.pi, self._g.po
+
+        # Weight addresses along the anti-diagonals: unit (i, o) sees its window i + o
+        # cycles after row 0, column 0, so it reads its kernel with the address delayed
+        # by i + o. One shared delay line instead of an address register per unit.
+        g_delayed = [self.g]
+        for k in range(1, pi + po - 1):
+            reg = Signal.like(self.g, name=f"g_d{k}")
+            with m.If(self.en):
+                m.d.sync += reg.eq(g_delayed[-1])
+            g_delayed.append(reg)
+
+        units = {}
+        for i in range(pi):
+            # Row skew: lane i enters i cycles after lane 0.
+            window = lane(self.windows, i, WINDOW_BITS)
+            for k in range(i):
+                reg = Signal(WINDOW_BITS, name=f"skew{i}_{k}")
+                with m.If(self.en):
+                    m.d.sync += reg.eq(window)
+                window = reg
+            for o in range(po):
+                if o:  # the hop from unit (i, o-1): one register
+                    reg = Signal(WINDOW_BITS, name=f"window{i}_{o}")
+                    with m.If(self.en):
+                        m.d.sync += reg.eq(window)
+                    window = reg
+                u = units[i, o] = ConvUnit(self._g.max_cg)
+                m.submodules[f"unit{i}_{o}"] = u
+                m.d.comb += [
+                    u.en.eq(self.en),
+                    u.signed.eq(self.signed),
+                    u.window.eq(window),
+                    u.rd_addr.eq(g_delayed[i + o]),
+                    u.wr_en.eq(self.wr_en & (self.wr_lane == o)),
+                    u.wr_addr.eq(self.wr_addr),
+                    u.wr_data.eq(lane(self.wr_data, i, WINDOW_BITS)),
+                ]
+                if i:
+                    m.d.comb += u.psum_in.eq(units[i - 1, o].psum_out)
+                else:
+                    m.d.comb += u.psum_in.eq(0)
+        for o in range(po):
+            m.d.comb += self.psums[o].eq(units[pi - 1, o].psum_out)
+        return m

@@ -1,0 +1,103 @@
+"""Amaranth data layouts of the accelerator's interfaces and internal control words.
+
+The bit positions here are the HDL view of the contract in docs/architecture.md
+("Interfaces", "Parameter beats"); their executable Python form is rep_accel/layout.py
+(`DESCRIPTOR_FIELDS`, `pack_tile_params`). The descriptor layout is built from
+`layout.DESCRIPTOR_FIELDS`, so both sides cannot drift apart; tests/test_hdl_layouts.py
+checks the parameter-beat layouts against `pack_tile_params`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from rep_accel.generics import CHANNEL_BITS, DIM_BITS, KERNEL_BYTES, HardwareGenerics
+from rep_accel.layout import DESCRIPTOR_FIELDS
+
+#: Width of the partial sums, the column accumulators and v = acc + B (bits, two's
+#: complement). The numerics contract keeps every v in 32 bits; partial sums wrap
+#: modulo 2^32, which leaves the final v exact.
+ACC_BITS = 32
+#: Bits of the `cycles` status output.
+CYCLES_BITS = 32
+
+#: The layer descriptor (one `desc` beat), fields from bit 0 up.
+DescriptorLayout = data.StructLayout({name: unsigned(bits) for name, bits in DESCRIPTOR_FIELDS})
+
+#: One 3x3 window or kernel: 9 bytes, tap ky*3 + kx in bits [8t+7 : 8t]. Activations are
+#: raw bytes (int8 or uint8 by the descriptor's `input_signed`); kernels are int8.
+WINDOW_BITS = 8 * KERNEL_BYTES
+
+# Lanes, windows and kernels are flat bit vectors, not data.ArrayLayout: Amaranth names
+# every element of an ArrayLayout signal `x[i]` beside the vector `x`, and Yosys's ABC9
+# flow (synth_ecp5) then fails on the name clash (YosysHQ/yosys#4349, #5274). Struct
+# fields (`x.field`) do not clash, so structures stay data.StructLayout.
+
+
+def lane(value, index: int, width: int):
+    """Bits [width*index + width-1 : width*index] of a flat vector of lanes."""
+    return value[width * index:width * (index + 1)]
+
+
+#: Header beat of a tile (bytes 0-3 of the beat): channel groups and output lanes in use.
+HeaderLayout = data.StructLayout({"cg": unsigned(16), "out_count": unsigned(16)})
+
+#: Requantization beat of output lane o (slot 0 of the beat, 9 bytes).
+RequantParamLayout = data.StructLayout({"bias": signed(32), "m0": unsigned(32), "n": unsigned(8)})
+
+
+def act_in_shape(generics: HardwareGenerics):
+    """`act_in` payload: PI lanes of 8 bits, lane i in bits [8i+7 : 8i]."""
+    return unsigned(8 * generics.pi)
+
+
+def act_out_shape(generics: HardwareGenerics):
+    """`act_out` payload: PO lanes of uint8, lane o in bits [8o+7 : 8o]."""
+    return unsigned(8 * generics.po)
+
+
+def params_shape(generics: HardwareGenerics):
+    """`params` payload: PI slots of 9 bytes (byte k of the beat in bits [8k+7 : 8k])."""
+    return unsigned(WINDOW_BITS * generics.pi)
+
+
+def cg_shape(generics: HardwareGenerics):
+    """Shape of a channel-group index 0 .. max_cg - 1 (at least one bit)."""
+    return unsigned(max(1, (generics.max_cg - 1).bit_length()))
+
+
+def step_layout(generics: HardwareGenerics) -> data.StructLayout:
+    """One scan step as the controller issues it (docs/architecture.md, "The schedule").
+
+    valid:   a step is issued (0: a bubble while loading parameters or draining).
+    g:       channel group 0 .. cg-1 of the step.
+    addr:    line-buffer entry x * cg + g (meaningful when the step consumes an input).
+    row0:    y == 0: the two rows above are the top zero padding.
+    col0:    x == 0: the two columns to the left are the left zero padding.
+    row_pad: y == H: the bottom zero-padding row (no input consumed).
+    col_pad: x == W: the right zero-padding column (no input consumed).
+    first:   g == 0, the first step of a position (column accumulators start from the bias).
+    emit:    the last step of a position that completes an output pixel.
+    tag:     the last step of the tile (its output beat ends the tile).
+    """
+    return data.StructLayout({
+        "valid": 1,
+        "g": cg_shape(generics),
+        "addr": unsigned(max(1, (generics.line_depth - 1).bit_length())),
+        "row0": 1,
+        "col0": 1,
+        "row_pad": 1,
+        "col_pad": 1,
+        "first": 1,
+        "emit": 1,
+        "tag": 1,
+    })
+
+
+#: Control that travels with a step's partial sums to the column accumulators.
+ColumnControlLayout = data.StructLayout({"valid": 1, "first": 1, "emit": 1, "tag": 1})
+
+assert DescriptorLayout["height"].shape.width == DIM_BITS
+assert DescriptorLayout["n_tiles"].shape.width == CHANNEL_BITS
+assert RequantParamLayout.size == 8 * KERNEL_BYTES

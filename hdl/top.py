@@ -1,0 +1,135 @@
+"""The accelerator's top level: controller, window generator, array, output columns, output register."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rep_accel.generics import HardwareGenerics
+
+from . import array, columns, window
+from .array import SystolicArray
+from .columns import OutputColumns
+from .controller import LayerController
+from .layouts import (CYCLES_BITS, ColumnControlLayout, DescriptorLayout, RequantParamLayout, act_in_shape,
+                      act_out_shape, params_shape)
+from .window import WindowGenerator
+
+
+def pipeline_latency(generics: HardwareGenerics) -> int:
+    """Cycles from a step's issue to its output beat in this RTL: window generator,
+    array (column PO-1), output columns, output register. Must equal
+    `generics.pipeline_latency` (PI + PO + LATENCY_FIXED); tests check it."""
+    col0 = window.LATENCY + array.latency(generics, 0)
+    return col0 + columns.latency(generics) + 1
+
+
+class Accelerator(wiring.Component):
+    """One layer engine: 3x3 convolution (stride 1 or 2, padding 1, groups) + bias +
+    requantization + ReLU, streamed (docs/architecture.md).
+
+    Ports (Verilog names in brackets; a stream `s` is `s__payload`, `s__valid`, `s__ready`):
+      desc      In(stream of DescriptorLayout)   one beat starts a layer [desc__*]
+      params    In(stream of PI x 72 bits)       the tile's parameter beats (layout.pack_tile_params) [params__*]
+      act_in    In(stream of PI x 8 bits)        input pixels, lane i in bits [8i+7:8i] (layout.input_beats) [act_in__*]
+      act_out   Out(stream of PO x 8 bits)       output pixels, uint8, raster order per tile [act_out__*]
+      busy      Out(1)   high from the cycle after the descriptor transfer to the last output transfer
+      done      Out(1)   one-cycle pulse in the cycle after the last output transfer
+      cycles    Out(32)  the layer's cycles, descriptor transfer to last output transfer inclusive;
+                         valid from `done` until the next descriptor transfer
+    plus `clk` and `rst` (synchronous, active high).
+
+    Latency: an output beat is valid L = PI + PO + LATENCY_FIXED cycles after the last step
+    of its position issues (generics.pipeline_latency). With a host that never stalls a
+    layer takes exactly layout.layer_cycles cycles.
+    Throughput: one step (one act_in beat, or one padding step) per cycle.
+
+    The pipeline advances as one (a global stall): when the output register holds a beat
+    that is not taken, or the current step needs an act_in beat that is not valid, every
+    datapath register holds. `act_out.valid` never depends on `act_out.ready`.
+    """
+
+    def __init__(self, generics: HardwareGenerics):
+        self._g = generics
+        super().__init__({
+            "desc": In(stream.Signature(DescriptorLayout)),
+            "params": In(stream.Signature(params_shape(generics))),
+            "act_in": In(stream.Signature(act_in_shape(generics))),
+            "act_out": Out(stream.Signature(act_out_shape(generics))),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(CYCLES_BITS),
+        })
+
+    @property
+    def generics(self) -> HardwareGenerics:
+        return self._g
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self._g
+        m.submodules.controller = ctrl = LayerController(g)
+        m.submodules.window = wgen = WindowGenerator(g)
+        m.submodules.array = arr = SystolicArray(g)
+        m.submodules.columns = cols = OutputColumns(g)
+
+        advance = ctrl.advance
+        wiring.connect(m, wiring.flipped(self.desc), ctrl.desc)
+        wiring.connect(m, wiring.flipped(self.params), ctrl.params)
+        m.d.comb += [
+            self.busy.eq(ctrl.busy),
+            self.done.eq(ctrl.done),
+            self.cycles.eq(ctrl.cycles),
+            ctrl.in_valid.eq(self.act_in.valid),
+            self.act_in.ready.eq(ctrl.in_ready),
+        ]
+
+        # Parameter beats: weight beats to the units, requantization beats to the columns.
+        m.d.comb += [
+            arr.wr_en.eq(ctrl.wr_en),
+            arr.wr_lane.eq(ctrl.wr_lane),
+            arr.wr_addr.eq(ctrl.wr_addr),
+            arr.wr_data.eq(self.params.payload),
+            cols.param_we.eq(ctrl.rq_we),
+            cols.param_lane.eq(ctrl.rq_lane),
+            cols.param.eq(RequantParamLayout(self.params.payload[:RequantParamLayout.size])),
+        ]
+
+        # The datapath: step -> windows -> partial sums -> lanes.
+        m.d.comb += [
+            wgen.en.eq(advance),
+            wgen.step.eq(ctrl.step),
+            wgen.pixels.eq(self.act_in.payload),
+            arr.en.eq(advance),
+            arr.signed.eq(ctrl.input_signed),
+            arr.g.eq(ctrl.step.g),          # the weight address leads the windows by 2 = window.LATENCY
+            arr.windows.eq(wgen.windows),
+            cols.en.eq(advance),
+        ]
+        assert window.LATENCY == 2  # == unit.ADDR_LEAD: the step's g is the array's weight address
+
+        # The step's control travels beside the data to column 0's partial sum.
+        ctl = Signal(ColumnControlLayout)
+        m.d.comb += [ctl.valid.eq(ctrl.step.valid), ctl.first.eq(ctrl.step.first),
+                     ctl.emit.eq(ctrl.step.emit), ctl.tag.eq(ctrl.step.tag)]
+        for k in range(window.LATENCY + array.latency(g, 0)):
+            reg = Signal(ColumnControlLayout, name=f"ctl_d{k + 1}")
+            with m.If(advance):
+                m.d.sync += reg.eq(ctl)
+            ctl = reg
+        m.d.comb += cols.ctl.eq(ctl)
+        for o in range(g.po):
+            m.d.comb += cols.psums[o].eq(arr.psums[o])
+
+        # The output register: loads with the pipeline, empties when the host takes it.
+        tag = Signal()
+        with m.If(advance):
+            m.d.sync += [self.act_out.valid.eq(cols.emit), self.act_out.payload.eq(cols.data), tag.eq(cols.tag)]
+        with m.Elif(self.act_out.ready):
+            m.d.sync += self.act_out.valid.eq(0)
+        m.d.comb += [
+            ctrl.out_block.eq(self.act_out.valid & ~self.act_out.ready),
+            ctrl.tile_done.eq(self.act_out.valid & self.act_out.ready & tag),
+        ]
+        return m

@@ -1,0 +1,64 @@
+"""Verilog of the accelerator (amaranth.back.verilog) and the JSON description of its ports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from rep_accel.generics import LATENCY_FIXED, HardwareGenerics
+from rep_accel.layout import DESCRIPTOR_FIELDS
+
+from .top import Accelerator
+
+#: Verilog module name of the top level.
+TOP_NAME = "rep_accel_top"
+#: Verilator waivers the emitted Verilog lints clean with (see the file for each one's reason).
+WAIVERS_FILE = "lint_waivers.vlt"
+
+
+def waivers_path() -> Path:
+    """The Verilator configuration file of lint waivers, installed beside this module."""
+    return Path(__file__).resolve().parent / WAIVERS_FILE
+
+
+def top_ports(top: Accelerator) -> list[dict]:
+    """Ports of the Verilog top: name, direction ('input'/'output'), width (bits); clk and rst first."""
+    ports = [{"name": "clk", "direction": "input", "width": 1},
+             {"name": "rst", "direction": "input", "width": 1}]
+    for path, member, value in top.signature.flatten(top):
+        ports.append({
+            "name": "__".join(str(p) for p in path),
+            "direction": "input" if member.flow == wiring.In else "output",
+            "width": len(value.as_value()) if hasattr(value, "as_value") else len(value),
+        })
+    return ports
+
+
+def generate(generics: HardwareGenerics) -> tuple[str, dict]:
+    """Elaborate the top for `generics`; return (Verilog text, port/generics description)."""
+    top = Accelerator(generics)
+    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    fields, pos = [], 0
+    for name, bits in DESCRIPTOR_FIELDS:
+        fields.append({"name": name, "lsb": pos, "width": bits})
+        pos += bits
+    desc = {
+        "top": TOP_NAME,
+        "generics": generics.to_dict(),
+        "pipeline_latency": generics.pipeline_latency,
+        "latency_fixed": LATENCY_FIXED,
+        "clock": "clk",
+        "reset": {"name": "rst", "kind": "synchronous, active high"},
+        "ports": top_ports(top),
+        "descriptor_fields": fields,
+        "param_beat_bytes": generics.param_beat_bytes,
+        "streams": "a stream s is s__payload, s__valid, s__ready; a transfer is a cycle with valid and ready high",
+    }
+    return text, desc
+
+
+def describe_json(desc: dict) -> str:
+    return json.dumps(desc, indent=2) + "\n"

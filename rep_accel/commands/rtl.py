@@ -1,0 +1,133 @@
+"""`rep-accel rtl`: generate the accelerator's Verilog and a JSON description of its ports."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from ..errors import RepAccelError
+from ..fsutil import atomic_output_dir, check_output_dir
+from ..generics import HardwareGenerics
+
+HELP = "generate the accelerator's Verilog (Amaranth) and a JSON of its ports and generics"
+DESCRIPTION = """\
+Elaborate the Amaranth RTL (rep_accel.hdl) for the given hardware generics and write
+
+  <out>/rep_accel_top.v     the Verilog top level `rep_accel_top` (ports clk, rst,
+                            desc__*, params__*, act_in__*, act_out__*, busy, done, cycles)
+  <out>/rep_accel_top.json  its ports (name, direction, width), generics, pipeline latency
+                            and descriptor fields
+  <out>/lint_waivers.vlt    the Verilator waivers the Verilog lints clean with
+                            (verilator --lint-only -Wall lint_waivers.vlt rep_accel_top.v)
+
+Given a build folder (from `rep-accel compile`), the array shape PI x PO is the build's
+(its parameter images are laid out for it), every layer is checked to fit, and W_MAX,
+max_cg and line_depth not given on the command line are the smallest the model needs.
+Generics out of range or a model that does not fit are reported before anything is written.
+
+examples:
+  rep-accel rtl -o rtl/
+  rep-accel rtl -o rtl/ --pi 4 --po 4 --w-max 64 --max-cg 16 --line-depth 512
+  rep-accel rtl -o rtl/ build/            # sized for the compiled model
+  rep-accel rtl -o rtl/ --lint build/     # also run Verilator's lint on the result
+"""
+
+VERILOG = "rep_accel_top.v"
+DESCRIPTION_JSON = "rep_accel_top.json"
+WAIVERS = "lint_waivers.vlt"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("build", nargs="?", help="optional build folder written by `rep-accel compile`")
+    p.add_argument("-o", "--out", required=True, help="output folder for the Verilog and JSON")
+    d = HardwareGenerics()
+    p.add_argument("--pi", type=int, help=f"array rows = input lanes (default {d.pi}, or the build's)")
+    p.add_argument("--po", type=int, help=f"array columns = output lanes (default {d.po}, or the build's)")
+    p.add_argument("--w-max", type=int, help=f"widest input row in pixels (default {d.w_max}, or the model's)")
+    p.add_argument("--max-cg", type=int,
+                   help=f"weight-buffer depth in channel groups per tile (default {d.max_cg}, or the model's)")
+    p.add_argument("--line-depth", type=int,
+                   help=f"line-buffer entries per lane, width x channel groups (default {d.line_depth}, or the model's)")
+    p.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall on the result; fail on warnings")
+
+
+def _model_needs(build) -> dict:
+    """The smallest w_max, max_cg and line_depth that run every layer of the build."""
+    from ..layout import plan_tiles
+    w_max, max_cg, line_depth = 3, 1, 1
+    for layer in build.qnet.layers:
+        s = layer.shape
+        w_max = max(w_max, s.width)
+        for t in plan_tiles(s, build.generics):
+            max_cg = max(max_cg, t.cg)
+            line_depth = max(line_depth, s.width * t.cg)
+    return {"w_max": w_max, "max_cg": max_cg, "line_depth": line_depth}
+
+
+def resolve_generics(args) -> tuple[HardwareGenerics, object]:
+    """The generics from the options and the optional build; (generics, build or None).
+    Raises RepAccelError for generics out of range or a model that does not fit."""
+    given = {"pi": args.pi, "po": args.po, "w_max": args.w_max, "max_cg": args.max_cg,
+             "line_depth": args.line_depth}
+    for name, value in given.items():
+        if value is not None and value < 1:
+            raise RepAccelError(f"--{name.replace('_', '-')} {value}: must be a positive integer")
+    build = None
+    if args.build:
+        from ..images import load_build
+        build = load_build(args.build)
+        for name in ("pi", "po"):
+            own = getattr(build.generics, name)
+            if given[name] is not None and given[name] != own:
+                raise RepAccelError(
+                    f"--{name} {given[name]} differs from the build's {name}={own} ({args.build} is laid out "
+                    f"for a {build.generics.pi}x{build.generics.po} array); drop --{name} or recompile with --{name} {given[name]}")
+            given[name] = own
+        for name, value in _model_needs(build).items():
+            if given[name] is None:
+                given[name] = value
+    generics = HardwareGenerics(**{k: v for k, v in given.items() if v is not None})
+    if build is not None:
+        from ..layout import check_fits
+        for layer in build.qnet.layers:
+            check_fits(layer.shape, generics, name=f"{args.build}: layer {layer.name}")
+    return generics, build
+
+
+def lint(folder: Path) -> str:
+    """Run Verilator's lint on a generated folder; return its messages (empty if clean)."""
+    from ..tools import verilator_command, verilator_env
+    r = subprocess.run([*verilator_command(), "--lint-only", "-Wall", WAIVERS, VERILOG],
+                       cwd=folder, env=verilator_env(), capture_output=True, text=True)
+    if r.returncode != 0:
+        return (r.stdout + r.stderr).strip() or f"verilator exited with {r.returncode}"
+    return ""
+
+
+def run(args) -> int:
+    out = check_output_dir(args.out)
+    generics, build = resolve_generics(args)
+    from ..hdl.verilog import TOP_NAME, describe_json, generate, waivers_path
+    text, desc = generate(generics)
+    desc["lint_waivers"] = WAIVERS
+    if build is not None:
+        desc["build"] = {"path": str(args.build), "layers": len(build.qnet.layers)}
+    with atomic_output_dir(out) as tmp:
+        (tmp / VERILOG).write_text(text)
+        (tmp / DESCRIPTION_JSON).write_text(describe_json(desc))
+        (tmp / WAIVERS).write_text(waivers_path().read_text())
+        if args.lint:
+            messages = lint(tmp)
+            if messages:
+                raise RepAccelError(f"the generated Verilog does not lint clean; nothing written:\n{messages}")
+    g = generics
+    print(f"wrote {out / VERILOG} (module {TOP_NAME}) and {out / DESCRIPTION_JSON}")
+    print(f"  array {g.pi}x{g.po}, w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}; "
+          f"pipeline latency {g.pipeline_latency} cycles")
+    print(f"  line buffers {g.line_buffer_bytes} B, weight buffers {g.weight_buffer_bytes} B")
+    if build is not None:
+        print(f"  fits all {len(build.qnet.layers)} layers of {args.build}")
+    if args.lint:
+        print("  verilator --lint-only -Wall: clean (with lint_waivers.vlt)")
+    return 0
+

@@ -1,0 +1,233 @@
+"""Amaranth-simulator testbench helpers for the RTL tests (tests/test_hdl_*.py).
+
+`run_layers` plays the host of docs/architecture.md against `rep_accel.hdl.top.Accelerator`:
+it streams each layer's descriptor, its tiles' parameter beats (`layout.pack_tile_params`)
+and input beats (`layout.input_beats`), collects the output beats and measures the
+cycles from the descriptor transfer to the last output transfer. The stimulus comes only
+from rep_accel.layout; the expected outputs come from `reference_layer` (plain numpy
+convolution + numerics.requantize_nchw).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Value
+from amaranth.sim import Simulator
+
+from rep_accel import layout, numerics
+from rep_accel.generics import HardwareGenerics
+from rep_accel.layout import LayerShape
+
+
+def random_layer(rng, shape: LayerShape):
+    """Random int8 weights, biases within the contract and multipliers that give outputs spread over 0..255."""
+    cin_g = shape.cin_per_group
+    w = rng.integers(-127, 128, size=(shape.cout, cin_g, 3, 3)).astype(np.int8)
+    scale = 9 * cin_g * 128 * 64          # typical |acc| scale
+    bias = rng.integers(-scale // 4, scale // 4 + 1, size=shape.cout).astype(np.int32)
+    m_real = rng.uniform(0.3, 3.0, size=shape.cout) * 255.0 / scale
+    m0, shift = numerics.quantize_multiplier(m_real)
+    return w, bias, m0.astype(np.int64), numerics.shift_to_n(shift).astype(np.int64)
+
+
+def random_input(rng, shape: LayerShape) -> np.ndarray:
+    """(C_in, H, W) int8 for the network input, else uint8."""
+    if shape.input_signed:
+        return rng.integers(-128, 128, size=(shape.cin, shape.height, shape.width)).astype(np.int8)
+    return rng.integers(0, 256, size=(shape.cin, shape.height, shape.width)).astype(np.uint8)
+
+
+def reference_layer(x: np.ndarray, shape: LayerShape, w, bias, m0, n) -> np.ndarray:
+    """Plain numpy 3x3 conv (padding 1, stride, groups) + numerics.requantize_nchw: uint8 (C_out, H_out, W_out)."""
+    c, h, wd = x.shape
+    s = shape.stride
+    ho, wo = shape.out_height, shape.out_width
+    xp = np.zeros((c, h + 2, wd + 2), dtype=np.int64)
+    xp[:, 1:h + 1, 1:wd + 1] = x
+    acc = np.zeros((shape.cout, ho, wo), dtype=np.int64)
+    cin_g, cout_g = shape.cin_per_group, shape.cout_per_group
+    for co in range(shape.cout):
+        grp = co // cout_g
+        for ci in range(cin_g):
+            for ky in range(3):
+                for kx in range(3):
+                    patch = xp[grp * cin_g + ci, ky:ky + s * (ho - 1) + 1:s, kx:kx + s * (wo - 1) + 1:s]
+                    acc[co] += int(w[co, ci, ky, kx]) * patch
+    return numerics.requantize_nchw(acc[None], np.asarray(bias, np.int64), np.asarray(m0, np.int64),
+                                    np.asarray(n, np.int64))[0]
+
+
+@dataclass
+class LayerRun:
+    out: np.ndarray          # uint8 (C_out, H_out, W_out)
+    cycles_measured: int     # descriptor transfer to last output transfer, inclusive
+    cycles_reported: int     # the `cycles` output in the `done` cycle
+    done_pulses: int         # cycles with `done` high after the layer (expect 1)
+
+
+def run_layers(generics: HardwareGenerics, layers, *, seed: int = 0, in_gap: float = 0.0,
+               param_gap: float = 0.0, ready_drop: float = 0.0, max_gap: int = 3,
+               dut=None) -> list[LayerRun]:
+    """Run `layers` = [(shape, x, w, bias, m0, n), ...] back to back on the Accelerator.
+
+    in_gap / param_gap: probability of idle cycles (valid low, 1..max_gap) before a beat;
+    ready_drop: probability that act_out.ready is low in a cycle. All zero: a host that
+    never stalls.
+    """
+    from rep_accel.hdl.top import Accelerator
+
+    dut = dut or Accelerator(generics)
+    rng = np.random.default_rng(seed)
+    gap_rngs = [np.random.default_rng(seed + k + 1) for k in range(4)]
+    plans = []
+    for shape, x, w, bias, m0, n in layers:
+        tiles = layout.plan_tiles(shape, generics)
+        params = [layout.pack_tile_params(w, bias, m0, n, shape, t, generics) for t in tiles]
+        ins = [layout.input_beats(x, t, generics) for t in tiles]
+        plans.append((shape, tiles, params, ins))
+    results = [None] * len(plans)
+    outputs = [[] for _ in plans]
+    timeline = {"cycle": 0, "desc": [], "out": [[] for _ in plans], "done": [], "cycles_at_done": []}
+
+    def beat_value(row_bytes) -> int:
+        return int.from_bytes(np.asarray(row_bytes, dtype=np.uint8).tobytes(), "little")
+
+    async def put(ctx, s, value, gap_rng, p_gap):
+        if p_gap and gap_rng.random() < p_gap:
+            ctx.set(s.valid, 0)
+            await ctx.tick().repeat(int(gap_rng.integers(1, max_gap + 1)))
+        ctx.set(Value.cast(s.payload), value)
+        ctx.set(s.valid, 1)
+        await ctx.tick().until(s.ready)
+        ctx.set(s.valid, 0)
+
+    async def desc_driver(ctx):
+        for shape, tiles, _, _ in plans:
+            await put(ctx, dut.desc, layout.pack_descriptor(shape, generics), gap_rngs[0], 0.0)
+            await ctx.tick().until(dut.done)
+        await ctx.tick().repeat(2)   # let the monitor see the last `done`
+
+    async def params_driver(ctx):
+        for _, _, params, _ in plans:
+            for beats in params:
+                for row in beats:
+                    await put(ctx, dut.params, beat_value(row), gap_rngs[1], param_gap)
+
+    async def act_driver(ctx):
+        for _, _, _, ins in plans:
+            for beats in ins:
+                raw = beats.view(np.uint8)
+                for row in raw:
+                    await put(ctx, dut.act_in, beat_value(row), gap_rngs[2], in_gap)
+
+    async def sink(ctx):
+        for li, (shape, tiles, _, _) in enumerate(plans):
+            need = len(tiles) * shape.out_height * shape.out_width
+            while len(outputs[li]) < need:
+                ready = not (ready_drop and gap_rngs[3].random() < ready_drop)
+                ctx.set(dut.act_out.ready, ready)
+                _, _, valid, payload = await ctx.tick().sample(dut.act_out.valid, dut.act_out.payload)
+                if valid and ready:
+                    outputs[li].append(payload)
+        ctx.set(dut.act_out.ready, 1)
+
+    async def monitor(ctx):
+        layer = -1
+        async for _, _, dv, dr, ov, orr, done, cyc in ctx.tick().sample(
+                dut.desc.valid, dut.desc.ready, dut.act_out.valid, dut.act_out.ready, dut.done, dut.cycles):
+            timeline["cycle"] += 1
+            c = timeline["cycle"]
+            if dv and dr:
+                layer += 1
+                timeline["desc"].append(c)
+            if ov and orr:
+                timeline["out"][layer].append(c)
+            if done:
+                timeline["done"].append(c)
+                timeline["cycles_at_done"].append(cyc)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(desc_driver)
+    sim.add_testbench(params_driver, background=True)
+    sim.add_testbench(act_driver, background=True)
+    sim.add_testbench(sink)
+    sim.add_testbench(monitor, background=True)
+    total_cycles = sum(layout.layer_cycles(p[0], generics) for p in plans)
+    budget = 10 * total_cycles + 1000 if not (in_gap or param_gap or ready_drop) else 40 * total_cycles + 1000
+
+    async def watchdog(ctx):
+        for _ in range(budget):
+            await ctx.tick()
+        raise AssertionError(f"simulation did not finish within {budget} cycles")
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
+
+    for li, (shape, tiles, _, _) in enumerate(plans):
+        ho, wo = shape.out_height, shape.out_width
+        out = np.zeros((shape.cout, ho, wo), dtype=np.uint8)
+        per_tile = ho * wo
+        for t in tiles:
+            words = outputs[li][t.index * per_tile:(t.index + 1) * per_tile]
+            beats = np.array([[(wd >> (8 * o)) & 0xFF for o in range(generics.po)] for wd in words], dtype=np.uint8)
+            layout.output_from_beats(beats, shape, t, out)
+        measured = timeline["out"][li][-1] - timeline["desc"][li] + 1
+        dones = [c for c in timeline["done"] if timeline["desc"][li] < c
+                 and (li + 1 >= len(timeline["desc"]) or c <= timeline["desc"][li + 1])]
+        reported = timeline["cycles_at_done"][timeline["done"].index(dones[0])] if dones else -1
+        results[li] = LayerRun(out, measured, reported, len(dones))
+    return results
+
+
+async def run_en_cycles(ctx, en, cycle_inputs, outputs, *, rng=None, p_stall: float = 0.0, junk=None):
+    """Drive a pipeline component whose registers advance only with `en`.
+
+    cycle_inputs: list of [(signal, value), ...], one per `en` cycle (the k-th cycle with en
+    high sees cycle_inputs[k]). In stalled cycles (probability p_stall, en low) the inputs are
+    set to `junk(rng)` (pairs of random values) so that ignoring them is checked.
+    Returns, for each en cycle e, the values of `outputs` right after its clock edge.
+    """
+    after = []
+    k = 0
+    while k < len(cycle_inputs):
+        if rng is not None and p_stall and rng.random() < p_stall:
+            ctx.set(en, 0)
+            for sig, v in (junk(rng) if junk else []):
+                ctx.set(sig, v)
+            await ctx.tick()
+            continue
+        ctx.set(en, 1)
+        for sig, v in cycle_inputs[k]:
+            ctx.set(sig, v)
+        k += 1
+        await ctx.tick()
+        after.append(tuple(ctx.get(s) for s in outputs))
+    return after
+
+
+def simulate(dut, testbench) -> None:
+    """Run one async testbench on `dut` with a clock."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+def pack_lanes(values, width: int) -> int:
+    """Flat vector of lanes (lane i in bits [width*i + width-1 : width*i]) from integers (two's complement)."""
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & ((1 << width) - 1)) << (width * i)
+    return word
+
+
+def unpack_lanes(word: int, count: int, width: int, signed: bool = False) -> list[int]:
+    out = []
+    for i in range(count):
+        v = (int(word) >> (width * i)) & ((1 << width) - 1)
+        if signed and v >> (width - 1):
+            v -= 1 << width
+        out.append(v)
+    return out

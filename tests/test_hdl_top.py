@@ -1,0 +1,124 @@
+"""The whole accelerator (hdl/top.py) in the Amaranth simulator: small layers against a plain
+numpy convolution + numerics.requantize_nchw and TensorFlow Lite's reference vectors, with
+exactly layout.layer_cycles cycles when the host never stalls, and identical outputs under
+random valid gaps and ready drops."""
+
+import numpy as np
+import pytest
+
+from hdl_bench import random_input, random_layer, reference_layer, run_layers
+from rep_accel import layout
+from rep_accel.generics import HardwareGenerics
+from rep_accel.hdl.layouts import DescriptorLayout
+from rep_accel.hdl.top import pipeline_latency
+from rep_accel.layout import LayerShape
+from rep_accel.testing import vector_cases
+
+
+@pytest.mark.parametrize("pi,po", [(1, 1), (2, 3), (3, 2), (8, 8)])
+def test_rtl_latency_is_the_contract(pi, po):
+    """The stages the RTL is built of add up to generics.pipeline_latency (PI + PO + LATENCY_FIXED)."""
+    g = HardwareGenerics(pi=pi, po=po)
+    assert pipeline_latency(g) == g.pipeline_latency
+
+
+TOP_CASES = [
+    # (pi, po, shape): a partial last tile and cg > 1; stride 2 with odd sizes and the int8 input;
+    # groups with a tile spanning two groups; stride 2 with even sizes; a 1-row input; a 1-column input.
+    (2, 2, LayerShape(cin=3, cout=3, groups=1, stride=1, height=3, width=4)),
+    (2, 2, LayerShape(cin=2, cout=2, groups=1, stride=2, height=5, width=3, input_signed=True)),
+    (1, 3, LayerShape(cin=4, cout=4, groups=2, stride=1, height=2, width=3)),
+    (3, 1, LayerShape(cin=3, cout=1, groups=1, stride=2, height=4, width=4)),
+    (2, 2, LayerShape(cin=2, cout=2, groups=1, stride=1, height=1, width=5)),
+    (2, 1, LayerShape(cin=4, cout=1, groups=1, stride=1, height=4, width=1)),
+]
+
+
+def _generics(pi, po, shapes):
+    g = HardwareGenerics(pi=pi, po=po, w_max=8, max_cg=4, line_depth=32)
+    for s in shapes:
+        layout.check_fits(s, g)
+    return g
+
+
+@pytest.mark.parametrize("case", range(len(TOP_CASES)))
+def test_layer_matches_reference_with_exact_cycles(case):
+    pi, po, shape = TOP_CASES[case]
+    seed = 100 + case
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    g = _generics(pi, po, [shape])
+    w, b, m0, n = random_layer(rng, shape)
+    x = random_input(rng, shape)
+    (run,) = run_layers(g, [(shape, x, w, b, m0, n)], seed=seed)
+    ref = reference_layer(x, shape, w, b, m0, n)
+    assert np.array_equal(run.out, ref), f"outputs differ at {np.argwhere(run.out != ref)[:5].tolist()}"
+    assert 0 < np.count_nonzero(ref) < ref.size or ref.size < 4   # the case exercises ReLU and values
+    expected = layout.layer_cycles(shape, g)
+    assert run.cycles_measured == expected
+    assert run.cycles_reported == expected
+    assert run.done_pulses == 1
+
+
+def test_back_to_back_layers_and_stalls_give_identical_outputs():
+    """Two layers back to back (the second with a different shape, stride and cg), first with a
+    host that never stalls, then with random input and parameter gaps and act_out ready drops:
+    the outputs are identical, the stalled run only takes longer and reports its own count."""
+    seed = 7
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    shapes = [LayerShape(cin=3, cout=3, groups=1, stride=1, height=3, width=3),
+              LayerShape(cin=5, cout=2, groups=1, stride=2, height=3, width=4)]
+    g = _generics(2, 2, shapes)
+    layers = []
+    for s in shapes:
+        w, b, m0, n = random_layer(rng, s)
+        layers.append((s, random_input(rng, s), w, b, m0, n))
+    calm = run_layers(g, layers, seed=seed)
+    stalled = run_layers(g, layers, seed=seed, in_gap=0.3, param_gap=0.2, ready_drop=0.3)
+    for (s, x, w, b, m0, n), r0, r1 in zip(layers, calm, stalled):
+        ref = reference_layer(x, s, w, b, m0, n)
+        assert np.array_equal(r0.out, ref)
+        assert np.array_equal(r1.out, r0.out)
+        assert r0.cycles_measured == r0.cycles_reported == layout.layer_cycles(s, g)
+        assert r1.cycles_measured == r1.cycles_reported > r0.cycles_measured
+        assert r0.done_pulses == r1.done_pulses == 1
+
+
+def _vector_run(index, pi, po, **kw):
+    case = vector_cases()[index]
+    layer = case.layer
+    s = layer.shape
+    g = HardwareGenerics(pi=pi, po=po, w_max=max(3, s.width), max_cg=16, line_depth=256)
+    layout.check_fits(s, g)
+    layers = [(s, case.x[b], layer.weight, layer.bias, layer.m0, layer.n) for b in range(case.x.shape[0])]
+    runs = run_layers(g, layers, **kw)
+    for b, run in enumerate(runs):
+        assert np.array_equal(run.out, case.y[b]), f"vector case {index} image {b}: outputs differ"
+        assert run.cycles_measured == run.cycles_reported == layout.layer_cycles(s, g)
+
+
+def test_tflite_vector_one_column():
+    """TFLite case 7: 8 -> 8 channels, 5 x 1 pixels (a one-pixel-wide row), two images."""
+    _vector_run(7, 4, 4)
+
+
+def test_tflite_vector_one_row_many_tiles():
+    """TFLite case 5: 48 -> 20 channels on a 1 x 13 row, 5 tiles of 6 channel groups."""
+    _vector_run(5, 8, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index,pi,po", [(6, 4, 4), (0, 4, 4), (4, 8, 8), (3, 8, 8)])
+def test_tflite_vectors_more(index, pi, po):
+    """Larger TFLite cases (groups 4, the int8 stride-2 network input, groups 2)."""
+    _vector_run(index, pi, po)
+
+
+def test_descriptor_port_fields():
+    """The Verilog-visible descriptor is layout.DESCRIPTOR_FIELDS from bit 0 up."""
+    assert DescriptorLayout.size == sum(bits for _, bits in layout.DESCRIPTOR_FIELDS)
+    pos = 0
+    for name, bits in layout.DESCRIPTOR_FIELDS:
+        assert (DescriptorLayout[name].offset, DescriptorLayout[name].shape.width) == (pos, bits)
+        pos += bits
