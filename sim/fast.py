@@ -93,6 +93,24 @@ def reference_accumulators(x: np.ndarray, weight: np.ndarray, stride: int, group
     return acc
 
 
+def reference_pad_nhwc(x: np.ndarray) -> np.ndarray:
+    """The flat zero-padded NHWC image of one picture x: (C, H, W) (what `pad_nhwc` fills)."""
+    return np.pad(x.transpose(1, 2, 0), ((1, 1), (1, 1), (0, 0))).ravel()
+
+
+def reference_im2col(x: np.ndarray, stride: int, groups: int, k_pad: int) -> np.ndarray:
+    """The patch rows of `im2col` for one picture x: (C, H, W): (H_out * W_out * groups * k_pad,),
+    pixel-major, then group, values [ky][kx][c], zero-padded to k_pad."""
+    c, h, w = x.shape
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))[:, ::stride, ::stride]  # (C, ho, wo, 3, 3)
+    patches = win.reshape(groups, c // groups, ho, wo, 3, 3).transpose(2, 3, 0, 4, 5, 1).reshape(ho * wo, groups, -1)
+    out = np.zeros((ho * wo, groups, k_pad), dtype=x.dtype)
+    out[:, :, :patches.shape[2]] = patches
+    return out.ravel()
+
+
 # ----------------------------------------------------------------------------------
 # The kernel.
 # ----------------------------------------------------------------------------------

@@ -91,3 +91,20 @@ def test_refuses_bad_input():
         fast.conv_layer_q(x.astype(np.int8), layer)
     with pytest.raises(RepAccelError, match="accumulator"):
         fast.check_exact(LayerShape(8000, 8, 1, 1, 3, 3), "huge")
+
+
+@pytest.mark.parametrize("c,h,w,stride,groups", [(3, 5, 4, 2, 1), (4, 3, 6, 1, 2), (6, 1, 1, 1, 3), (2, 7, 5, 2, 2)])
+def test_layout_kernels_match_numpy(c, h, w, stride, groups):
+    rng = np.random.default_rng(SEED + c * h * w)
+    x = rng.integers(-128, 128, (c, h, w)).astype(np.int8)
+    buf = np.zeros((h + 2) * (w + 2) * c, np.int8)
+    fast.pad_nhwc(x, buf)
+    assert np.array_equal(buf, fast.reference_pad_nhwc(x))
+    back = np.zeros_like(x)
+    fast.unpad_nchw(buf, c, h, w, back)
+    assert np.array_equal(back, x)
+    k_pad = 32
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    patches = np.zeros(ho * wo * groups * k_pad, np.int8)
+    fast.im2col(buf, h, w, c, stride, groups, k_pad, patches)
+    assert np.array_equal(patches, fast.reference_im2col(x, stride, groups, k_pad))
