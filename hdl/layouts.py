@@ -62,6 +62,12 @@ def params_shape(generics: HardwareGenerics):
     return unsigned(WINDOW_BITS * generics.pi)
 
 
+def memory_depth(entries: int) -> int:
+    """Depth of a memory that must hold `entries` words: at least 2, because a one-entry
+    memory has a zero-width address, which Verilog cannot declare (`[-1:0]`)."""
+    return max(2, entries)
+
+
 def cg_shape(generics: HardwareGenerics):
     """Shape of a channel-group index 0 .. max_cg - 1 (at least one bit)."""
     return unsigned(max(1, (generics.max_cg - 1).bit_length()))

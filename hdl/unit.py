@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .layouts import ACC_BITS, WINDOW_BITS, lane
+from .layouts import ACC_BITS, WINDOW_BITS, lane, memory_depth
 
 #: Register stages from the cycle a window is presented to the cycle its partial sum is
 #: on `psum_out`: product, two adder-tree levels, partial-sum add.
@@ -60,7 +60,7 @@ class ConvUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.weights = weights = Memory(shape=WINDOW_BITS, depth=self._max_cg, init=[])
+        m.submodules.weights = weights = Memory(shape=WINDOW_BITS, depth=memory_depth(self._max_cg), init=[])
         wr = weights.write_port()
         rd = weights.read_port()
         m.d.comb += [

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from rep_accel.generics import HardwareGenerics
 
-from .layouts import WINDOW_BITS, lane, step_layout
+from .layouts import WINDOW_BITS, lane, memory_depth, step_layout
 
 #: Cycles from a step (and its input pixels) to its windows on `windows`.
 LATENCY = 2
@@ -70,8 +70,9 @@ class WindowGenerator(wiring.Component):
         consumes1 = s1.valid & ~s1.row_pad & ~s1.col_pad
 
         for i in range(g.pi):
-            m.submodules[f"line{i}"] = line = Memory(shape=unsigned(2 * _ROW), depth=g.line_depth, init=[])
-            m.submodules[f"columns{i}"] = columns = Memory(shape=unsigned(2 * _COLUMN), depth=g.max_cg, init=[])
+            line = Memory(shape=unsigned(2 * _ROW), depth=memory_depth(g.line_depth), init=[])
+            columns = Memory(shape=unsigned(2 * _COLUMN), depth=memory_depth(g.max_cg), init=[])
+            m.submodules[f"line{i}"], m.submodules[f"columns{i}"] = line, columns
             line_wr = line.write_port()
             line_rd = line.read_port()
             col_wr = columns.write_port()
