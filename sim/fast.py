@@ -45,8 +45,10 @@ and pairing of products are exact too). The bias is then added in int64 inside
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -54,6 +56,15 @@ from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import LayerShape, layer_cycles
 from rep_accel.numerics import ACC_MAX, ACT_MAX, ACT_MIN, accumulator_bound, requantize_value
+
+# Numba's default OpenMP layer spin-waits between parallel regions: on a loaded machine
+# (other processes, or `pytest -n 2` running two simulators on two cores) the spinning
+# threads take the cores from the working ones and a network runs 4-5x slower. The
+# workqueue layer sleeps instead (measured: A0 at 224x224 25 ms vs 29 ms on an idle
+# machine, 380 ms vs 100 ms on a loaded one). This package is the only user of Numba's
+# parallel code here; NUMBA_THREADING_LAYER still overrides the choice.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 #: Runs shorter than this (bytes) go through the im2col path: a run of a few bytes
 #: cannot fill a vector register.
