@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from tqdm.auto import tqdm
+# tqdm.std, not tqdm.auto: bars only ever go to a terminal's stderr, and tqdm.auto warns
+# (TqdmWarning: IProgress not found) when imported in a Jupyter kernel without ipywidgets.
+from tqdm.std import tqdm
 
 
 def progress(iterable=None, *, desc: str, total: int | None = None, unit: str = "it", leave: bool = False):
