@@ -134,6 +134,10 @@ class NetworkSimulator:
             stimulus.arrays()  # validates the patterns now
         if mode == "fast":
             self.plans = [fast.plan_layer(l.shape, l.weight, l.bias, l.m0, l.n, l.name) for l in qnet.layers]
+            # The schedule's counts do not depend on the data: computed once.
+            self.fast_cycles = np.array([layer_cycles(l.shape, generics) for l in qnet.layers], dtype=np.int64)
+            self._fast_reports = [layer_report(l.name, l.shape, generics, int(c))
+                                  for l, c in zip(qnet.layers, self.fast_cycles)]
         else:
             if params is None:
                 params = [cycle.layer_params(l, generics) for l in qnet.layers]
@@ -169,7 +173,10 @@ class NetworkSimulator:
             if bar is not None:
                 bar.close()
         logits = golden.head(feats, self.qnet.head)
-        reports = [layer_report(l.name, l.shape, self.generics, int(cycles[0, k])) for k, l in enumerate(layers)]
+        if self.mode == "fast":
+            reports = self._fast_reports
+        else:
+            reports = [layer_report(l.name, l.shape, self.generics, int(cycles[0, k])) for k, l in enumerate(layers)]
         report = network_report(reports, self.generics, self.clock_mhz, self.mode)
         tr = None
         if trace:
@@ -184,7 +191,7 @@ class NetworkSimulator:
             fast.run_plan(plan, buf, out)
             buf = out
             s = plan.shape
-            cycles[i, k] = layer_cycles(s, self.generics)
+            cycles[i, k] = self.fast_cycles[k]
             if acts is not None:
                 fast.unpad_nchw(out, s.cout, s.out_height, s.out_width, acts[k][i])
             if bar is not None:
