@@ -68,6 +68,19 @@ def generics_for(qnet: QuantizedNetwork, pi: int = 8, po: int = 8, base: Hardwar
     return g.replace(w_max=w_max, max_cg=max_cg, line_depth=depth)
 
 
+def schedule_report(layers, generics: HardwareGenerics, clock_mhz: float = DEFAULT_CLOCK_MHZ) -> NetworkReport:
+    """The fast mode's report without computing any output (cycles from `layout.layer_cycles`),
+    e.g. to compare array sizes. layers: a QuantizedNetwork, a list of QuantizedLayers, or
+    a list of (name, LayerShape). Each layer must fit `generics` (`layout.check_fits`)."""
+    if isinstance(layers, QuantizedNetwork):
+        layers = layers.layers
+    named = [(l.name, l.shape) if hasattr(l, "shape") else (str(l[0]), l[1]) for l in layers]
+    for name, shape in named:
+        check_fits(shape, generics, name)
+    reports = [layer_report(name, shape, generics, layer_cycles(shape, generics)) for name, shape in named]
+    return network_report(reports, generics, clock_mhz, "schedule")
+
+
 def check_input(qnet: QuantizedNetwork, x_q: np.ndarray, name: str = "input") -> None:
     """The quantized network input must be int8 (N, C, H, W) of qnet.input_size."""
     want = tuple(int(v) for v in qnet.input_size)

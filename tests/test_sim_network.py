@@ -11,7 +11,7 @@ from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import LayerShape
 from rep_accel.models import MODEL_NAMES, PAPER_MODEL_NAMES
 from rep_accel.sim import cycle, synthetic
-from rep_accel.sim.network import MODES, NetworkSimulator, generics_for, simulate
+from rep_accel.sim.network import MODES, NetworkSimulator, generics_for, schedule_report, simulate
 from rep_accel.sim.report import format_table, layer_report, network_report
 from sim_cases import default_build  # noqa: F401  (fixture)
 
@@ -29,6 +29,8 @@ def _run_both_modes(qnet, x, g):
         results[mode] = r
     assert np.array_equal(results["fast"].cycles, results["cycle"].cycles)
     assert results["fast"].report.cycles == results["cycle"].report.cycles
+    est = schedule_report(qnet, g, results["fast"].report.clock_mhz)
+    assert [lr.cycles for lr in est.layers] == [lr.cycles for lr in results["cycle"].report.layers]
     return results
 
 
