@@ -73,6 +73,26 @@ def test_demo_without_rtl(tmp_path, capsys):
     assert not (out_dir / "rtl").exists()
 
 
+@pytest.mark.slow
+def test_demo_full(tmp_path, capsys):
+    """With the RTL stages: the Verilog is sized for the build and lints clean."""
+    from rep_accel.commands.rtl import resolve_generics
+    import argparse
+
+    out_dir = tmp_path / "demo"
+    rc, out, err = _main(capsys, "-o", out_dir, "--images", 10)
+    assert rc == 0, err
+    for k, stage in enumerate(("fuse", "compile", "simulate", "rtl"), 1):
+        assert f"[{k}/4] {stage}" in out
+    report = _check_common(out_dir, out, 10, 150.0)
+    desc = json.loads((out_dir / "rtl" / "rep_accel_top.json").read_text())
+    want, _ = resolve_generics(argparse.Namespace(build=str(out_dir / "build"), pi=None, po=None, w_max=None,
+                                                  max_cg=None, line_depth=None))
+    assert desc["generics"] == want.to_dict() == report["rtl"]["generics"]
+    assert "module rep_accel_top" in (out_dir / "rtl" / "rep_accel_top.v").read_text()
+    assert str(out_dir / "rtl") in out
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--images", "0", "--no-rtl"], "--images 0"),
     (["--images", "1001", "--no-rtl"], "--images 1001"),

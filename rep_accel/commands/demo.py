@@ -205,6 +205,30 @@ def _simulate(out: Path, fused, x: np.ndarray, y: np.ndarray, clock_mhz: float) 
     return facts, lines
 
 
+def _rtl(out: Path) -> tuple:
+    """Stage 4: `rep-accel rtl --lint -o rtl/ build/`: Verilog sized for the build, linted."""
+    import argparse
+    import contextlib
+
+    from . import rtl
+
+    ns = argparse.Namespace(build=str(out / BUILD), out=str(out / RTL), pi=None, po=None, w_max=None, max_cg=None,
+                            line_depth=None, lint=True)
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        rtl.run(ns)
+    desc = json.loads((out / RTL / rtl.DESCRIPTION_JSON).read_text())
+    g = desc["generics"]
+    facts = {"verilog": str(out / RTL / rtl.VERILOG), "generics": g, "pipeline_latency": desc["pipeline_latency"],
+             "verilog_bytes": (out / RTL / rtl.VERILOG).stat().st_size, "lint_clean": True}
+    lines = [f"module {desc['top']}: {g['pi']}x{g['po']} array, w_max {g['w_max']}, max_cg {g['max_cg']}, "
+             f"line_depth {g['line_depth']} (the smallest the build needs), pipeline latency "
+             f"{desc['pipeline_latency']} cycles",
+             f"verilator --lint-only -Wall: clean; wrote {out / RTL / rtl.VERILOG} "
+             f"({facts['verilog_bytes'] / 1e6:.1f} MB) and {rtl.DESCRIPTION_JSON}"]
+    return facts, lines
+
+
 def _report(out: Path, facts: dict, total_s: float, rtl: bool) -> list[str]:
     f, c, s = facts["fuse"], facts["compile"], facts["simulate"]
     n = s["images"]
@@ -222,12 +246,16 @@ def _report(out: Path, facts: dict, total_s: float, rtl: bool) -> list[str]:
     ]
     if not rtl:
         lines.append("  RTL        skipped (--no-rtl)")
+    else:
+        r = facts["rtl"]
+        lines.append(f"  RTL        {r['generics']['pi']}x{r['generics']['po']} array in Verilog, lints clean")
     lines += [
         f"  files      {str(out / DEPLOY):<34} fused (deploy) checkpoint",
         f"             {str(out / BUILD) + '/':<34} integer network: manifest.json, params.bin, head.bin, hex/",
         f"             {str(out / INPUTS):<34} the {n} digits (float32 N x 1 x 28 x 28, normalized)",
         f"             {str(out / SIM_TABLE):<34} per-layer cycles, utilization, traffic (also {SIM_JSON})",
         f"             {str(out / TRACE):<34} cycle-mode port trace of digit 0",
+        *([f"             {str(out / RTL) + '/':<34} Verilog of the array ({RTL}/rep_accel_top.v, .json)"] if rtl else []),
         f"             {str(out / REPORT):<34} this report as JSON",
         "  next       rep-accel simulate {b}/ --input {i}    (see README.md for every command)".format(
             b=out / BUILD, i=out / INPUTS),
@@ -245,7 +273,7 @@ def run(args) -> int:
     out = check_output_dir(args.output)
     out.mkdir(parents=True, exist_ok=True)
     rtl = not args.no_rtl
-    stages = _Stages(["fuse", "compile", "simulate"] + (["rtl", "verify"] if rtl else []))
+    stages = _Stages(["fuse", "compile", "simulate"] + (["rtl"] if rtl else []))
     t0 = time.perf_counter()
     print(f"rep-accel demo: the whole flow on the bundled default model, files in {out}/", flush=True)
 
@@ -268,6 +296,11 @@ def run(args) -> int:
     stages.start("simulate")
     facts["simulate"], lines = _simulate(out, fused, x_sel, y_sel, args.clock_mhz)
     stages.done(*lines)
+
+    if rtl:
+        stages.start("rtl")
+        facts["rtl"], lines = _rtl(out)
+        stages.done(*lines)
 
     total = time.perf_counter() - t0
     facts["seconds"] = total
