@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from rep_accel.generics import HardwareGenerics
 
 from . import unit
-from .layouts import ACC_BITS, WINDOW_BITS, cg_shape, lane
+from .layouts import ACC_BITS, KERNEL_BITS, WINDOW_BITS, cg_shape, lane
 from .unit import ConvUnit
 
 
@@ -29,11 +29,10 @@ class SystolicArray(wiring.Component):
 
     Ports (every register advances only with `en`; `wr_*` ignores `en`):
       en        In(1)                     pipeline advance (global stall when low)
-      signed    In(1)                     window bytes are int8 (1) or uint8 (0)
       g         In(cg)                    channel group (weight-buffer address) of the windows
                                           presented unit.ADDR_LEAD = 2 cycles later
-      windows   In(PI x 72)               the PI lanes' windows of one step (lane i in bits
-                                          [72i+71:72i]), at cycle t
+      windows   In(PI x 81)               the PI lanes' windows of one step (lane i in bits
+                                          [81i+80:81i], 9-bit activations), at cycle t
       psums     Out(signed 32).array(PO)  column o: sum over lanes, valid from t + latency(o)
                                           = t + PI - 1 + o + 4 (mod 2^32)
       wr_en, wr_lane, wr_addr, wr_data    weight load: kernel slot i of `wr_data` goes to
@@ -46,14 +45,13 @@ class SystolicArray(wiring.Component):
         self._g = generics
         super().__init__({
             "en": In(1),
-            "signed": In(1),
             "g": In(cg_shape(generics)),
             "windows": In(WINDOW_BITS * generics.pi),
             "psums": Out(signed(ACC_BITS)).array(generics.po),
             "wr_en": In(1),
             "wr_lane": In(range(max(2, generics.po))),
             "wr_addr": In(cg_shape(generics)),
-            "wr_data": In(WINDOW_BITS * generics.pi),
+            "wr_data": In(KERNEL_BITS * generics.pi),
         })
 
     def elaborate(self, platform):
@@ -89,12 +87,11 @@ class SystolicArray(wiring.Component):
                 m.submodules[f"unit{i}_{o}"] = u
                 m.d.comb += [
                     u.en.eq(self.en),
-                    u.signed.eq(self.signed),
                     u.window.eq(window),
                     u.rd_addr.eq(g_delayed[i + o]),
                     u.wr_en.eq(self.wr_en & (self.wr_lane == o)),
                     u.wr_addr.eq(self.wr_addr),
-                    u.wr_data.eq(lane(self.wr_data, i, WINDOW_BITS)),
+                    u.wr_data.eq(lane(self.wr_data, i, KERNEL_BITS)),
                 ]
                 if i:
                     m.d.comb += u.psum_in.eq(units[i - 1, o].psum_out)

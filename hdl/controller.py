@@ -89,8 +89,8 @@ class LayerController(wiring.Component):
         addr = Signal.like(self.step.addr)
         # Registered facts about the current scan position, so that the stall logic
         # (`advance`, a high-fanout enable) depends on registers only.
-        row0, col0, row_pad, col_pad, y_last, x_last = (Signal(name=n) for n in
-                                                        ("row0", "col0", "row_pad", "col_pad", "y_last", "x_last"))
+        row0, row1, col0, col1, row_pad, col_pad, y_last, x_last = (
+            Signal(name=n) for n in ("row0", "row1", "col0", "col1", "row_pad", "col_pad", "y_last", "x_last"))
         count = Signal(CYCLES_BITS)
 
         g_last = g == cg_m1
@@ -117,7 +117,11 @@ class LayerController(wiring.Component):
             self.step.g.eq(g),
             self.step.addr.eq(addr),
             self.step.row0.eq(row0),
+            self.step.row1.eq(row1),
             self.step.col0.eq(col0),
+            self.step.col1.eq(col1),
+            self.step.y_odd.eq(y[0]),
+            self.step.x_odd.eq(x[0]),
             self.step.row_pad.eq(row_pad),
             self.step.col_pad.eq(col_pad),
             self.step.first.eq(scanning & (g == 0)),
@@ -177,7 +181,7 @@ class LayerController(wiring.Component):
                         with m.If(lane_last):
                             m.d.sync += [
                                 y.eq(0), x.eq(0), addr.eq(0),
-                                row0.eq(1), col0.eq(1), row_pad.eq(0), col_pad.eq(0),
+                                row0.eq(1), row1.eq(0), col0.eq(1), col1.eq(0), row_pad.eq(0), col_pad.eq(0),
                                 # rows, cols >= 2 for any H, W >= 1
                                 y_last.eq(0), x_last.eq(0),
                             ]
@@ -195,8 +199,8 @@ class LayerController(wiring.Component):
                         with m.If(x_last):
                             y_next = y + 1
                             m.d.sync += [
-                                x.eq(0), col0.eq(1), col_pad.eq(0), x_last.eq(0), addr.eq(0),
-                                y.eq(y_next), row0.eq(0),
+                                x.eq(0), col0.eq(1), col1.eq(0), col_pad.eq(0), x_last.eq(0), addr.eq(0),
+                                y.eq(y_next), row0.eq(0), row1.eq(row0),
                                 row_pad.eq(y_next == height), y_last.eq(y_next == rows_m1),
                             ]
                             with m.If(y_last):
@@ -204,7 +208,7 @@ class LayerController(wiring.Component):
                         with m.Else():
                             x_next = x + 1
                             m.d.sync += [
-                                x.eq(x_next), col0.eq(0),
+                                x.eq(x_next), col0.eq(0), col1.eq(col0),
                                 col_pad.eq(x_next == width), x_last.eq(x_next == cols_m1),
                             ]
 

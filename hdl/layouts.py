@@ -25,9 +25,13 @@ CYCLES_BITS = 32
 #: The layer descriptor (one `desc` beat), fields from bit 0 up.
 DescriptorLayout = data.StructLayout({name: unsigned(bits) for name, bits in DESCRIPTOR_FIELDS})
 
-#: One 3x3 window or kernel: 9 bytes, tap ky*3 + kx in bits [8t+7 : 8t]. Activations are
-#: raw bytes (int8 or uint8 by the descriptor's `input_signed`); kernels are int8.
-WINDOW_BITS = 8 * KERNEL_BYTES
+#: One 3x3 kernel: 9 int8 taps, tap ky*3 + kx in bits [8t+7 : 8t] (a parameter-beat slot).
+KERNEL_BITS = 8 * KERNEL_BYTES
+#: One activation inside the array: 9-bit two's complement, the int8 network input
+#: sign-extended or a uint8 activation zero-extended (the descriptor's `input_signed`).
+ACT_BITS = 9
+#: One 3x3 window in the array: 9 activations, tap ky*3 + kx in bits [9t+8 : 9t].
+WINDOW_BITS = ACT_BITS * KERNEL_BYTES
 
 # Lanes, windows and kernels are flat bit vectors, not data.ArrayLayout: Amaranth names
 # every element of an ArrayLayout signal `x[i]` beside the vector `x`, and Yosys's ABC9
@@ -59,7 +63,7 @@ def act_out_shape(generics: HardwareGenerics):
 
 def params_shape(generics: HardwareGenerics):
     """`params` payload: PI slots of 9 bytes (byte k of the beat in bits [8k+7 : 8k])."""
-    return unsigned(WINDOW_BITS * generics.pi)
+    return unsigned(KERNEL_BITS * generics.pi)
 
 
 def memory_depth(entries: int) -> int:
@@ -80,7 +84,11 @@ def step_layout(generics: HardwareGenerics) -> data.StructLayout:
     g:       channel group 0 .. cg-1 of the step.
     addr:    line-buffer entry x * cg + g (meaningful when the step consumes an input).
     row0:    y == 0: the two rows above are the top zero padding.
+    row1:    y == 1: row y-2 is the top zero padding.
     col0:    x == 0: the two columns to the left are the left zero padding.
+    col1:    x == 1: column x-2 is the left zero padding.
+    y_odd:   y mod 2 (the line-buffer byte of row y).
+    x_odd:   x mod 2 (the column-delay bank of column x).
     row_pad: y == H: the bottom zero-padding row (no input consumed).
     col_pad: x == W: the right zero-padding column (no input consumed).
     first:   g == 0, the first step of a position (column accumulators start from the bias).
@@ -92,7 +100,11 @@ def step_layout(generics: HardwareGenerics) -> data.StructLayout:
         "g": cg_shape(generics),
         "addr": unsigned(max(1, (generics.line_depth - 1).bit_length())),
         "row0": 1,
+        "row1": 1,
         "col0": 1,
+        "col1": 1,
+        "y_odd": 1,
+        "x_odd": 1,
         "row_pad": 1,
         "col_pad": 1,
         "first": 1,

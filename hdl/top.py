@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from rep_accel.generics import HardwareGenerics
 
-from . import array, columns, window
+from . import array, columns, unit, window
 from .array import SystolicArray
 from .columns import OutputColumns
 from .controller import LayerController
@@ -101,13 +101,21 @@ class Accelerator(wiring.Component):
             wgen.en.eq(advance),
             wgen.step.eq(ctrl.step),
             wgen.pixels.eq(self.act_in.payload),
+            wgen.signed.eq(ctrl.input_signed),
             arr.en.eq(advance),
-            arr.signed.eq(ctrl.input_signed),
-            arr.g.eq(ctrl.step.g),          # the weight address leads the windows by 2 = window.LATENCY
             arr.windows.eq(wgen.windows),
             cols.en.eq(advance),
         ]
-        assert window.LATENCY == 2  # == unit.ADDR_LEAD: the step's g is the array's weight address
+
+        # The array's weight address leads its windows by unit.ADDR_LEAD cycles: the step's
+        # channel group, delayed by the rest of the window generator's latency.
+        lead_g = ctrl.step.g
+        for k in range(window.LATENCY - unit.ADDR_LEAD):
+            reg = Signal.like(ctrl.step.g, name=f"g_d{k + 1}")
+            with m.If(advance):
+                m.d.sync += reg.eq(lead_g)
+            lead_g = reg
+        m.d.comb += arr.g.eq(lead_g)
 
         # The step's control travels beside the data to column 0's partial sum.
         ctl = Signal(ColumnControlLayout)

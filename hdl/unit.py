@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .layouts import ACC_BITS, WINDOW_BITS, lane, memory_depth
+from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WINDOW_BITS, lane, memory_depth
 
 #: Register stages from the cycle a window is presented to the cycle its partial sum is
 #: on `psum_out`: product, two adder-tree levels, partial-sum add.
@@ -26,8 +26,7 @@ class ConvUnit(wiring.Component):
 
     Ports (all registers advance only in cycles with `en` high; `wr_*` ignores `en`):
       en        In(1)          pipeline advance (the global stall: low = every register holds)
-      signed    In(1)          window bytes are int8 (1, the network input) or uint8 (0)
-      window    In(72)         nine activation bytes, tap ky*3+kx in bits [8t+7:8t], presented at cycle t
+      window    In(81)         nine 9-bit signed activations, tap ky*3+kx in bits [9t+8:9t], at cycle t
       rd_addr   In(cg)         kernel (channel group) of that window, presented at t - ADDR_LEAD
       psum_in   In(signed 32)  partial sum of unit (i-1, o), sampled at t + 3
       psum_out  Out(signed 32) psum_in + sum of the 9 products, valid from t + LATENCY (wraps mod 2^32)
@@ -36,10 +35,10 @@ class ConvUnit(wiring.Component):
     Latency: LATENCY = 4 cycles window -> psum_out (counted in `en` cycles).
     Throughput: one window per cycle.
 
-    Each product is a 9-bit signed activation (int8 sign-extended or uint8 zero-extended)
-    times an int8 weight: one 18x18 DSP multiplier (MULT18X18D on ECP5) with registers on
-    both sides: the window register of the array and the weight register in front, the
-    product register behind. The adder tree adds three products per stage so that no
+    Each product is a 9-bit signed activation (int8 sign-extended or uint8 zero-extended by
+    the window generator) times an int8 weight: one 18x18 DSP multiplier (MULT18X18D on
+    ECP5) with registers on both sides and no logic between: the window register of the
+    array and the weight register in front, the product register behind. The adder tree adds three products per stage so that no
     stage chains more than two adders.
     """
 
@@ -48,19 +47,18 @@ class ConvUnit(wiring.Component):
         addr = unsigned(max(1, (max_cg - 1).bit_length()))
         super().__init__({
             "en": In(1),
-            "signed": In(1),
             "window": In(WINDOW_BITS),
             "rd_addr": In(addr),
             "psum_in": In(signed(ACC_BITS)),
             "psum_out": Out(signed(ACC_BITS)),
             "wr_en": In(1),
             "wr_addr": In(addr),
-            "wr_data": In(WINDOW_BITS),
+            "wr_data": In(KERNEL_BITS),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.weights = weights = Memory(shape=WINDOW_BITS, depth=memory_depth(self._max_cg), init=[])
+        m.submodules.weights = weights = Memory(shape=KERNEL_BITS, depth=memory_depth(self._max_cg), init=[])
         wr = weights.write_port()
         rd = weights.read_port()
         m.d.comb += [
@@ -68,15 +66,14 @@ class ConvUnit(wiring.Component):
             rd.en.eq(self.en), rd.addr.eq(self.rd_addr),
         ]
 
-        kernel = Signal(WINDOW_BITS)           # weight register: DSP input register
+        kernel = Signal(KERNEL_BITS)           # weight register: DSP input register
         products = [Signal(signed(17), name=f"product{k}") for k in range(9)]  # DSP output registers
         triples = [Signal(signed(19), name=f"triple{j}") for j in range(3)]
         window_sum = Signal(signed(21))
         with m.If(self.en):
             m.d.sync += kernel.eq(rd.data)
             for k in range(9):
-                byte = lane(self.window, k, 8)
-                activation = Cat(byte, self.signed & byte[7]).as_signed()  # 9-bit signed
+                activation = lane(self.window, k, ACT_BITS).as_signed()
                 m.d.sync += products[k].eq(activation * lane(kernel, k, 8).as_signed())
             for j in range(3):
                 m.d.sync += triples[j].eq(products[3 * j] + products[3 * j + 1] + products[3 * j + 2])

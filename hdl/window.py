@@ -12,7 +12,7 @@ from rep_accel.generics import HardwareGenerics
 from .layouts import WINDOW_BITS, lane, memory_depth, step_layout
 
 #: Cycles from a step (and its input pixels) to its windows on `windows`.
-LATENCY = 2
+LATENCY = 4
 
 _ROW = 8        # bits of one pixel of one lane
 _COLUMN = 24    # bits of one window column: rows y-2, y-1, y from bit 0 up
@@ -22,29 +22,39 @@ class WindowGenerator(wiring.Component):
     """Forms the 3x3 window of every lane for each scan step (docs/architecture.md, "Window generator").
 
     Per lane:
-      - a line buffer (`Memory`, `line_depth` entries of 16 bits) addressed x * cg + g,
-        holding the pixels of rows y-1 (bits 0-7) and y-2 (bits 8-15) at column x,
-        channel group g. A step reads it, and a step that consumes an input rewrites
-        the entry with (row y, row y-1);
-      - a column delay (`Memory`, `max_cg` entries of 48 bits) addressed g, holding the
-        two previous columns of that channel group (x-1 in bits 0-23, x-2 in 24-47);
-        its read is transparent to its write, so cg = 1 (one entry) works back to back.
-    Zero padding is generated, never stored: rows above the image (y = 0), the row below
-    (`row_pad`), columns left of it (x = 0) and the column right of it (`col_pad`) read as
-    zero. Entries written at y = 0 carry a zero row y-1, and columns written at x = 0 a
-    zero column x-1, so only y = 0 and x = 0 need masking on read.
+      - a line buffer (`Memory`, `line_depth` entries of two bytes, byte write enables)
+        addressed x * cg + g: byte (r mod 2) holds row r's pixel of column x, channel
+        group g. A step reads the entry (rows y-1 and y-2 are its two bytes) and, if it
+        consumes an input, writes its pixel into byte (y mod 2) in the same cycle; the
+        read returns the old contents (read-first), so row y-2 is read as it is replaced.
+        The write comes straight from `pixels`, never from the read data: no memory
+        output feeds a memory input;
+      - a column delay of two banks (`Memory`, `max_cg` entries of 24 bits each)
+        addressed g: bank (x mod 2) holds column x of channel group g. A step writes its
+        column into bank (x mod 2) and reads both banks at g, read-first: bank (x mod 2)
+        returns column x-2 as it is replaced, the other bank column x-1. Equal addresses
+        are exactly cg steps apart, so any cg >= 1 works back to back.
+    Zero padding is generated, never stored: rows above the image (y = 0, and row y-2 at
+    y = 1), the row below (`row_pad`), columns left of it (x = 0, and column x-2 at x = 1)
+    and the column right of it (`col_pad`) read as zero.
+
+    Stages (t = the step's cycle): t memory reads and the line-buffer write; t+1 memory
+    data registered as is (no logic after a memory output); t+2 the column formed and
+    masked, the column-delay banks read and written; t+3 the window formed, masked and
+    extended to 9-bit activations; t+4 on `windows`.
 
     Ports (registers and memory ports advance only with `en`):
       en       In(1)                   pipeline advance (global stall when low)
       step     In(step_layout)         the step issued this cycle (controller)
       pixels   In(PI x 8)              its `act_in` beat, lane i in bits [8i+7:8i] (ignored when
                                        the step consumes none)
-      windows  Out(PI x 72)            lane i's window in bits [72i+71:72i], tap ky*3+kx (bits
-                                       [8t+7:8t]) = row y-2+ky, column x-2+kx, valid LATENCY = 2
-                                       cycles after the step
+      signed   In(1)                   the layer's input is int8 (sign-extend) or uint8 (zero-extend);
+                                       a layer constant (used at t+3)
+      windows  Out(PI x 81)            lane i's window in bits [81i+80:81i], tap ky*3+kx (9-bit
+                                       signed, bits [9t+8:9t]) = row y-2+ky, column x-2+kx,
+                                       valid LATENCY = 4 cycles after the step
 
-    Latency: 2 cycles (memory read + pixel register, then the window register).
-    Throughput: one step per cycle.
+    Latency: LATENCY = 4 cycles. Throughput: one step per cycle.
     """
 
     def __init__(self, generics: HardwareGenerics):
@@ -54,6 +64,7 @@ class WindowGenerator(wiring.Component):
             "en": In(1),
             "step": In(self._step),
             "pixels": In(8 * generics.pi),
+            "signed": In(1),
             "windows": Out(WINDOW_BITS * generics.pi),
         })
 
@@ -61,52 +72,75 @@ class WindowGenerator(wiring.Component):
         m = Module()
         g = self._g
         step = self.step
+        consumes = step.valid & ~step.row_pad & ~step.col_pad
 
-        # Stage 1: the step and its pixels, registered beside the memories' read data.
-        s1 = Signal(self._step)
-        pixels1 = Signal.like(self.pixels)
-        with m.If(self.en):
-            m.d.sync += [s1.eq(step), pixels1.eq(self.pixels)]
-        consumes1 = s1.valid & ~s1.row_pad & ~s1.col_pad
+        def register(value, name):
+            reg = Signal.like(value, name=name)
+            with m.If(self.en):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        # Stage 1: the step's control and its pixels beside the line buffers' read data.
+        s1 = register(step, "s1")
+        # Stage 2: the column's masks, from stage 1's control.
+        s2 = register(s1, "s2")
+        # Stage 3: the window's masks: columns x-1 and x-2 at x = 0, column x-2 at x = 1.
+        zero_prev1 = register(s2.col0, "zero_prev1")
+        zero_prev2 = register(s2.col0 | s2.col1, "zero_prev2")
 
         for i in range(g.pi):
             line = Memory(shape=unsigned(2 * _ROW), depth=memory_depth(g.line_depth), init=[])
-            columns = Memory(shape=unsigned(2 * _COLUMN), depth=memory_depth(g.max_cg), init=[])
-            m.submodules[f"line{i}"], m.submodules[f"columns{i}"] = line, columns
-            line_wr = line.write_port()
+            banks = [Memory(shape=unsigned(_COLUMN), depth=memory_depth(g.max_cg), init=[]) for _ in range(2)]
+            m.submodules[f"line{i}"] = line
+            m.submodules[f"even{i}"], m.submodules[f"odd{i}"] = banks
             line_rd = line.read_port()
-            col_wr = columns.write_port()
-            col_rd = columns.read_port(transparent_for=(col_wr,))
-
+            line_wr = line.write_port(granularity=_ROW)
+            pixel = lane(self.pixels, i, _ROW)
             # The right padding column has no line-buffer entry (its address may be one
             # past the buffer); read entry 0 there, the data is masked anyway.
             m.d.comb += [
                 line_rd.en.eq(self.en),
                 line_rd.addr.eq(Mux(step.col_pad, 0, step.addr)),
-                col_rd.en.eq(self.en),
-                col_rd.addr.eq(step.g),
+                line_wr.addr.eq(step.addr),
+                line_wr.data.eq(Cat(pixel, pixel)),
+                line_wr.en.eq(Mux(self.en & consumes, Mux(step.y_odd, 0b10, 0b01), 0)),
             ]
 
-            above1 = Mux(s1.row0, 0, line_rd.data[0:_ROW])          # row y-1
-            above2 = Mux(s1.row0, 0, line_rd.data[_ROW:2 * _ROW])   # row y-2 (zero at y = 1 by construction)
-            current = Mux(s1.row_pad, 0, lane(pixels1, i, _ROW))    # row y
+            # Stage 1 -> 2: the line buffer's two bytes registered as they are; the pixel
+            # travels beside them.
+            rows2 = register(line_rd.data, f"rows{i}")
+            pixel2 = register(register(pixel, f"pixel1_{i}"), f"pixel2_{i}")
+
+            # Stage 2: column x = (row y-2, row y-1, row y), masked.
+            older = Mux(s2.y_odd, rows2[_ROW:], rows2[:_ROW])     # byte (y mod 2): row y-2
+            newer = Mux(s2.y_odd, rows2[:_ROW], rows2[_ROW:])     # the other byte: row y-1
+            above2 = Mux(s2.row0 | s2.row1, 0, older)
+            above1 = Mux(s2.row0, 0, newer)
+            current = Mux(s2.row_pad, 0, pixel2)
             column = Signal(_COLUMN, name=f"column{i}")
-            m.d.comb += column.eq(Mux(s1.col_pad, 0, Cat(above2, above1, current)))
-            previous = Signal(2 * _COLUMN, name=f"previous{i}")     # columns x-1, x-2
-            m.d.comb += previous.eq(Mux(s1.col0, 0, col_rd.data))
+            m.d.comb += column.eq(Mux(s2.col_pad, 0, Cat(above2, above1, current)))
 
-            m.d.comb += [
-                line_wr.en.eq(self.en & consumes1),
-                line_wr.addr.eq(s1.addr),
-                line_wr.data.eq(Cat(current, above1)),
-                col_wr.en.eq(self.en & s1.valid),
-                col_wr.addr.eq(s1.g),
-                col_wr.data.eq(Cat(column, previous[0:_COLUMN])),
-            ]
+            reads = []
+            for b, bank in enumerate(banks):
+                rd = bank.read_port()
+                wr = bank.write_port()
+                m.d.comb += [
+                    rd.en.eq(self.en), rd.addr.eq(s2.g),
+                    wr.en.eq(self.en & s2.valid & (s2.x_odd == b)), wr.addr.eq(s2.g), wr.data.eq(column),
+                ]
+                reads.append(rd.data)
 
-            by_kx = (previous[_COLUMN:2 * _COLUMN], previous[0:_COLUMN], column)  # columns x-2, x-1, x
-            window = Cat(*(by_kx[kx][_ROW * ky:_ROW * (ky + 1)] for ky in range(3) for kx in range(3)))
+            # Stage 3: columns x-2 (the bank written now, read first), x-1 (the other bank), x.
+            column3 = register(column, f"column3_{i}")
+            x_odd3 = register(s2.x_odd, f"x_odd3_{i}")
+            prev2 = Mux(zero_prev2, 0, Mux(x_odd3, reads[1], reads[0]))
+            prev1 = Mux(zero_prev1, 0, Mux(x_odd3, reads[0], reads[1]))
+
+            # Taps extended to 9 bits here, so that the array's registers feed its DSP
+            # multipliers directly (no logic between register and multiplier).
+            by_kx = (prev2, prev1, column3)  # columns x-2, x-1, x
+            taps = [by_kx[kx][_ROW * ky:_ROW * (ky + 1)] for ky in range(3) for kx in range(3)]
+            window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
             with m.If(self.en):
                 m.d.sync += lane(self.windows, i, WINDOW_BITS).eq(window)
         return m
-

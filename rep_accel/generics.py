@@ -19,12 +19,12 @@ CHANNEL_BITS = 16
 #: Bytes of one 3x3 kernel slot on the parameter stream: nine int8 taps.
 KERNEL_BYTES = 9
 #: Fixed part of the pipeline latency (cycles), independent of PI and PO, as the RTL
-#: (hdl/) is built: window generator 2 (line-buffer read, window register), unit 4
-#: (product, two adder-tree levels, partial-sum add), column accumulator 1,
-#: requantization 6, output register 1, less the 2 that the skew PI + PO counts twice
-#: (row PI-1 is PI-1 hops down, column PO-1 is PO-1 hops right).
+#: (hdl/) is built: window generator 4 (memory read, its data registered, column,
+#: window), unit 4 (product, two adder-tree levels, partial-sum add), column
+#: accumulator 1, requantization 6, output register 1, less the 2 that the skew
+#: PI + PO counts twice (row PI-1 is PI-1 hops down, column PO-1 is PO-1 hops right).
 #: See docs/architecture.md, "Pipeline".
-LATENCY_FIXED = 12
+LATENCY_FIXED = 14
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ def _expected_steps(shape, tile):
                 last = g == cg - 1
                 out.append({
                     "g": g, "addr": x * cg + g if x < shape.width else None,
-                    "row0": int(y == 0), "col0": int(x == 0),
+                    "row0": int(y == 0), "row1": int(y == 1), "col0": int(x == 0), "col1": int(x == 1),
+                    "y_odd": y % 2, "x_odd": x % 2,
                     "row_pad": int(y == shape.height), "col_pad": int(x == shape.width),
                     "first": int(g == 0), "emit": int(last and layout.has_output(y, x, shape.stride)),
                     "tag": int(last and y == rows - 1 and x == cols - 1),
@@ -91,7 +92,8 @@ def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=
                 if needs != bool(in_ready) or (needs and not in_valid):
                     log["violations"].append(f"cycle {cycle}: step needs input {needs}, in_ready {in_ready}")
                 log["steps"].append({k: int(getattr(step, k)) for k in
-                                     ("g", "addr", "row0", "col0", "row_pad", "col_pad", "first", "emit", "tag")})
+                                     ("g", "addr", "row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad",
+                                      "col_pad", "first", "emit", "tag")})
             if advance and out_valid and not ready:
                 log["violations"].append(f"cycle {cycle}: advanced while the output was blocked")
             if in_ready and out_valid and not ready:

@@ -17,12 +17,13 @@ def _wrap32(v: int) -> int:
 
 
 def _as_activation(byte: int, signed: bool) -> int:
+    """The window generator's 9-bit activation of a byte: int8 sign-extended or uint8."""
     return byte - 256 if signed and byte >= 128 else byte
 
 
 @pytest.mark.parametrize("seed,p_stall", [(1, 0.0), (2, 0.35)])
 def test_unit_matches_dot_product(seed, p_stall):
-    """Random kernels in 3 buffer entries, random windows read as int8 or uint8 (per window),
+    """Random kernels in 3 buffer entries, random windows of int8 or uint8 activations (9-bit),
     random partial sums over the whole 32-bit range; with and without stalls."""
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
@@ -47,8 +48,7 @@ def test_unit_matches_dot_product(seed, p_stall):
             d.append((dut.rd_addr, int(addrs[c])))
         k = c - lead                 # window k is presented ADDR_LEAD cycles after its address
         if 0 <= k < count:
-            d.append((dut.window, pack_lanes(windows[k], 8)))
-            d.append((dut.signed, int(signed[k])))
+            d.append((dut.window, pack_lanes([_as_activation(int(b), bool(signed[k])) for b in windows[k]], 9)))
         k = c - lead - (lat - 1)      # its partial sum in is sampled LATENCY - 1 cycles later
         if 0 <= k < count:
             d.append((dut.psum_in, int(psum_in[k])))
@@ -56,7 +56,7 @@ def test_unit_matches_dot_product(seed, p_stall):
 
     def junk(r):
         return [(dut.rd_addr, int(r.integers(0, max_cg))), (dut.window, int(r.integers(0, 1 << 62))),
-                (dut.psum_in, int(r.integers(-(1 << 31), 1 << 31))), (dut.signed, int(r.integers(0, 2)))]
+                (dut.psum_in, int(r.integers(-(1 << 31), 1 << 31)))]
 
     got = {}
 
@@ -99,7 +99,8 @@ def test_array_column_sums(pi, po, p_stall):
         if c < count:
             d.append((dut.g, int(gs[c])))
         if 0 <= c - lead < count:
-            d.append((dut.windows, pack_lanes([pack_lanes(windows[c - lead, i], 8) for i in range(pi)], 72)))
+            d.append((dut.windows, pack_lanes([pack_lanes([_as_activation(int(b), bool(signed)) for b in
+                                                            windows[c - lead, i]], 9) for i in range(pi)], 81)))
         cycles.append(d)
 
     def junk(r):
@@ -108,7 +109,6 @@ def test_array_column_sums(pi, po, p_stall):
     got = {}
 
     async def tb(ctx):
-        ctx.set(dut.signed, signed)
         for o in range(po):
             for a in range(cg):
                 ctx.set(dut.wr_en, 1)

@@ -22,7 +22,8 @@ def _steps(h, w, stride, cg):
             for g in range(cg):
                 steps.append(((y, x, g), {
                     "valid": 1, "g": g, "addr": x * cg + g if x < w else 0,
-                    "row0": int(y == 0), "col0": int(x == 0), "row_pad": int(y == h), "col_pad": int(x == w),
+                    "row0": int(y == 0), "row1": int(y == 1), "col0": int(x == 0), "col1": int(x == 1),
+                    "y_odd": y % 2, "x_odd": x % 2, "row_pad": int(y == h), "col_pad": int(x == w),
                     "first": 0, "emit": 0, "tag": 0}))
     return steps
 
@@ -38,8 +39,8 @@ def _reference_window(img, y, x, g, i, pi):
 
 
 def _run(generics, images, stride, p_stall=0.0, seed=0):
-    """Scan every image (C = cg*PI, H, W) in turn through one generator; return per image the
-    windows of every step, [(y, x, g)] -> lane -> 9 taps."""
+    """Scan every image (C = cg*PI, H, W; int8 or uint8) in turn through one generator; return
+    per image the windows of every step, [(y, x, g)] -> lane -> 9 taps (9-bit signed)."""
     pi = generics.pi
     dut = WindowGenerator(generics)
     rng = np.random.default_rng(seed)
@@ -50,15 +51,18 @@ def _run(generics, images, stride, p_stall=0.0, seed=0):
         steps = _steps(h, w, stride, cg)
         plan.append((img, steps, len(cycles)))
         for (y, x, g), fields in steps:
-            pixels = [int(img[g * pi + i, y, x]) if y < h and x < w else 0 for i in range(pi)]
-            cycles.append([(dut.step, fields), (dut.pixels, pack_lanes(pixels, 8))])
-    cycles += [[(dut.step, {"valid": 0})] for _ in range(window.LATENCY)]
+            pixels = [int(img[g * pi + i, y, x]) & 0xFF if y < h and x < w else 0 for i in range(pi)]
+            cycles.append([(dut.step, fields), (dut.pixels, pack_lanes(pixels, 8)),
+                           (dut.signed, int(img.dtype == np.int8))])
+        # `signed` is a layer constant: the image's steps drain before the next image's value.
+        cycles += [[(dut.step, {"valid": 0}), (dut.signed, int(img.dtype == np.int8))]
+                   for _ in range(window.LATENCY)]
 
     def junk(r):
+        flags = ("row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad", "col_pad")
         return [(dut.step, {"valid": 1, "g": int(r.integers(0, generics.max_cg)),
-                            "addr": int(r.integers(0, generics.line_depth)), "row0": int(r.integers(0, 2)),
-                            "col0": int(r.integers(0, 2)), "row_pad": int(r.integers(0, 2)),
-                            "col_pad": int(r.integers(0, 2))}),
+                            "addr": int(r.integers(0, generics.line_depth)),
+                            **{f: int(r.integers(0, 2)) for f in flags}}),
                 (dut.pixels, int(r.integers(0, 1 << 62)) & ((1 << (8 * pi)) - 1))]
 
     result = []
@@ -69,7 +73,7 @@ def _run(generics, images, stride, p_stall=0.0, seed=0):
             got = {}
             for k, (pos, _) in enumerate(steps):
                 word = after[start + k + window.LATENCY - 1][0]
-                got[pos] = [unpack_lanes(lw, 9, 8) for lw in unpack_lanes(word, pi, 72)]
+                got[pos] = [unpack_lanes(lw, 9, 9, signed=True) for lw in unpack_lanes(word, pi, 81)]
             result.append(got)
 
     simulate(dut, tb)
@@ -98,16 +102,20 @@ def test_windows_every_border_case(h, w, stride, cg):
     g = HardwareGenerics(pi=pi, po=1, w_max=max(3, w), max_cg=cg, line_depth=w * cg)
     seed = 1000 * h + 100 * w + 10 * stride + cg
     rng = np.random.default_rng(seed)
-    images = [rng.integers(1, 256, size=(cg * pi, h, w)).astype(np.uint8) for _ in range(2)]
+    images = [rng.integers(1, 256, size=(cg * pi, h, w)).astype(np.uint8),
+              rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8)]
+    images[1][images[1] == 0] = 1   # nonzero pixels: a missing zero pad cannot go unnoticed
     _check(images, _run(g, images, stride), stride, pi)
 
 
 @pytest.mark.parametrize("h,w,stride,cg,seed", [(3, 4, 1, 2, 5), (5, 3, 2, 1, 6), (2, 5, 2, 3, 7)])
 def test_windows_with_stalls(h, w, stride, cg, seed):
-    """Random stalls (en low, inputs garbage) do not change any window."""
+    """Random stalls (en low, inputs garbage) do not change any window; an int8 image
+    (sign-extended taps) then a uint8 one."""
     print(f"seed={seed}")
     pi = 3
     g = HardwareGenerics(pi=pi, po=1, w_max=8, max_cg=4, line_depth=40)
     rng = np.random.default_rng(seed)
-    images = [rng.integers(0, 256, size=(cg * pi, h, w)).astype(np.uint8) for _ in range(2)]
+    images = [rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8),
+              rng.integers(0, 256, size=(cg * pi, h, w)).astype(np.uint8)]
     _check(images, _run(g, images, stride, p_stall=0.4, seed=seed), stride, pi)
