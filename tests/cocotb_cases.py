@@ -1,0 +1,156 @@
+"""Shared pieces of the cocotb regression (tests/test_cocotb_*.py): hardware configurations,
+the build cache, the seed, the layer case lists, and running a job with exact checks.
+
+Builds are cached in <repo>/sim_build/rtl (or $REP_ACCEL_SIM_BUILD), keyed by the RTL's
+sources and the generics, so one build per configuration serves every test and session.
+Randomized cases use the seed of $REP_ACCEL_SEED (default DEFAULT_SEED); every test prints
+it: `REP_ACCEL_SEED=<seed> pytest tests/test_cocotb_layers.py` replays a run.
+Simulator: $SIM (verilator, the default, or icarus) for the main runs; the Icarus subset
+runs in every default run as well.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rep_accel.generics import HardwareGenerics
+from rep_accel.layout import LayerShape, check_fits
+from rep_accel.verification import cases as C
+from rep_accel.verification import runner as R
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SEED = 6
+SEED_ENV = "REP_ACCEL_SEED"
+
+#: The array configurations: 1x1, a non-square 2x3, a 4x4 big enough for the TensorFlow Lite
+#: vectors (case 9: 512 input channels = 128 groups of 4) and the default model, and the
+#: default 8x8 (slow tests).
+G_1X1 = HardwareGenerics(pi=1, po=1, w_max=8, max_cg=8, line_depth=32)
+G_2X3 = HardwareGenerics(pi=2, po=3, w_max=16, max_cg=8, line_depth=64)
+G_4X4 = HardwareGenerics(pi=4, po=4, w_max=28, max_cg=128, line_depth=512)
+G_8X8 = HardwareGenerics(pi=8, po=8, w_max=28, max_cg=64, line_depth=256)
+
+
+def main_sim() -> str:
+    sim = os.environ.get("SIM", "verilator").lower()
+    if sim not in R.SIMULATORS:
+        raise pytest.UsageError(f"SIM={sim}: choose one of {', '.join(R.SIMULATORS)}")
+    return sim
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(R.CACHE_ENV) or REPO / "sim_build" / "rtl")
+
+
+def seed() -> int:
+    s = int(os.environ.get(SEED_ENV, DEFAULT_SEED))
+    print(f"seed={s} (replay: {SEED_ENV}={s})")
+    return s
+
+
+def need_sim(sim: str) -> None:
+    if sim == "icarus" and shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog is not installed (`make install-tools` or `apt-get install iverilog`)")
+
+
+def build(generics: HardwareGenerics, sim: str, **kw) -> R.RtlBuild:
+    need_sim(sim)
+    b = R.build_rtl(generics, sim, cache_dir=cache_dir(), **kw)
+    print(f"{sim} build {b.build_dir.name}: {'cached' if b.cached else f'built in {b.seconds:.1f} s'}")
+    return b
+
+
+def run(b: R.RtlBuild, job: C.Job, folder: Path) -> R.JobOutcome:
+    """Run a job and assert that every check passed; prints one line per failure."""
+    C.write_job(folder, job)
+    outcome = R.run_job(b, folder)
+    res = outcome.results
+    bad = [r for r in res["records"] if not r["passed"]]
+    for r in bad[:20]:
+        print(f"FAIL {r['name']}: {r['failures']}")
+    assert res.get("error") is None, f"the cocotb test stopped: {res.get('error')} (log: {outcome.log})"
+    assert res["complete"], f"the cocotb test did not finish (log: {outcome.log})"
+    assert not bad, f"{len(bad)} of {len(res['records'])} runs failed, first {bad[0]['name']}: {bad[0]['failures']}"
+    assert outcome.tests == 1 and outcome.failed == 0, f"cocotb: {outcome.failed} of {outcome.tests} tests failed"
+    n_out = sum(r["outputs_compared"] for r in res["records"])
+    cyc = sum(r["clock_cycles"] for r in res["records"])
+    print(f"{len(res['records'])} runs, {n_out} outputs compared, {cyc} clock cycles "
+          f"in {res['rtl_seconds']:.1f} s ({cyc / max(res['rtl_seconds'], 1e-9):.0f} cycles/s); "
+          f"job {outcome.seconds:.1f} s")
+    return outcome
+
+
+# ----------------------------------------------------------------------------------
+# Layer case lists
+# ----------------------------------------------------------------------------------
+
+def coverage_cases(g: HardwareGenerics, rng: np.random.Generator, widths: bool = True) -> list[C.LayerCase]:
+    """The layer space on one configuration: stride 1 and 2 (odd and even sizes), groups 1/2/4
+    with tiles spanning two groups, channel counts that are not multiples of PI or PO, every
+    width 1..W_MAX, height 1, the signed network input, all-zero / all-max / all-min inputs,
+    negative biases, extreme multipliers and shifts, cg = max_cg and W * cg = line_depth."""
+    pi, po = g.pi, g.po
+    odd_in, odd_out = pi + 1 if pi > 1 else 3, po + 2  # not multiples of PI / PO (PI = 1: anything)
+    specs = [
+        # name, shape, params kind, input kind
+        ("s1", LayerShape(odd_in, odd_out, 1, 1, 4, 5), "typical", "random"),
+        ("s2_odd_signed", LayerShape(odd_in, odd_out, 1, 2, 5, 7, True), "typical", "random"),
+        ("s2_even", LayerShape(odd_in, odd_out, 1, 2, 4, 6), "typical", "sparse"),
+        ("g2_span", LayerShape(6, 4, 2, 1, 3, 4), "typical", "random"),
+        ("g4_s2", LayerShape(8, 8, 4, 2, 5, 5), "typical", "random"),
+        ("g4_cin1", LayerShape(4, 12, 4, 1, 3, 3), "typical", "random"),
+        ("h1_s1", LayerShape(odd_in, odd_out, 1, 1, 1, min(9, g.w_max)), "typical", "random"),
+        ("h1_s2", LayerShape(odd_in, odd_out, 1, 2, 1, min(8, g.w_max)), "typical", "random"),
+        ("h1_w1", LayerShape(odd_in, po, 1, 1, 1, 1), "typical", "random"),
+        ("w1_s2", LayerShape(odd_in, po, 1, 2, 5, 1), "typical", "random"),
+        ("zeros", LayerShape(odd_in, odd_out, 1, 1, 3, 4), "typical", "zeros"),
+        ("all255", LayerShape(odd_in, odd_out, 1, 1, 3, 4), "typical", "max"),
+        ("all255_extreme", LayerShape(odd_in, 6, 1, 2, 3, 5), "extreme", "max"),
+        ("signed_min", LayerShape(odd_in, odd_out, 1, 1, 3, 4, True), "typical", "min"),
+        ("signed_max_extreme", LayerShape(odd_in, 6, 1, 1, 3, 3, True), "extreme", "max"),
+        ("negative_bias", LayerShape(odd_in, odd_out, 1, 1, 4, 4), "negative_bias", "random"),
+        ("extreme", LayerShape(odd_in, 12, 1, 1, 4, 4), "extreme", "random"),
+        ("extreme_g2_s2", LayerShape(4, 12, 2, 2, 5, 4), "extreme", "sparse"),
+        # the buffers at their limits: cg = max_cg with W * cg = line_depth; W = W_MAX
+        ("max_cg", LayerShape(pi * g.max_cg, po + 1, 1, 1, 2, max(1, min(g.w_max, g.line_depth // g.max_cg))),
+         "typical", "random"),
+        ("w_max", LayerShape(pi * max(1, min(g.max_cg, g.line_depth // g.w_max)), po, 1, 1, 2, g.w_max),
+         "typical", "random"),
+    ]
+    out = [C.layer_case(rng, name, shape, params, inputs) for name, shape, params, inputs in specs]
+    if widths:
+        for w in range(1, g.w_max + 1):
+            shape = LayerShape(cin=odd_in, cout=po + 1, groups=1, stride=1 + w % 2, height=1 + w % 3, width=w)
+            out.append(C.layer_case(rng, f"width{w}", shape))
+    for c in out:
+        check_fits(c.layer.shape, g, c.name)
+    return out
+
+
+def random_cases(g: HardwareGenerics, rng: np.random.Generator, n: int, max_channels: int = 12) -> list[C.LayerCase]:
+    """`n` random shapes (C.random_shape) with random parameter and input kinds."""
+    out = []
+    for k in range(n):
+        shape = C.random_shape(rng, g, max_channels=max_channels)
+        params = str(rng.choice(C.PARAM_KINDS, p=[0.6, 0.25, 0.15]))
+        inputs = str(rng.choice(C.INPUT_KINDS, p=[0.6, 0.1, 0.1, 0.05, 0.15]))
+        out.append(C.layer_case(rng, f"random{k}", shape, params, inputs))
+    return out
+
+
+#: The four host combinations of the fault tests: (name, Stall or None).
+def stall_combinations(seed: int) -> list[tuple[str, C.Stall | None]]:
+    return [("calm", None),
+            ("input_gaps", C.Stall(p_params=0.6, p_act_in=0.6, p_act_out=1.0, seed=seed + 1)),
+            ("output_drops", C.Stall(p_params=1.0, p_act_in=1.0, p_act_out=0.5, seed=seed + 2)),
+            ("both", C.Stall(p_params=0.7, p_act_in=0.5, p_act_out=0.6, seed=seed + 3))]
+
+
+def stall_cases(base: C.LayerCase, seed: int) -> list[C.LayerCase]:
+    """The same layer and input under the four host combinations."""
+    return [C.LayerCase(f"{base.name}/{name}", base.layer, base.x, stall) for name, stall in stall_combinations(seed)]
