@@ -55,16 +55,16 @@ def fbgemm_network(qnet):
 PAUSE_S = 0.2
 
 
-def median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int, clock=time.perf_counter) -> float:
     ts = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        ts.append(time.perf_counter() - t)
+        ts.append(clock() - t)
     return float(np.median(ts))
 
 
-def bench_model(name: str, hw: int, repeats: int, check: bool) -> tuple[float, float, float]:
+def bench_model(name: str, hw: int, repeats: int, check: bool, clock=time.perf_counter) -> tuple[float, float, float]:
     qnet = synthetic.random_zoo_qnetwork(name, hw, seed=0, num_classes=1000)
     gmac = sum(layer.shape.macs for layer in qnet.layers) / 1e9
     x = synthetic.random_input(qnet, 1, seed=1)
@@ -85,13 +85,13 @@ def bench_model(name: str, hw: int, repeats: int, check: bool) -> tuple[float, f
         block = max(1, repeats // 5)
         for _ in range(max(1, repeats // block)):
             time.sleep(PAUSE_S)
-            t_sim.append(median_time(run, block))
+            t_sim.append(median_time(run, block, clock))
             time.sleep(PAUSE_S)
-            t_fb.append(median_time(lambda: net(xt), block))
+            t_fb.append(median_time(lambda: net(xt), block, clock))
     return gmac, float(np.median(t_sim)), float(np.median(t_fb))
 
 
-def bench_cycle(repeats: int) -> tuple[int, float, float]:
+def bench_cycle(repeats: int, clock=time.perf_counter) -> tuple[int, float, float]:
     rng = np.random.default_rng(0)
     shape = LayerShape(48, 48, 1, 1, 112, 112)
     qnet = synthetic.random_qnetwork([(48, 48, 1, 1)], (48, 112, 112), seed=0)
@@ -101,8 +101,8 @@ def bench_cycle(repeats: int) -> tuple[int, float, float]:
     x = rng.integers(0, 256, (48, 112, 112)).astype(np.uint8)
     params = cycle.layer_params(layer, g)
     res = cycle.run_layer(x, shape, params, g)
-    t_total = median_time(lambda: cycle.run_layer(x, shape, params, g), repeats)
-    t_trace = median_time(lambda: cycle.run_layer(x, shape, params, g, trace=True), max(1, repeats // 3))
+    t_total = median_time(lambda: cycle.run_layer(x, shape, params, g), repeats, clock)
+    t_trace = median_time(lambda: cycle.run_layer(x, shape, params, g, trace=True), max(1, repeats // 3), clock)
     return res.cycles, t_total, t_trace
 
 
@@ -110,19 +110,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--check", action="store_true", help="also check fast-mode logits against the golden model")
+    ap.add_argument("--threads", type=int, default=2, help="threads of both PyTorch and Numba (default 2)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with the process CPU clock instead of the wall clock: with --threads 1 it is the "
+                         "work done, insensitive to other processes on a shared machine")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     import numba
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    print(f"clock: {'process CPU time' if args.cpu_time else 'wall time'}")
     print(f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()} "
           f"({numba.config.THREADING_LAYER} layer); load average {os.getloadavg()[0]:.2f}")
 
-    cycles, t_cyc, t_trace = bench_cycle(max(3, args.repeats // 4))
+    cycles, t_cyc, t_trace = bench_cycle(max(3, args.repeats // 4), clock)
     print(f"cycle mode, 112x112x48 -> 48 stride 1, PI=PO=8: {cycles:,} cycles in {t_cyc * 1e3:.1f} ms = "
           f"{cycles / t_cyc / 1e6:.2f} M cycles/s ({cycles / t_trace / 1e6:.2f} M cycles/s with the port trace)")
 
     rows = {}
     for name in ("A0", "A1", "B0"):
-        rows[name] = bench_model(name, 224, args.repeats if name == "A0" else max(3, args.repeats // 2), args.check)
+        rows[name] = bench_model(name, 224, args.repeats if name == "A0" else max(3, args.repeats // 2), args.check,
+                                 clock)
         gmac, ts, tf = rows[name]
         print(f"RepVGG-{name} 224x224: {gmac:.3f} GMAC; fast mode {ts * 1e3:.2f} ms ({ts / gmac * 1e3:.2f} ms/GMAC); "
               f"fbgemm {tf * 1e3:.2f} ms ({tf / gmac * 1e3:.2f} ms/GMAC); ratio {ts / tf:.2f}")
