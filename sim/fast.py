@@ -62,7 +62,9 @@ from rep_accel.numerics import ACC_MAX, ACT_MAX, ACT_MIN, accumulator_bound, req
 # threads take the cores from the working ones and a network runs 4-5x slower. The
 # workqueue layer sleeps instead (measured: A0 at 224x224 25 ms vs 29 ms on an idle
 # machine, 380 ms vs 100 ms on a loaded one). This package is the only user of Numba's
-# parallel code here; NUMBA_THREADING_LAYER still overrides the choice.
+# parallel code here; NUMBA_THREADING_LAYER still overrides the choice. (The workqueue
+# layer must not be entered from two Python threads at once: run one simulation at a time
+# per process.)
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
