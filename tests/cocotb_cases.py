@@ -11,6 +11,7 @@ runs in every default run as well.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -154,3 +155,26 @@ def stall_combinations(seed: int) -> list[tuple[str, C.Stall | None]]:
 def stall_cases(base: C.LayerCase, seed: int) -> list[C.LayerCase]:
     """The same layer and input under the four host combinations."""
     return [C.LayerCase(f"{base.name}/{name}", base.layer, base.x, stall) for name, stall in stall_combinations(seed)]
+
+
+# ----------------------------------------------------------------------------------
+# Networks
+# ----------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def default_model():
+    """(QuantizedNetwork of the default model compiled as `rep-accel compile` does: its first
+    500 training digits, the default observer; x_test, y_test of mnist_split)."""
+    from rep_accel import quantize
+    from rep_accel.checkpoints import load_fused
+    from rep_accel.datasets import default_model_path, mnist_split
+    fused = load_fused(default_model_path())
+    x_train, _, x_test, y_test = mnist_split()
+    qnet = quantize.quantize_network(fused, x_train[:quantize.DEFAULT_NUM_CALIB], quantize.DEFAULT_OBSERVER,
+                                     show_progress=False)
+    return qnet, x_test, y_test
+
+
+def spread(n: int, total: int) -> np.ndarray:
+    """n indices spread evenly over a class-sorted set of `total` (the test set is sorted by digit)."""
+    return (np.arange(n) * total) // n

@@ -3,7 +3,8 @@
 The default model (rep_accel.datasets.default_model_path) is compiled here as `rep-accel
 compile` does (default calibration: its first 500 training digits, default observer) and
 written as build folders for the array under test. The testbench is the host and the
-external memory: for every held-out test image (rep_accel.datasets.mnist_split) it runs
+external memory: for held-out test images (rep_accel.datasets.mnist_split, spread over the
+digits) it runs
 every layer and tile on the RTL, feeding each layer the RTL's previous output and the
 build's parameter beats (params.bin), then the head in the golden code. Every layer is
 checked by the scoreboard (simulator bit for bit and trace, golden model, cycles); here the
@@ -16,29 +17,24 @@ image with a host that stalls every stream.
 import numpy as np
 import pytest
 
-from cocotb_cases import G_4X4, G_8X8, build, main_sim, run
-from rep_accel import golden, images, quantize
-from rep_accel.checkpoints import load_fused
-from rep_accel.datasets import default_model_path, mnist_split
+from cocotb_cases import G_4X4, G_8X8, build, default_model, main_sim, run, spread
+from rep_accel import golden, images
 from rep_accel.sim.network import NetworkSimulator
 from rep_accel.verification import cases as C
 
 
 @pytest.fixture(scope="module")
-def default_model():
-    """(QuantizedNetwork of the default model compiled as `rep-accel compile` does, x_test, y_test)."""
-    fused = load_fused(default_model_path())
-    x_train, _, x_test, y_test = mnist_split()
-    qnet = quantize.quantize_network(fused, x_train[:quantize.DEFAULT_NUM_CALIB], quantize.DEFAULT_OBSERVER,
-                                     show_progress=False)
-    return qnet, x_test, y_test
+def model():
+    return default_model()
 
 
-def _run_network(default_model, g, n_images, folder, stall=None):
-    qnet, x_test, y_test = default_model
+def _run_network(model, g, n_images, folder, stall=None):
+    qnet, x_test, y_test = model
     build_dir = images.write_build(qnet, g, folder / "build")
-    x_q = golden.quantize_input(x_test[:n_images], qnet)
-    job = C.Job(g, network=C.NetworkJob(str(build_dir), x_q, labels=y_test[:n_images], stall=stall))
+    pick = spread(n_images, len(y_test))  # the test set is sorted by digit: take every class
+    x_q = golden.quantize_input(x_test[pick], qnet)
+    labels = y_test[pick]
+    job = C.Job(g, network=C.NetworkJob(str(build_dir), x_q, labels=labels, stall=stall))
     outcome = run(build(g, main_sim()), job, folder / "job")
     net = outcome.results["network"]
     n_layers = len(qnet.layers)
@@ -57,24 +53,24 @@ def _run_network(default_model, g, n_images, folder, stall=None):
     assert net["logits_equal_sim"] and net["pred_equal_golden"]
     rtl_cycles = np.array([[r["rtl_cycles"] for r in recs if r["image"] == i] for i in range(n_images)])
     assert np.array_equal(rtl_cycles, np.asarray(net["sim_cycles"]))
-    correct = int(np.sum(rtl.argmax(axis=1) == y_test[:n_images]))
+    correct = int(np.sum(rtl.argmax(axis=1) == labels))
     print(f"{n_images} images x {n_layers} layers on the RTL {g.pi}x{g.po}: logits equal the simulator's, "
           f"predictions equal the golden model's; {correct}/{n_images} correct; "
           f"{int(rtl_cycles.sum())} cycles ({int(rtl_cycles[0].sum())} per image)")
     return outcome
 
 
-def test_default_model_4x4(default_model, tmp_path):
-    _run_network(default_model, G_4X4, 2, tmp_path)
+def test_default_model_4x4(model, tmp_path):
+    _run_network(model, G_4X4, 2, tmp_path)
 
 
 @pytest.mark.slow
-def test_default_model_20_images_8x8(default_model, tmp_path):
-    _run_network(default_model, G_8X8, 20, tmp_path)
+def test_default_model_20_images_8x8(model, tmp_path):
+    _run_network(model, G_8X8, 20, tmp_path)
 
 
 @pytest.mark.slow
-def test_default_model_stalls_8x8(default_model, tmp_path):
+def test_default_model_stalls_8x8(model, tmp_path):
     """One image with random gaps on params and act_in and ready drops on act_out in every layer."""
-    outcome = _run_network(default_model, G_8X8, 1, tmp_path, stall=C.Stall(0.7, 0.6, 0.6, seed=61))
+    outcome = _run_network(model, G_8X8, 1, tmp_path, stall=C.Stall(0.7, 0.6, 0.6, seed=61))
     assert all(r["stalled"] and r["rtl_cycles"] > r["layer_cycles"] for r in outcome.results["records"])
