@@ -63,7 +63,7 @@ class SystolicArray(wiring.Component):
         # by i + o. One shared delay line instead of an address register per unit.
         g_delayed = [self.g]
         for k in range(1, pi + po - 1):
-            reg = Signal.like(self.g, name=f"g_d{k}")
+            reg = Signal.like(self.g, name=f"g_d{k}", reset_less=True)
             with m.If(self.en):
                 m.d.sync += reg.eq(g_delayed[-1])
             g_delayed.append(reg)
@@ -73,13 +73,13 @@ class SystolicArray(wiring.Component):
             # Row skew: lane i enters i cycles after lane 0.
             window = lane(self.windows, i, WINDOW_BITS)
             for k in range(i):
-                reg = Signal(WINDOW_BITS, name=f"skew{i}_{k}")
+                reg = Signal(WINDOW_BITS, name=f"skew{i}_{k}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += reg.eq(window)
                 window = reg
             for o in range(po):
                 if o:  # the hop from unit (i, o-1): one register
-                    reg = Signal(WINDOW_BITS, name=f"window{i}_{o}")
+                    reg = Signal(WINDOW_BITS, name=f"window{i}_{o}", reset_less=True)
                     with m.If(self.en):
                         m.d.sync += reg.eq(window)
                     window = reg

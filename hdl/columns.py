@@ -72,11 +72,11 @@ class OutputColumns(wiring.Component):
         m.d.comb += [self.emit.eq(ctl[total].emit), self.tag.eq(ctl[total].tag)]
 
         for o in range(po):
-            params = Signal(RequantParamLayout, name=f"params{o}")
+            params = Signal(RequantParamLayout, name=f"params{o}", reset_less=True)
             with m.If(self.param_we & (self.param_lane == o)):
                 m.d.sync += params.eq(self.param)
 
-            acc = Signal(signed(ACC_BITS), name=f"acc{o}")
+            acc = Signal(signed(ACC_BITS), name=f"acc{o}", reset_less=True)
             with m.If(self.en & ctl[o].valid):
                 m.d.sync += acc.eq(Mux(ctl[o].first, params.bias, acc) + self.psums[o])
 
@@ -86,7 +86,7 @@ class OutputColumns(wiring.Component):
             # De-skew: column o is PO - 1 - o cycles early.
             result = rq.y
             for k in range(po - 1 - o):
-                reg = Signal(8, name=f"deskew{o}_{k}")
+                reg = Signal(8, name=f"deskew{o}_{k}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += reg.eq(result)
                 result = reg

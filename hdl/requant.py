@@ -81,7 +81,7 @@ class Requantizer(wiring.Component):
         m = Module()
 
         def stage(value, name):
-            reg = Signal(len(value), name=name)
+            reg = Signal(len(value), name=name, reset_less=True)   # data: no reset needed
             with m.If(self.en):
                 m.d.sync += reg.eq(value)
             return reg
@@ -89,7 +89,7 @@ class Requantizer(wiring.Component):
         # Stage 1: sign, u = v (when positive), 3u for the radix-4 digit 3.
         negative1 = stage(self.v[ACC_BITS - 1], "negative1")
         u1 = stage(self.v[:_U], "u1")
-        u3_1 = Signal(_U + 2, name="u3_1")
+        u3_1 = Signal(_U + 2, name="u3_1", reset_less=True)
         with m.If(self.en):
             m.d.sync += u3_1.eq(self.v[:_U] + (self.v[:_U] << 1))
         m0_1 = stage(self.m0, "m0_1")
@@ -122,7 +122,7 @@ class Requantizer(wiring.Component):
         negative3, k3 = stage(negative2, "negative3"), stage(k2, "k3")
 
         # Stage 4: the carry-propagate add, P = u * m0 + 2^(n-1).
-        product4 = Signal(_P)
+        product4 = Signal(_P, reset_less=True)
         with m.If(self.en):
             m.d.sync += product4.eq(terms[0] + terms[1])
         negative4, k4 = stage(negative3, "negative4"), stage(k3, "k4")
@@ -133,6 +133,8 @@ class Requantizer(wiring.Component):
 
         # Stage 6: the clamp to [0, 255] (the ReLU is its lower bound).
         saturated = shifted5[8:].any()
+        y6 = Signal(8, reset_less=True)
         with m.If(self.en):
-            m.d.sync += self.y.eq(Mux(negative5, 0, Mux(saturated, 255, shifted5[:8])))
+            m.d.sync += y6.eq(Mux(negative5, 0, Mux(saturated, 255, shifted5[:8])))
+        m.d.comb += self.y.eq(y6)
         return m

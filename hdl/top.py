@@ -111,7 +111,7 @@ class Accelerator(wiring.Component):
         # channel group, delayed by the rest of the window generator's latency.
         lead_g = ctrl.step.g
         for k in range(window.LATENCY - unit.ADDR_LEAD):
-            reg = Signal.like(ctrl.step.g, name=f"g_d{k + 1}")
+            reg = Signal.like(ctrl.step.g, name=f"g_d{k + 1}", reset_less=True)
             with m.If(advance):
                 m.d.sync += reg.eq(lead_g)
             lead_g = reg

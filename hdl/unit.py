@@ -66,10 +66,13 @@ class ConvUnit(wiring.Component):
             rd.en.eq(self.en), rd.addr.eq(self.rd_addr),
         ]
 
-        kernel = Signal(KERNEL_BITS)           # weight register: DSP input register
-        products = [Signal(signed(17), name=f"product{k}") for k in range(9)]  # DSP output registers
-        triples = [Signal(signed(19), name=f"triple{j}") for j in range(3)]
-        window_sum = Signal(signed(21))
+        # Data registers need no reset (a layer's first steps overwrite them).
+        kernel = Signal(KERNEL_BITS, reset_less=True)  # weight register: DSP input register
+        products = [Signal(signed(17), name=f"product{k}", reset_less=True) for k in range(9)]  # DSP outputs
+        triples = [Signal(signed(19), name=f"triple{j}", reset_less=True) for j in range(3)]
+        window_sum = Signal(signed(21), reset_less=True)
+        psum = Signal(signed(ACC_BITS), reset_less=True)
+        m.d.comb += self.psum_out.eq(psum)
         with m.If(self.en):
             m.d.sync += kernel.eq(rd.data)
             for k in range(9):
@@ -78,5 +81,5 @@ class ConvUnit(wiring.Component):
             for j in range(3):
                 m.d.sync += triples[j].eq(products[3 * j] + products[3 * j + 1] + products[3 * j + 2])
             m.d.sync += window_sum.eq(triples[0] + triples[1] + triples[2])
-            m.d.sync += self.psum_out.eq(self.psum_in + window_sum)
+            m.d.sync += psum.eq(self.psum_in + window_sum)
         return m

@@ -74,16 +74,17 @@ class WindowGenerator(wiring.Component):
         step = self.step
         consumes = step.valid & ~step.row_pad & ~step.col_pad
 
-        def register(value, name):
-            reg = Signal.like(value, name=name)
+        def register(value, name, reset_less=True):
+            # Data needs no reset; the step's control (its `valid`) does.
+            reg = Signal.like(value, name=name, reset_less=reset_less)
             with m.If(self.en):
                 m.d.sync += reg.eq(value)
             return reg
 
         # Stage 1: the step's control and its pixels beside the line buffers' read data.
-        s1 = register(step, "s1")
+        s1 = register(step, "s1", reset_less=False)
         # Stage 2: the column's masks, from stage 1's control.
-        s2 = register(s1, "s2")
+        s2 = register(s1, "s2", reset_less=False)
         # Stage 3: the window's masks: columns x-1 and x-2 at x = 0, column x-2 at x = 1.
         zero_prev1 = register(s2.col0, "zero_prev1")
         zero_prev2 = register(s2.col0 | s2.col1, "zero_prev2")
@@ -141,6 +142,6 @@ class WindowGenerator(wiring.Component):
             by_kx = (prev2, prev1, column3)  # columns x-2, x-1, x
             taps = [by_kx[kx][_ROW * ky:_ROW * (ky + 1)] for ky in range(3) for kx in range(3)]
             window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
-            with m.If(self.en):
-                m.d.sync += lane(self.windows, i, WINDOW_BITS).eq(window)
+            window4 = register(window, f"window{i}")
+            m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window4)
         return m
