@@ -104,11 +104,12 @@ def _trace_row(trace, n, a, b, c, d, e, f, g, h, i, j):
 
 
 @njit(cache=True)
-def engine(height, width, stride, input_signed, n_tiles, pi, po, max_cg, line_depth, latency,
+def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, po, max_cg, line_depth, latency,
            params, act_in, params_pat, act_in_pat, act_out_pat, act_out, record, trace_capacity):
     """Run one layer, one clock per loop iteration.
 
-    height, width, stride, input_signed, n_tiles: the descriptor fields the engine uses.
+    height, width, stride, input_signed, n_tiles: the descriptor fields the engine uses;
+    outputs_per_tile: H_out * W_out, output beats after which a tile is done.
     pi, po, max_cg, line_depth, latency: hardware generics (latency = pipeline_latency).
     params: uint8 (beats, 9 * pi) parameter stream; act_in: uint8 (beats, pi) activation
     stream (bytes; int8 lanes when input_signed); *_pat: uint8 valid/ready patterns;
@@ -135,9 +136,6 @@ def engine(height, width, stride, input_signed, n_tiles, pi, po, max_cg, line_de
     n_trace = 0
 
     rows, cols = scan_extent(height, width, stride)
-    out_h = (height - 1) // stride + 1
-    out_w = (width - 1) // stride + 1
-    outputs_per_tile = out_h * out_w
 
     n_params = params.shape[0]
     n_in = act_in.shape[0]
@@ -420,7 +418,7 @@ def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: Ha
     # Room for a run without stalls; the kernel doubles the trace when stalls need more.
     capacity = layer_cycles(shape, g) + 1 if trace else 0
     cycles, n_out, err, a0, a1, rows_ = engine(
-        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(tiles), g.pi, g.po, g.max_cg,
+        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(tiles), ho * wo, g.pi, g.po, g.max_cg,
         g.line_depth, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1))
     if err != _OK:
         raise RepAccelError(f"{name}: cycle simulation stopped: " + _ERRORS[err].format(a0, a1))
