@@ -75,22 +75,36 @@ def test_demo_without_rtl(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_full(tmp_path, capsys):
-    """With the RTL stages: the Verilog is sized for the build and lints clean."""
-    from rep_accel.commands.rtl import resolve_generics
+    """With the RTL stages: the Verilog is sized for the build and lints clean; one layer runs
+    in Verilator with outputs, cycles and port trace equal to the simulator's."""
     import argparse
+
+    from rep_accel.commands.rtl import resolve_generics
+    from rep_accel.verification.cases import read_results
 
     out_dir = tmp_path / "demo"
     rc, out, err = _main(capsys, "-o", out_dir, "--images", 10)
     assert rc == 0, err
-    for k, stage in enumerate(("fuse", "compile", "simulate", "rtl"), 1):
-        assert f"[{k}/4] {stage}" in out
+    for k, stage in enumerate(("fuse", "compile", "simulate", "rtl", "verify"), 1):
+        assert f"[{k}/5] {stage}" in out
     report = _check_common(out_dir, out, 10, 150.0)
     desc = json.loads((out_dir / "rtl" / "rep_accel_top.json").read_text())
-    want, _ = resolve_generics(argparse.Namespace(build=str(out_dir / "build"), pi=None, po=None, w_max=None,
-                                                  max_cg=None, line_depth=None))
+    want, build = resolve_generics(argparse.Namespace(build=str(out_dir / "build"), pi=None, po=None, w_max=None,
+                                                      max_cg=None, line_depth=None))
     assert desc["generics"] == want.to_dict() == report["rtl"]["generics"]
     assert "module rep_accel_top" in (out_dir / "rtl" / "rep_accel_top.v").read_text()
-    assert str(out_dir / "rtl") in out
+    # The RTL run, from the testbench's own results file.
+    v = report["verify"]
+    layer = build.qnet.layers[v["layer_index"]]
+    assert layer.shape.stride == 1 and v["layer"] == layer.name
+    res = read_results(out_dir / "verify")
+    assert res["complete"] and len(res["records"]) == 1
+    r = res["records"][0]
+    s = layer.shape
+    assert r["passed"] and r["trace_compared"] and r["trace_equal"] and v["passed"]
+    assert r["outputs_compared"] == s.cout * s.out_height * s.out_width == v["outputs_compared"]
+    assert r["rtl_cycles"] == r["rtl_cycles_reported"] == r["sim_cycles"] == layer_cycles(s, want) == v["rtl_cycles"]
+    assert f"{v['rtl_cycles']:,} RTL cycles" in out and str(out_dir / "verify") in out
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -229,6 +229,62 @@ def _rtl(out: Path) -> tuple:
     return facts, lines
 
 
+def verify_layer_index(qnet) -> int:
+    """The layer the demo runs on the RTL: the first stride-1 layer (a block that had all three
+    branches, every input channel of every tile), else the last layer."""
+    return next((i for i, l in enumerate(qnet.layers) if l.shape.stride == 1), len(qnet.layers) - 1)
+
+
+def _verify(out: Path, x0: np.ndarray) -> tuple:
+    """Stage 5: one layer of the build, on digit x0 (1, C, H, W), run in the Verilog (cocotb +
+    Verilator): every output, the cycle count and the port trace compared with the simulator
+    (the testbench's scoreboard, rep_accel.verification)."""
+    import argparse
+    import shutil
+
+    from .. import images, numerics
+    from ..verification import cases, runner
+    from .rtl import resolve_generics
+
+    generics, build = resolve_generics(argparse.Namespace(build=str(out / BUILD), pi=None, po=None, w_max=None,
+                                                          max_cg=None, line_depth=None))
+    qnet = build.qnet
+    k = verify_layer_index(qnet)
+    layer = qnet.layers[k]
+    t = time.perf_counter()
+    rtl = runner.build_rtl(generics, "verilator")
+    build_s = time.perf_counter() - t
+    job_dir = out / VERIFY
+    shutil.rmtree(job_dir, ignore_errors=True)
+    x_q = numerics.quantize_input(x0, qnet.input_scale)
+    cases.write_job(job_dir, cases.Job(generics, network=cases.NetworkJob(str((out / BUILD).resolve()), x_q, [k])))
+    outcome = runner.run_job(rtl, job_dir)
+    res = outcome.results
+    recs = res.get("records") or []
+    if not recs:
+        raise RepAccelError(f"the testbench ran no layer ({res.get('error', 'no error recorded')}); see {outcome.log}")
+    r = recs[0]
+    passed = bool(res.get("complete")) and outcome.failed == 0 and all(x["passed"] for x in recs)
+    s = layer.shape
+    facts = {"layer": layer.name, "layer_index": k, "simulator": "verilator", "passed": passed,
+             "rtl_cycles": r["rtl_cycles"], "rtl_cycles_reported": r["rtl_cycles_reported"],
+             "sim_cycles": r["sim_cycles"], "layer_cycles": r["layer_cycles"],
+             "outputs_compared": r["outputs_compared"], "trace_equal": r["trace_equal"],
+             "failures": r["failures"], "build_cached": rtl.cached, "build_seconds": build_s,
+             "hdl_cycles_per_second": r["clock_cycles"] / r["rtl_seconds"] if r["rtl_seconds"] else None,
+             "job": str(job_dir)}
+    verdict = "PASS" if passed else "FAIL"
+    lines = [f"Verilator model of the {generics.pi}x{generics.po} array "
+             f"{'found in the cache' if rtl.cached else f'compiled in {build_s:.0f} s'} ({rtl.build_dir})",
+             f"layer {k} {layer.name} ({s.cin}->{s.cout}, {s.height}x{s.width}, stride {s.stride}) on digit 0: "
+             f"{verdict}: {r['outputs_compared']:,} outputs equal to the simulator's and the golden model's, "
+             f"{r['rtl_cycles']:,} RTL cycles = {r['sim_cycles']:,} simulated, port trace "
+             f"{'equal' if r['trace_equal'] else 'DIFFERENT'} cycle by cycle" if passed else
+             f"layer {k} {layer.name} on digit 0: FAIL: " + "; ".join(r["failures"]),
+             f"testbench job, log and results in {job_dir}/"]
+    return facts, lines
+
+
 def _report(out: Path, facts: dict, total_s: float, rtl: bool) -> list[str]:
     f, c, s = facts["fuse"], facts["compile"], facts["simulate"]
     n = s["images"]
@@ -247,15 +303,18 @@ def _report(out: Path, facts: dict, total_s: float, rtl: bool) -> list[str]:
     if not rtl:
         lines.append("  RTL        skipped (--no-rtl)")
     else:
-        r = facts["rtl"]
-        lines.append(f"  RTL        {r['generics']['pi']}x{r['generics']['po']} array in Verilog, lints clean")
+        r, v = facts["rtl"], facts["verify"]
+        lines.append(f"  RTL        {r['generics']['pi']}x{r['generics']['po']} array in Verilog, lints clean; layer "
+                     f"{v['layer']} in Verilator: " + (f"outputs, {v['rtl_cycles']:,} cycles and port trace equal to "
+                                                         f"the simulator's" if v["passed"] else "FAILED (see above)"))
     lines += [
         f"  files      {str(out / DEPLOY):<34} fused (deploy) checkpoint",
         f"             {str(out / BUILD) + '/':<34} integer network: manifest.json, params.bin, head.bin, hex/",
         f"             {str(out / INPUTS):<34} the {n} digits (float32 N x 1 x 28 x 28, normalized)",
         f"             {str(out / SIM_TABLE):<34} per-layer cycles, utilization, traffic (also {SIM_JSON})",
         f"             {str(out / TRACE):<34} cycle-mode port trace of digit 0",
-        *([f"             {str(out / RTL) + '/':<34} Verilog of the array ({RTL}/rep_accel_top.v, .json)"] if rtl else []),
+        *([f"             {str(out / RTL) + '/':<34} Verilog of the array (rep_accel_top.v, .json)",
+           f"             {str(out / VERIFY) + '/':<34} the RTL run: cocotb job, sim.log, results.json"] if rtl else []),
         f"             {str(out / REPORT):<34} this report as JSON",
         "  next       rep-accel simulate {b}/ --input {i}    (see README.md for every command)".format(
             b=out / BUILD, i=out / INPUTS),
@@ -273,7 +332,7 @@ def run(args) -> int:
     out = check_output_dir(args.output)
     out.mkdir(parents=True, exist_ok=True)
     rtl = not args.no_rtl
-    stages = _Stages(["fuse", "compile", "simulate"] + (["rtl"] if rtl else []))
+    stages = _Stages(["fuse", "compile", "simulate"] + (["rtl", "verify"] if rtl else []))
     t0 = time.perf_counter()
     print(f"rep-accel demo: the whole flow on the bundled default model, files in {out}/", flush=True)
 
@@ -301,10 +360,14 @@ def run(args) -> int:
         stages.start("rtl")
         facts["rtl"], lines = _rtl(out)
         stages.done(*lines)
+        stages.start("verify")
+        facts["verify"], lines = _verify(out, x_sel[:1])
+        stages.done(*lines)
 
     total = time.perf_counter() - t0
     facts["seconds"] = total
     atomic_write_bytes(out / REPORT, (json.dumps(facts, indent=2) + "\n").encode())
     print("\n".join(_report(out, facts, total, rtl)))
     sys.stdout.flush()
-    return 0
+    # The RTL differing from the simulator is a finding, not a user error: exit 1, as `rep-accel verify` does.
+    return 0 if not rtl or facts["verify"]["passed"] else 1
