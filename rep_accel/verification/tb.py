@@ -201,6 +201,7 @@ class AcceleratorTB:
                                 f"the build and the job disagree")
         self._edge = RisingEdge(self.clk)
         self._settled = ReadOnly()
+        self._after_cycles = 0
 
     async def start(self) -> None:
         """Start the clock and reset the design."""
@@ -220,11 +221,13 @@ class AcceleratorTB:
         await self._edge
 
     async def idle_state(self) -> dict:
-        """The status ports sampled in the current cycle (then the next edge): what a reset must leave."""
+        """The status ports sampled in the current cycle, with every valid low (then the next
+        edge): what a reset must leave, and what follows `done`."""
         await self._settled
         s = {"desc_ready": _bit(self.desc.ready), "busy": _bit(self.busy), "done": _bit(self.done),
              "act_out_valid": _bit(self.act_out.valid), "params_ready": _bit(self.params.ready),
              "act_in_ready": _bit(self.act_in.ready)}
+        self._after_cycles = self.cycles.value.to_unsigned()
         await self._edge
         return s
 
@@ -244,7 +247,8 @@ class AcceleratorTB:
         (B, 9 * PI) and activation beats `act_in` (B, PI) (every tile's, in order), with the
         host of `stimulus` (cycle.Stimulus; None never stalls). With `reset_at`, stop in
         that cycle (counted from the descriptor transfer) without sampling it; the caller
-        resets. Stops at `done`, or after `max_cycles` (default: generous for the layer)."""
+        resets. Stops at `done` (then checks the next cycle: done low, idle, `cycles` held),
+        or after `max_cycles` (default: generous for the layer)."""
         g = self.g
         pat_p, pat_i, pat_o = (stimulus or simcycle.Stimulus()).arrays()
         if max_cycles is None:
@@ -308,6 +312,13 @@ class AcceleratorTB:
         for s in (desc, par, act):
             s.idle()
         out.idle(1)
+        if reported is not None:
+            # The cycle after `done`: the pulse is over, the engine idle, `cycles` still holds the count.
+            after = await self.idle_state()
+            after_cycles = self._after_cycles
+            if after["done"] or after["busy"] or not after["desc_ready"] or after_cycles != reported:
+                errors.append(f"the cycle after done: {after}, cycles={after_cycles} (expected done 0, busy 0, "
+                              f"desc_ready 1, cycles {reported})")
         trace = np.zeros(len(rows), dtype=simcycle.TRACE_DTYPE)
         if rows:
             arr = np.asarray(rows, dtype=np.int64)
