@@ -32,13 +32,10 @@ FREQ = 50.0  # MHz: a target the smallest array meets comfortably on speed grade
 LFE5U_25F = {"TRELLIS_COMB": 24288, "TRELLIS_FF": 24288, "DP16KD": 56, "MULT18X18D": 28}
 
 
-def _write_rtl(folder: Path, generics: HardwareGenerics) -> Path:
-    """The rtl folder of `rep-accel rtl` for `generics`: <top>.v and <top>.json."""
-    from rep_accel.hdl.verilog import describe_json, generate
-    text, desc = generate(generics)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{desc['top']}.v").write_text(text)
-    (folder / f"{desc['top']}.json").write_text(describe_json(desc))
+def _write_rtl(folder: Path, g: HardwareGenerics) -> Path:
+    """The folder `rep-accel rtl` writes for generics `g` (rep_accel_top.v and .json)."""
+    assert main(["rtl", "-o", str(folder), "--pi", str(g.pi), "--po", str(g.po), "--w-max", str(g.w_max),
+                 "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth)]) == 0
     return folder
 
 

@@ -1,0 +1,209 @@
+"""Synthesis sweep: PI x PO = 1x1, 2x2, 4x4, 8x8 on an ECP5 LFE5U-85F, speed grade 8.
+
+    python benchmarks/synth_sweep.py [--configs 1x1,2x2,4x4,8x8] [--out out/synth_sweep]
+                                     [--doc docs/synthesis.md] [--reuse] [--timeout S]
+
+For every configuration: `rep-accel rtl` with W_MAX = 224 and buffers sized exactly for
+RepVGG-A0 at 224x224 (`rep_accel.synth.sized_generics`), then the `rep-accel synth` flow
+(Yosys synth_ecp5 + nextpnr-ecp5, out of context, aiming at 150 MHz), then RepVGG-A0
+224x224 frames/s at the achieved Fmax (layer cycles from `layout.layer_cycles`, the
+simulator's schedule). Prints the table and writes docs/synthesis.md (table, commands,
+tool versions, date, critical paths). A configuration that does not fit the device is a
+result (its utilization is reported), not an error.
+
+A benchmark run on demand (tens of minutes: the 8x8 synthesis dominates), not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rep_accel import synth
+from rep_accel.commands.synth import critical_path_summary
+
+MODEL, INPUT_SIZE = "A0", (3, 224, 224)
+DEVICE, SPEED = "85k", 8
+TARGET_MHZ = synth.DEFAULT_TARGET_MHZ
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rtl_command(out: Path, g) -> list[str]:
+    return ["rep-accel", "rtl", "-o", str(out), "--pi", str(g.pi), "--po", str(g.po), "--w-max", str(g.w_max),
+            "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth)]
+
+
+def synth_command(rtl: Path, out: Path) -> list[str]:
+    size = ",".join(map(str, INPUT_SIZE))
+    return ["rep-accel", "synth", str(rtl), "--target", "ecp5", "--device", DEVICE, "--speed", str(SPEED),
+            "-o", str(out), "--model", MODEL, "--input-size", size]
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the current folder when it lies below it (for the commands shown)."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def run_config(pi: int, po: int, root: Path, work, timeout_s) -> dict:
+    """Generate, synthesize, place and route one configuration; return its row (a dict)."""
+    g = synth.sized_generics(work, pi, po)
+    rtl, out = root / f"rtl_{pi}x{po}", root / f"synth_{pi}x{po}"
+    row = {"pi": pi, "po": po, "generics": g.to_dict(), "rtl_command": shlex.join(rtl_command(_shown(rtl), g)),
+           "synth_command": shlex.join(synth_command(_shown(rtl), _shown(out)))}
+    t0 = time.monotonic()
+    subprocess.run(rtl_command(rtl, g), check=True)
+    row["rtl_seconds"] = time.monotonic() - t0
+    design = synth.load_design(rtl)
+    assert design.generics == g, (design.generics, g)
+    try:
+        result = synth.run_ecp5(design, out, device=DEVICE, speed=SPEED, timeout_s=timeout_s)
+        row["status"] = "ok"
+    except synth.DoesNotFitError as e:
+        result, row["status"] = e.result, "does not fit"
+        row["error"] = str(e)
+    except synth.ToolError as e:
+        result, row["status"] = e.result, "tool failed"
+        row["error"] = str(e)
+    row["result"] = result.to_dict() if result is not None else None
+    if result is not None and result.fmax_mhz is not None:
+        rep = synth.workload_report(work, g, result.fmax_mhz)
+        row.update(cycles=rep.cycles, frames_per_second=rep.frames_per_second, mac_utilization=rep.utilization)
+    else:
+        rep = synth.workload_report(work, g, TARGET_MHZ)
+        row.update(cycles=rep.cycles, frames_per_second=None, mac_utilization=rep.utilization,
+                   frames_per_second_at_target=rep.frames_per_second)
+    return row
+
+
+def _cell(res: dict, name: str) -> str:
+    u = res.get("utilization", {}).get(name)
+    if u is None:
+        return ""
+    return f"{u['used']:,} / {u['available']:,} ({100 * u['used'] / u['available']:.0f}%)"
+
+
+def table(rows: list[dict]) -> str:
+    """The results as a Markdown table."""
+    head = ("| PI x PO | LUT4 (Yosys) | logic cells TRELLIS_COMB | flip-flops | MULT18X18D | DP16KD | "
+            "fits | Fmax (MHz) | >= 150 MHz | cycles / frame | A0 224x224 frames/s | yosys + nextpnr (s) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        res = r.get("result") or {}
+        cells = res.get("cells", {})
+        fmax = res.get("fmax_mhz")
+        fits = {True: "yes", False: "**no**", None: "?"}[res.get("fits")]
+        fps = r.get("frames_per_second")
+        secs = res.get("seconds", {})
+        t = " + ".join(f"{secs[k]:.0f}" for k in ("yosys", "nextpnr") if k in secs) or ""
+        lines.append(
+            f"| {r['pi']}x{r['po']} | {cells.get('LUT4', 0):,} | {_cell(res, 'TRELLIS_COMB')} | "
+            f"{_cell(res, 'TRELLIS_FF')} | {_cell(res, 'MULT18X18D')} | {_cell(res, 'DP16KD')} | {fits} | "
+            f"{f'{fmax:.1f}' if fmax is not None else '-'} | "
+            f"{('yes' if fmax >= TARGET_MHZ else '**no**') if fmax is not None else '-'} | {r['cycles']:,} | "
+            f"{f'{fps:.2f}' if fps is not None else '-'} | {t} |")
+    return "\n".join(lines)
+
+
+def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
+    g0 = rows[0]["generics"] if rows else {}
+    parts = [
+        "# Synthesis results (ECP5)",
+        "",
+        f"Generated by `python benchmarks/synth_sweep.py` on {date} ({platform.machine()}, Python "
+        f"{platform.python_version()}). Do not edit by hand; rerun the script.",
+        "",
+        f"Device: Lattice ECP5 LFE5U-85F, speed grade {SPEED}, package {synth.DEFAULT_PACKAGE}, placed out of "
+        f"context (the core alone: no I/O pins, the clock routed on fabric). nextpnr aims at "
+        f"{TARGET_MHZ:g} MHz; Fmax is what it achieved after routing, seed 1 (other seeds move it by a few MHz). "
+        f"Buffers sized exactly for RepVGG-{MODEL} at {'x'.join(map(str, INPUT_SIZE))} (W_MAX = "
+        f"{g0.get('w_max')}; max_cg and line_depth per configuration in the notes). Frames/s: the "
+        f"{len(synth.zoo_workload(MODEL, INPUT_SIZE).shapes)} conv layers back to back at the achieved Fmax, "
+        f"cycles per frame from the schedule (`layout.layer_cycles`, what the simulator and the RTL's `cycles` "
+        f"count, no stalls); the head (average pooling + FC) runs on the host and is not counted.",
+        "",
+        table(rows),
+        "",
+        "LUT4 is Yosys' count of mapped LUT4 cells; TRELLIS_COMB (what nextpnr places, of 83,640) also counts the "
+        "two halves of every carry cell and the LUTs of distributed RAM. A design that does not fit stops in "
+        "placement: its row gives what it needs, no Fmax.",
+        "",
+        "## Notes per configuration",
+        "",
+    ]
+    for r in rows:
+        res = r.get("result") or {}
+        g = r["generics"]
+        parts.append(f"- **{r['pi']}x{r['po']}** (w_max {g['w_max']}, max_cg {g['max_cg']}, line_depth "
+                     f"{g['line_depth']}): {r['status']}.")
+        if r.get("error"):
+            parts.append(f"  {r['error'].replace(str(root) + '/', '')}")
+        if res.get("critical_path"):
+            parts.append(f"  Critical path: `{critical_path_summary(res['critical_path'])}`.")
+        if r.get("frames_per_second_at_target") is not None:
+            parts.append(f"  At {TARGET_MHZ:g} MHz it would run {r['frames_per_second_at_target']:.2f} frames/s "
+                         f"({r['cycles']:,} cycles per frame) on a device large enough.")
+    parts += ["", "## Commands", "", "```"]
+    for r in rows:
+        parts += [r["rtl_command"], r["synth_command"]]
+    parts += ["```", "",
+              "`rep-accel synth` writes yosys.log, nextpnr.log (with the critical path), nextpnr's report and "
+              "result.json to its -o folder.", "", "## Tools", ""]
+    for k, v in versions.items():
+        parts.append(f"- {k}: {v}")
+    parts.append("")
+    return "\n".join(parts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="1x1,2x2,4x4,8x8", help="PIxPO list (default 1x1,2x2,4x4,8x8)")
+    p.add_argument("--out", default=str(REPO / "out" / "synth_sweep"), help="work folder (rtl, logs, rows)")
+    p.add_argument("--doc", default=str(REPO / "docs" / "synthesis.md"), help="Markdown file to write ('' for none)")
+    p.add_argument("--reuse", action="store_true", help="reuse a configuration's row.json from an earlier run")
+    p.add_argument("--timeout", type=float, default=None, help="time limit per tool run (s)")
+    args = p.parse_args(argv)
+
+    root = Path(args.out).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    work = synth.zoo_workload(MODEL, INPUT_SIZE)
+    rows = []
+    for cfg in args.configs.split(","):
+        pi, po = (int(v) for v in cfg.lower().split("x"))
+        row_file = root / f"row_{pi}x{po}.json"
+        if args.reuse and row_file.is_file():
+            rows.append(json.loads(row_file.read_text()))
+            print(f"{cfg}: reused {row_file}", file=sys.stderr)
+            continue
+        print(f"== {pi}x{po}", file=sys.stderr, flush=True)
+        row = run_config(pi, po, root, work, args.timeout)
+        row_file.write_text(json.dumps(row, indent=1) + "\n")
+        rows.append(row)
+        print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
+
+    versions = {}
+    for r in rows:
+        for tool, info in ((r.get("result") or {}).get("tools") or {}).items():
+            versions[tool] = ", ".join(str(info[k]) for k in ("version", "package") if info.get(k))
+    versions["rep-accel"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                           capture_output=True, text=True).stdout.strip() or "unknown"
+    versions["rep-accel"] = f"git {versions['rep-accel']}"
+    date = datetime.date.today().isoformat()
+    print(table(rows))
+    if args.doc:
+        Path(args.doc).write_text(document(rows, versions, date, root))
+        print(f"wrote {args.doc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
