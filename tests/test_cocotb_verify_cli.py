@@ -83,7 +83,7 @@ def test_verify_icarus_waves_small_network(tmp_path, capsys):
     (["--images", "0"], "--images 0"),
     (["--images", "9"], "--images 9"),
     (["--pi", "8"], "--pi 8"),
-    (["--waves", "w.vcd"], "--waves w.vcd"),
+    (["--waves", "w.fst"], "--waves w.fst"),  # Verilator writes VCD
     (["--json", "r.txt"], "--json r.txt"),
     (["--max-cg", "2"], "max_cg=2"),
 ])
@@ -112,14 +112,16 @@ def test_verify_bad_inputs(default_build, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_verify_verilator_waves(tmp_path, capsys):
-    """Waveforms from Verilator (a build with FST tracing) for the small random network."""
+    """Waveforms (VCD) from Verilator (a build with tracing) for the small random network."""
     qnet = random_qnetwork([(2, 5, 2, 1), (5, 6, 1, 1)], (2, 6, 5), seed=4, num_classes=3)
     build = images.write_build(qnet, G_2X3, tmp_path / "build")
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(4).normal(0, 1.5, (1, 2, 6, 5)).astype(np.float32))
-    waves = tmp_path / "v.fst"
+    waves = tmp_path / "v.vcd"
     rc = main(["verify", str(build), "--input", str(x), "--waves", str(waves), "--build-cache", str(cache_dir()),
                *_generics_args(G_2X3)])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert waves.is_file() and waves.stat().st_size > 1000 and waves.read_bytes()[:1] == b"\x00"
+    assert waves.is_file() and waves.stat().st_size > 1000
+    head = waves.read_text(errors="replace")[:4000]
+    assert head.startswith("$") and "$timescale" in head and "act_out__valid" in head

@@ -34,11 +34,11 @@ few minutes (Verilator, 8x8 array).
 examples:
   rep-accel verify build/ --input x.npy
   rep-accel verify build/ --input x.npy --images 4 --layers 0,1 --sim icarus
-  rep-accel verify build/ --input x.npy --images 1 --waves          # writes verify_waves.fst
+  rep-accel verify build/ --input x.npy --images 1 --waves          # writes verify_waves.vcd
 """
 
-#: Default waveform file (FST for both simulators).
-WAVES_DEFAULT = "verify_waves.fst"
+#: Default waveform file name, without its suffix (.vcd from Verilator, .fst from Icarus).
+WAVES_DEFAULT = "verify_waves"
 
 
 def add_arguments(p) -> None:
@@ -50,7 +50,8 @@ def add_arguments(p) -> None:
     p.add_argument("--layers", default="all", help="layers to run on the RTL: all (default) or indices, e.g. 0,1,5")
     p.add_argument("--sim", choices=SIMULATORS, default="verilator", help="HDL simulator (default verilator)")
     p.add_argument("--waves", nargs="?", const=WAVES_DEFAULT, default=None, metavar="FILE",
-                   help=f"write the waveforms (FST) to FILE (default {WAVES_DEFAULT})")
+                   help=f"write the waveforms to FILE: VCD from Verilator, FST from Icarus "
+                        f"(default {WAVES_DEFAULT}.vcd / .fst)")
     p.add_argument("--pi", type=int, help="array rows; must match the build's layout (default: the build's)")
     p.add_argument("--po", type=int, help="array columns; must match the build's layout (default: the build's)")
     p.add_argument("--w-max", type=int, help="W_MAX of the RTL (default: the model's widest input)")
@@ -138,9 +139,12 @@ def run(args) -> int:
     json_path = Path(args.json) if args.json else None
     if json_path is not None and (json_path.suffix.lower() != ".json" or json_path.is_dir()):
         raise RepAccelError(f"--json {json_path}: give a .json file name")
-    waves = Path(args.waves) if args.waves else None
-    if waves is not None and (waves.suffix.lower() != ".fst" or waves.is_dir()):
-        raise RepAccelError(f"--waves {waves}: give a .fst file name (both simulators write FST)")
+    waves = None
+    if args.waves:
+        suffix = R.WAVES_SUFFIX[args.sim]
+        waves = Path(args.waves + suffix if args.waves == WAVES_DEFAULT else args.waves)
+        if waves.suffix.lower() != suffix or waves.is_dir():
+            raise RepAccelError(f"--waves {args.waves}: {args.sim} writes {suffix[1:].upper()}; give a {suffix} file name")
     if args.images is not None and args.images < 1:
         raise RepAccelError(f"--images {args.images}: must be at least 1")
     build = images.load_build(args.build)

@@ -46,6 +46,8 @@ from ..generics import HardwareGenerics
 from .cases import JOB_ENV, read_results
 
 SIMULATORS = ("verilator", "icarus")
+#: Waveform format each simulator writes (file suffix).
+WAVES_SUFFIX = {"verilator": ".vcd", "icarus": ".fst"}
 #: Environment variable overriding where builds are cached.
 CACHE_ENV = "REP_ACCEL_SIM_BUILD"
 #: Bump when the build recipe below changes: it is part of every cache key.
@@ -197,10 +199,9 @@ def _build_args(sim: str, build_dir: Path, waves: bool) -> list[str]:
     public.write_text("`verilator_config\n"
                       "// Only the top level's ports are accessed from cocotb (see rep_accel/verification/runner.py).\n"
                       f'public_flat_rw -module "{TOP_MODULE}" -var "*"\n')
-    args = [str(waivers_path()), str(public), "--no-public-flat-rw", "-Wno-fatal"]
-    if waves:
-        args.append("--trace-fst")
-    return args
+    # Waveforms: cocotb's runner adds --trace (VCD). FST (--trace-fst) would need the lz4
+    # headers (liblz4-dev), which the machine does not have.
+    return [str(waivers_path()), str(public), "--no-public-flat-rw", "-Wno-fatal"]
 
 
 def _global_objects(build_dir: Path) -> list[str]:
@@ -264,7 +265,7 @@ def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = 
               cache_dir: str | os.PathLike | None = None, opt: str = DEFAULT_OPT) -> RtlBuild:
     """The simulation model of the accelerator for `generics` in `sim`, built or found in the cache.
 
-    waves: build with waveform support (FST). opt: C++ optimization of the Verilated model.
+    waves: build with waveform support (Verilator: VCD, Icarus: FST). opt: C++ optimization of the Verilated model.
     Raises RepAccelError (with the build log's path) if the tools are missing or fail."""
     if sim not in SIMULATORS:
         raise RepAccelError(f"simulator {sim!r}: choose one of {', '.join(SIMULATORS)}")
@@ -328,7 +329,7 @@ def run_job(build: RtlBuild, job_dir: str | os.PathLike, waves_file: str | os.Pa
     """Run the job in `job_dir` (cases.write_job) on `build` with the cocotb test module
     rep_accel.verification.cocotb_top; returns its results.json and the cocotb test counts.
 
-    waves_file: write the waveforms (FST) there; needs a build with waves=True.
+    waves_file: write the waveforms there (Verilator: VCD, Icarus: FST); needs a build with waves=True.
     log_file: the simulator's output (default job_dir/sim.log)."""
     from cocotb_tools.runner import get_results
     job_dir = Path(job_dir).resolve()
