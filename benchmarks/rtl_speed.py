@@ -81,9 +81,9 @@ def main() -> None:
     numba = (res.cycles + 1) / min(times)  # the same clock cycles as the HDL loop (through `done`)
 
     name = f"{args.sim} ({args.opt}, {how}) + cocotb host" if args.sim == "verilator" else f"{args.sim} + cocotb host"
-    print(f"{'simulator':<44} {'cycles/s':>12}")
+    print(f"{'simulator':<50} {'cycles/s':>12}")
     print(f"{name:<50} {hdl:>12,.0f}")
-    print(f"{'numba cycle mode (rep_accel.sim.cycle)':<44} {numba:>12,.0f}")
+    print(f"{'numba cycle mode (rep_accel.sim.cycle)':<50} {numba:>12,.0f}")
     print("outputs and cycle counts equal")
     print(f"ratio_numba_vs_verilator={numba / hdl:.1f}")
 
