@@ -72,9 +72,9 @@ for p in desc["ports"]:
 # that never stalls, and the port trace compared. `runner.build_rtl` compiles the Verilog for the HDL simulator
 # (cached by the Verilog's hash: a second run starts at once) and `runner.run_job` runs the cocotb test on it.
 # Icarus Verilog is used when it is installed (`make test` installs it): it compiles a small design in seconds
-# and writes the waveforms as FST by itself. Otherwise Verilator, the default of `rep-accel verify`, which runs the
-# layer much faster but compiles for a minute or more, and whose FST tracing needs the LZ4 headers (Debian's
-# `liblz4-dev`). The layer has about 2000 cycles; with waveforms, Icarus takes well under a minute for it.
+# (and writes the waveforms as FST). Otherwise Verilator, the default of `rep-accel verify`, which runs the layer
+# much faster but compiles for a minute or more the first time (and writes VCD). The layer has about 2000
+# cycles; with waveforms, Icarus takes well under a minute for it.
 
 # %%
 SIM = "icarus" if shutil.which("iverilog") else "verilator"
@@ -82,7 +82,8 @@ rtl = runner.build_rtl(g, SIM, waves=True)
 print(f"{SIM} model {'found in the cache' if rtl.cached else f'built in {rtl.seconds:.1f} s'}")
 job = work / "job"
 cases.write_job(job, cases.Job(g, cases=[cases.LayerCase(layer.name, layer, x)]))
-outcome = runner.run_job(rtl, job, waves_file=work / "waves.fst")
+waves_file = work / f"waves{runner.WAVES_SUFFIX[SIM]}"
+outcome = runner.run_job(rtl, job, waves_file=waves_file)
 rec = outcome.results["records"][0]
 print(f"cocotb: {outcome.tests} test, {outcome.failed} failed, {outcome.seconds:.1f} s")
 print(f"{rec['name']}: {'PASS' if rec['passed'] else 'FAIL ' + '; '.join(rec['failures'])}")
@@ -98,7 +99,7 @@ print("RTL output == golden model:", np.array_equal(rtl_out, golden.conv_layer(x
 # %% [markdown]
 # ## The waveform next to the simulator's trace
 #
-# The FST file holds every signal of the design at every time step. Sampling the top-level ports just before
+# The waveform file holds every signal of the design at every time step. Sampling the top-level ports just before
 # each rising clock edge gives one row per cycle; cycle 0 is the descriptor transfer (`desc__valid` and
 # `desc__ready` high). The simulator's cycle mode, run on the same parameter and activation beats, gives its
 # trace in the same format (`rep_accel.sim.cycle.TRACE_DTYPE`). The plot shows the start of the layer: the
@@ -106,7 +107,7 @@ print("RTL output == golden model:", np.array_equal(rtl_out, golden.conv_layer(x
 # taking input beats, and the first output pixels leaving the pipeline.
 
 # %%
-wave = pywellen.Waveform(str(work / "waves.fst"))
+wave = pywellen.Waveform(str(waves_file))                # FST or VCD: pywellen reads both
 top = {v.full_name.split(".", 1)[1]: v for v in wave.all_vars() if v.full_name.count(".") == 1}
 PORTS = {"desc_valid": "desc__valid", "desc_ready": "desc__ready", "params_valid": "params__valid",
          "params_ready": "params__ready", "act_in_valid": "act_in__valid", "act_in_ready": "act_in__ready",
@@ -136,7 +137,7 @@ print(f"{n:,} cycles sampled from the waveform; equal to the simulator's trace o
 first_out = int(np.argmax(sim.trace["act_out_valid"]))
 lo, hi = 0, first_out + 40
 fig, axes = plt.subplots(1, 2, figsize=(16, 4.8), sharey=True)
-for ax, (title, tr) in zip(axes, [(f"RTL ({SIM}, from the FST waveform)", rtl_trace), ("simulator (cycle mode)", sim.trace)]):
+for ax, (title, tr) in zip(axes, [(f"RTL ({SIM}, from the {waves_file.suffix[1:].upper()} waveform)", rtl_trace), ("simulator (cycle mode)", sim.trace)]):
     for i, sig in enumerate(PORTS):
         y = len(PORTS) - 1 - i
         v = np.asarray(tr[sig][lo:hi], dtype=float)
