@@ -168,3 +168,22 @@ def test_layer_space_icarus_full(g, tmp_path):
     outcome = run(build(g, "icarus"), C.Job(g, cases=cases), tmp_path)
     _check_all(outcome, len(cases))
     _check_faults(outcome, tmp_path, g)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("g", [G_1X1, G_2X3], ids=["1x1", "2x3"])
+def test_random_stress(g, tmp_path):
+    """200 random layers, each with a random host (valid gaps and ready drops of random
+    density, or none) and one in ten interrupted by a reset at a random cycle."""
+    s = seed() + 5
+    rng = np.random.default_rng(s)
+    cases = []
+    for k, c in enumerate(random_cases(g, rng, 200, max_channels=10)):
+        if rng.random() < 0.6:
+            p = rng.uniform(0.3, 1.0, size=3)
+            c.stall = C.Stall(float(p[0]), float(p[1]), float(p[2]), seed=s * 1000 + k)
+        if rng.random() < 0.1:
+            c.reset_at = int(rng.integers(1, layer_cycles(c.layer.shape, g)))
+        cases.append(c)
+    outcome = run(build(g, main_sim()), C.Job(g, cases=cases), tmp_path)
+    _check_all(outcome, len(cases))

@@ -118,7 +118,7 @@ INPUT_KINDS = ("random", "zeros", "max", "min", "sparse")
 
 def _clip_multiplier(m_real: np.ndarray) -> np.ndarray:
     """Real multipliers inside the range the contract takes for conv layers: n = 31 - shift in [31, 62]."""
-    return np.clip(m_real, 2.0 ** -31, 1.0 - 2.0 ** -40)
+    return np.clip(m_real, 2.0 ** -31, 1.0 - 2.0 ** -30)  # below 1 - 2^-31: no rounding up to M = 1 (n = 30)
 
 
 def random_layer(rng: np.random.Generator, shape: LayerShape, name: str = "layer", kind: str = "typical",
