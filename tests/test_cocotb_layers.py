@@ -17,11 +17,12 @@ Seeds: printed; replay with REP_ACCEL_SEED=<seed>.
 import numpy as np
 import pytest
 
-from cocotb_cases import (G_1X1, G_2X3, G_4X4, G_8X8, build, coverage_cases, main_sim, random_cases, run, seed,
-                          stall_cases, stall_combinations)
+from cocotb_cases import (G_1X1, G_2X3, G_4X4, G_8X8, build, cache_dir, coverage_cases, main_sim, need_sim,
+                          random_cases, run, seed, stall_cases, stall_combinations)
 from rep_accel.layout import LayerShape, layer_cycles
 from rep_accel.testing import vector_cases
 from rep_accel.verification import cases as C
+from rep_accel.verification import runner as R
 
 
 def _fault_cases(g, rng, s, shape):
@@ -187,3 +188,49 @@ def test_random_stress(g, tmp_path):
         cases.append(c)
     outcome = run(build(g, main_sim()), C.Job(g, cases=cases), tmp_path)
     _check_all(outcome, len(cases))
+
+
+#: Deliberate bugs at the top level's ports (tests of the testbench): the scoreboard must
+#: catch each one with the right message, and nothing else must be reported.
+MUTATIONS = {
+    # every input beat's lane 0 with its lowest bit flipped: wrong outputs, right timing
+    "data": (R.Mutation("data", (("    .pixels(act_in__payload),", "    .pixels(act_in__payload ^ 1),"),)),
+             "differs from the simulator", ("differs from the golden model",)),
+    # the `cycles` port one too high: outputs and trace right
+    "cycles": (R.Mutation("cycles", (("    .cycles(cycles),", "    .cycles(cycles_mutated),"),
+                                     ("  wire [31:0] cycles;",
+                                      "  wire [31:0] cycles;\n  wire [31:0] cycles_mutated;\n"
+                                      "  assign cycles = cycles_mutated + 32'd1;"))),
+               "`cycles` port reports", ()),
+    # busy also high while idle: outputs and cycle counts right, the port trace wrong
+    "busy": (R.Mutation("busy", (("    .busy(busy),", "    .busy(busy_mutated),"),
+                                 ("  wire busy;", "  wire busy;\n  wire busy_mutated;\n"
+                                                  "  assign busy = busy_mutated | desc__ready;"))),
+             "port trace differs from the simulator's: first difference in cycle 0: busy rtl=1 sim=0",
+             ("the cycle after done",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_testbench_catches_mutations(name, tmp_path):
+    """The generated Verilog with one deliberate bug (Icarus, 1x1): every run fails, with the
+    expected message and only the expected kinds of messages."""
+    mutation, first, others = MUTATIONS[name]
+    s = seed() + 6
+    rng = np.random.default_rng(s)
+    g = G_1X1
+    cases = [C.layer_case(rng, "a", LayerShape(cin=2, cout=2, groups=1, stride=1, height=3, width=4)),
+             C.layer_case(rng, "b", LayerShape(cin=3, cout=1, groups=1, stride=2, height=3, width=3),
+                          stall=C.Stall(0.7, 0.7, 0.7, s))]
+    need_sim("icarus")
+    b = R.build_rtl(g, "icarus", cache_dir=cache_dir(), mutation=mutation)
+    C.write_job(tmp_path, C.Job(g, cases=cases))
+    outcome = R.run_job(b, tmp_path)
+    recs = outcome.results["records"]
+    assert outcome.results["complete"] and outcome.tests == 1 and outcome.failed == 1
+    assert len(recs) == len(cases)
+    for r in recs:
+        assert not r["passed"]
+        assert any(first in f for f in r["failures"]), r["failures"]
+        assert all(any(m in f for m in (first, *others)) for f in r["failures"]), r["failures"]
+        print(f"{name}: {r['name']}: {r['failures']}")

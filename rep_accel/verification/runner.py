@@ -133,6 +133,23 @@ def _rtl_source_hash() -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class Mutation:
+    """A deliberate change of the generated Verilog, to show that the testbench catches bugs:
+    each (old, new) text replacement must apply exactly once. `name` enters the cache key."""
+
+    name: str
+    edits: tuple[tuple[str, str], ...]
+
+    def apply(self, text: str) -> str:
+        for old, new in self.edits:
+            if text.count(old) != 1:
+                raise RepAccelError(f"mutation {self.name}: {old!r} occurs {text.count(old)} times in the Verilog, "
+                                    f"not once; update the mutation for the current RTL")
+            text = text.replace(old, new)
+        return text
+
+
 @dataclass
 class RtlBuild:
     """A compiled simulation model of `rep_accel_top` for `generics`."""
@@ -262,20 +279,25 @@ def _verilator_make(build_dir: Path, waves: bool, opt: str, cache_dir: Path, log
 
 
 def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = False,
-              cache_dir: str | os.PathLike | None = None, opt: str = DEFAULT_OPT) -> RtlBuild:
+              cache_dir: str | os.PathLike | None = None, opt: str = DEFAULT_OPT,
+              mutation: Mutation | None = None) -> RtlBuild:
     """The simulation model of the accelerator for `generics` in `sim`, built or found in the cache.
 
     waves: build with waveform support (Verilator: VCD, Icarus: FST). opt: C++ optimization of the Verilated model.
+    mutation: a deliberate bug (tests of the testbench only).
     Raises RepAccelError (with the build log's path) if the tools are missing or fail."""
     if sim not in SIMULATORS:
         raise RepAccelError(f"simulator {sim!r}: choose one of {', '.join(SIMULATORS)}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     g = generics
-    key_text = json.dumps({"sim": sim, "generics": g.to_dict(), "waves": waves, "opt": opt if sim == "verilator" else "",
-                           "rtl": _rtl_source_hash(), "tools": _tool_version(sim), "recipe": RECIPE_VERSION,
-                           "python": sys.version}, sort_keys=True)
+    key = {"sim": sim, "generics": g.to_dict(), "waves": waves, "opt": opt if sim == "verilator" else "",
+           "rtl": _rtl_source_hash(), "tools": _tool_version(sim), "recipe": RECIPE_VERSION, "python": sys.version}
+    if mutation is not None:
+        key["mutation"] = repr(mutation)
+    key_text = json.dumps(key, sort_keys=True)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:12]
-    name = f"{sim}-{g.pi}x{g.po}-w{g.w_max}-cg{g.max_cg}-ld{g.line_depth}{'-waves' if waves else ''}-{key}"
+    name = (f"{sim}-{g.pi}x{g.po}-w{g.w_max}-cg{g.max_cg}-ld{g.line_depth}{'-waves' if waves else ''}"
+            f"{'-' + mutation.name if mutation else ''}-{key}")
     build_dir = cache / name
     ok = build_dir / "BUILD_OK"
     t0 = time.perf_counter()
@@ -286,6 +308,8 @@ def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = 
         (build_dir / "src").mkdir(parents=True)
         from ..hdl.verilog import generate
         text, desc = generate(g)
+        if mutation is not None:
+            text = mutation.apply(text)
         verilog = build_dir / "src" / f"{TOP_MODULE}.v"
         verilog.write_text(text)
         if sim == "icarus":
