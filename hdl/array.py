@@ -27,8 +27,7 @@ class SystolicArray(wiring.Component):
     Unit (i, o) adds its sum to the partial sum of unit (i-1, o) and passes it down,
     registered. Column o's sum over all PI lanes leaves row PI-1 on `psums[o]`.
 
-    Ports (every register advances only with `en`; `wr_*` ignores `en`):
-      en        In(1)                     pipeline advance (global stall when low)
+    Ports (free-running: every register loads every cycle):
       g         In(cg)                    channel group (weight-buffer address) of the windows
                                           presented unit.ADDR_LEAD = 2 cycles later
       windows   In(PI x 81)               the PI lanes' windows of one step (lane i in bits
@@ -44,7 +43,6 @@ class SystolicArray(wiring.Component):
     def __init__(self, generics: HardwareGenerics):
         self._g = generics
         super().__init__({
-            "en": In(1),
             "g": In(cg_shape(generics)),
             "windows": In(WINDOW_BITS * generics.pi),
             "psums": Out(signed(ACC_BITS)).array(generics.po),
@@ -64,8 +62,7 @@ class SystolicArray(wiring.Component):
         g_delayed = [self.g]
         for k in range(1, pi + po - 1):
             reg = Signal.like(self.g, name=f"g_d{k}", reset_less=True)
-            with m.If(self.en):
-                m.d.sync += reg.eq(g_delayed[-1])
+            m.d.sync += reg.eq(g_delayed[-1])
             g_delayed.append(reg)
 
         units = {}
@@ -74,19 +71,16 @@ class SystolicArray(wiring.Component):
             window = lane(self.windows, i, WINDOW_BITS)
             for k in range(i):
                 reg = Signal(WINDOW_BITS, name=f"skew{i}_{k}", reset_less=True)
-                with m.If(self.en):
-                    m.d.sync += reg.eq(window)
+                m.d.sync += reg.eq(window)
                 window = reg
             for o in range(po):
                 if o:  # the hop from unit (i, o-1): one register
                     reg = Signal(WINDOW_BITS, name=f"window{i}_{o}", reset_less=True)
-                    with m.If(self.en):
-                        m.d.sync += reg.eq(window)
+                    m.d.sync += reg.eq(window)
                     window = reg
                 u = units[i, o] = ConvUnit(self._g.max_cg)
                 m.submodules[f"unit{i}_{o}"] = u
                 m.d.comb += [
-                    u.en.eq(self.en),
                     u.window.eq(window),
                     u.rd_addr.eq(g_delayed[i + o]),
                     u.wr_en.eq(self.wr_en & (self.wr_lane == o)),

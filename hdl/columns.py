@@ -31,13 +31,14 @@ class OutputColumns(wiring.Component):
     The lanes' requantization parameters (bias, M0, n) are registers written from the
     parameter stream (`param_we`, `param_lane`, `param`) while the controller loads a tile.
 
-    Ports (registers advance only with `en`, except the parameter registers):
-      en          In(1)                  pipeline advance (global stall when low)
+    Ports (free-running: every register loads every cycle; the accumulators change only
+    on valid steps):
       psums       In(signed 32).array(PO)  column o's partial sum at cycle t + o
       ctl         In(ColumnControlLayout) the step's control at cycle t (column 0's timing)
       param_we    In(1), param_lane In(range(PO)), param In(RequantParamLayout)
-      data        Out(PO x 8)            the requantized lanes (lane o in bits [8o+7:8o]), valid from t + latency()
-      emit, tag   Out(1)                 `ctl.emit` / `ctl.tag` of the step whose sums are on `data`
+      data        Out(PO x 8)            the requantized lanes (lane o in bits [8o+7:8o]),
+                                         valid from t + latency()
+      emit        Out(1)                 `ctl.valid & ctl.emit` of the step whose result is on `data`
 
     Latency: PO + requant.LATENCY cycles. Throughput: one step per cycle.
     """
@@ -46,7 +47,6 @@ class OutputColumns(wiring.Component):
         self._g = generics
         po = generics.po
         super().__init__({
-            "en": In(1),
             "psums": In(signed(ACC_BITS)).array(po),
             "ctl": In(ColumnControlLayout),
             "param_we": In(1),
@@ -54,7 +54,6 @@ class OutputColumns(wiring.Component):
             "param": In(RequantParamLayout),
             "data": Out(8 * po),
             "emit": Out(1),
-            "tag": Out(1),
         })
 
     def elaborate(self, platform):
@@ -66,10 +65,9 @@ class OutputColumns(wiring.Component):
         ctl = [self.ctl]
         for k in range(1, total + 1):
             reg = Signal(ColumnControlLayout, name=f"ctl_d{k}")
-            with m.If(self.en):
-                m.d.sync += reg.eq(ctl[-1])
+            m.d.sync += reg.eq(ctl[-1])
             ctl.append(reg)
-        m.d.comb += [self.emit.eq(ctl[total].emit), self.tag.eq(ctl[total].tag)]
+        m.d.comb += self.emit.eq(ctl[total].valid & ctl[total].emit)
 
         for o in range(po):
             params = Signal(RequantParamLayout, name=f"params{o}", reset_less=True)
@@ -77,18 +75,17 @@ class OutputColumns(wiring.Component):
                 m.d.sync += params.eq(self.param)
 
             acc = Signal(signed(ACC_BITS), name=f"acc{o}", reset_less=True)
-            with m.If(self.en & ctl[o].valid):
+            with m.If(ctl[o].valid):
                 m.d.sync += acc.eq(Mux(ctl[o].first, params.bias, acc) + self.psums[o])
 
             m.submodules[f"requant{o}"] = rq = Requantizer()
-            m.d.comb += [rq.en.eq(self.en), rq.v.eq(acc), rq.m0.eq(params.m0), rq.n.eq(params.n)]
+            m.d.comb += [rq.v.eq(acc), rq.m0.eq(params.m0), rq.n.eq(params.n)]
 
             # De-skew: column o is PO - 1 - o cycles early.
             result = rq.y
             for k in range(po - 1 - o):
                 reg = Signal(8, name=f"deskew{o}_{k}", reset_less=True)
-                with m.If(self.en):
-                    m.d.sync += reg.eq(result)
+                m.d.sync += reg.eq(result)
                 result = reg
             m.d.comb += lane(self.data, o, 8).eq(result)
         return m

@@ -21,7 +21,7 @@ class LayerController(wiring.Component):
 
     The pipeline stall is decided here: `advance` is low when the output register holds
     a beat the host does not take (`out_block`) or when the scan's current step needs an
-    `act_in` beat that is not valid; every datapath register uses `advance` as its enable.
+    `act_in` beat that is not valid; no step issues then (see hdl/output.py).
 
     Ports:
       desc          In(stream of DescriptorLayout)  a beat starts a layer (ready in IDLE)
@@ -30,8 +30,8 @@ class LayerController(wiring.Component):
       in_ready      Out(1)  act_in.ready: a scan step that takes an input, not stalled by the output
       out_block     In(1)   the output register holds a beat that is not taken this cycle
       tile_done     In(1)   the tile's last output beat transfers this cycle
-      advance       Out(1)  the datapath's enable (the global stall when low)
-      step          Out(step_layout)  the step issued when `advance` is high (valid in SCAN)
+      advance       Out(1)  the pipeline advances this cycle (the global stall when low)
+      step          Out(step_layout)  the step issued this cycle; `valid` = SCAN and `advance`
       input_signed  Out(1)  the layer's input is int8 (the network input)
       wr_en, wr_lane, wr_addr   weight write: beat (lane, g) of the WEIGHTS state
       rq_we, rq_lane            requantization-parameter write: beat 1 + lane
@@ -88,7 +88,7 @@ class LayerController(wiring.Component):
         x = Signal(coord)
         addr = Signal.like(self.step.addr)
         # Registered facts about the current scan position, so that the stall logic
-        # (`advance`, a high-fanout enable) depends on registers only.
+        # (`advance`) depends on registers and the stream handshakes only.
         row0, row1, col0, col1, row_pad, col_pad, y_last, x_last = (
             Signal(name=n) for n in ("row0", "row1", "col0", "col1", "row_pad", "col_pad", "y_last", "x_last"))
         count = Signal(CYCLES_BITS)
@@ -110,10 +110,10 @@ class LayerController(wiring.Component):
             self.in_ready.eq(scanning & needs_input & ~self.out_block),
         ]
 
-        # Outside SCAN the step is a bubble: no flag may be set.
-        emits = scanning & g_last & Mux(stride2, y[0] & x[0], ~row0 & ~col0)
+        # The datapath runs freely: a cycle that issues no step carries a bubble, no flag set.
+        emits = issue & g_last & Mux(stride2, y[0] & x[0], ~row0 & ~col0)
         m.d.comb += [
-            self.step.valid.eq(scanning),
+            self.step.valid.eq(issue),
             self.step.g.eq(g),
             self.step.addr.eq(addr),
             self.step.row0.eq(row0),
@@ -124,9 +124,9 @@ class LayerController(wiring.Component):
             self.step.x_odd.eq(x[0]),
             self.step.row_pad.eq(row_pad),
             self.step.col_pad.eq(col_pad),
-            self.step.first.eq(scanning & (g == 0)),
+            self.step.first.eq(issue & (g == 0)),
             self.step.emit.eq(emits),
-            self.step.tag.eq(scanning & g_last & x_last & y_last),
+            self.step.tag.eq(issue & g_last & x_last & y_last),
             self.wr_lane.eq(lane),
             self.wr_addr.eq(g),
             self.rq_lane.eq(lane),

@@ -80,7 +80,7 @@ def cg_shape(generics: HardwareGenerics):
 def step_layout(generics: HardwareGenerics) -> data.StructLayout:
     """One scan step as the controller issues it (docs/architecture.md, "The schedule").
 
-    valid:   a step is issued (0: a bubble while loading parameters or draining).
+    valid:   a step is issued this cycle (0: a bubble: loading parameters, draining, stalled).
     g:       channel group 0 .. cg-1 of the step.
     addr:    line-buffer entry x * cg + g (meaningful when the step consumes an input).
     row0:    y == 0: the two rows above are the top zero padding.
@@ -114,7 +114,7 @@ def step_layout(generics: HardwareGenerics) -> data.StructLayout:
 
 
 #: Control that travels with a step's partial sums to the column accumulators.
-ColumnControlLayout = data.StructLayout({"valid": 1, "first": 1, "emit": 1, "tag": 1})
+ColumnControlLayout = data.StructLayout({"valid": 1, "first": 1, "emit": 1})
 
 assert DescriptorLayout["height"].shape.width == DIM_BITS
 assert DescriptorLayout["n_tiles"].shape.width == CHANNEL_BITS

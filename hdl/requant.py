@@ -52,8 +52,7 @@ def _reduce(terms, levels):
 class Requantizer(wiring.Component):
     """clamp(((v * m0) + 2^(n-1)) >> n, 0, 255) for one lane, one value per cycle.
 
-    Ports (registers advance only with `en`):
-      en   In(1)           pipeline advance (global stall when low)
+    Ports (free-running: every register loads every cycle):
       v    In(signed 32)   acc + bias, at cycle t
       m0   In(unsigned 32) multiplier (contract: 0 or [2^30, 2^31)), at cycle t
       n    In(unsigned 8)  right shift, 31 .. 62 (the contract's range; the hardware uses
@@ -70,7 +69,6 @@ class Requantizer(wiring.Component):
 
     def __init__(self):
         super().__init__({
-            "en": In(1),
             "v": In(signed(ACC_BITS)),
             "m0": In(unsigned(32)),
             "n": In(unsigned(8)),
@@ -82,16 +80,14 @@ class Requantizer(wiring.Component):
 
         def stage(value, name):
             reg = Signal(len(value), name=name, reset_less=True)   # data: no reset needed
-            with m.If(self.en):
-                m.d.sync += reg.eq(value)
+            m.d.sync += reg.eq(value)
             return reg
 
         # Stage 1: sign, u = v (when positive), 3u for the radix-4 digit 3.
         negative1 = stage(self.v[ACC_BITS - 1], "negative1")
         u1 = stage(self.v[:_U], "u1")
         u3_1 = Signal(_U + 2, name="u3_1", reset_less=True)
-        with m.If(self.en):
-            m.d.sync += u3_1.eq(self.v[:_U] + (self.v[:_U] << 1))
+        m.d.sync += u3_1.eq(self.v[:_U] + (self.v[:_U] << 1))
         m0_1 = stage(self.m0, "m0_1")
         k1 = stage((self.n - N_MIN)[:5], "k1")   # n - 31 in 0 .. 31
 
@@ -123,8 +119,7 @@ class Requantizer(wiring.Component):
 
         # Stage 4: the carry-propagate add, P = u * m0 + 2^(n-1).
         product4 = Signal(_P, reset_less=True)
-        with m.If(self.en):
-            m.d.sync += product4.eq(terms[0] + terms[1])
+        m.d.sync += product4.eq(terms[0] + terms[1])
         negative4, k4 = stage(negative3, "negative4"), stage(k3, "k4")
 
         # Stage 5: q = P >> n = (P >> 31) >> k.
@@ -134,7 +129,6 @@ class Requantizer(wiring.Component):
         # Stage 6: the clamp to [0, 255] (the ReLU is its lower bound).
         saturated = shifted5[8:].any()
         y6 = Signal(8, reset_less=True)
-        with m.If(self.en):
-            m.d.sync += y6.eq(Mux(negative5, 0, Mux(saturated, 255, shifted5[:8])))
+        m.d.sync += y6.eq(Mux(negative5, 0, Mux(saturated, 255, shifted5[:8])))
         m.d.comb += self.y.eq(y6)
         return m

@@ -12,6 +12,7 @@ from . import array, columns, unit, window
 from .array import SystolicArray
 from .columns import OutputColumns
 from .controller import LayerController
+from .output import OutputStage
 from .layouts import (CYCLES_BITS, ColumnControlLayout, DescriptorLayout, RequantParamLayout, act_in_shape,
                       act_out_shape, params_shape)
 from .window import WindowGenerator
@@ -19,8 +20,8 @@ from .window import WindowGenerator
 
 def pipeline_latency(generics: HardwareGenerics) -> int:
     """Cycles from a step's issue to its output beat in this RTL: window generator,
-    array (column PO-1), output columns, output register. Must equal
-    `generics.pipeline_latency` (PI + PO + LATENCY_FIXED); tests check it."""
+    array (column 0), output columns (accumulator, requantization, de-skew), output
+    register. Must equal `generics.pipeline_latency` (PI + PO + LATENCY_FIXED)."""
     col0 = window.LATENCY + array.latency(generics, 0)
     return col0 + columns.latency(generics) + 1
 
@@ -45,9 +46,11 @@ class Accelerator(wiring.Component):
     layer takes exactly layout.layer_cycles cycles.
     Throughput: one step (one act_in beat, or one padding step) per cycle.
 
-    The pipeline advances as one (a global stall): when the output register holds a beat
-    that is not taken, or the current step needs an act_in beat that is not valid, every
-    datapath register holds. `act_out.valid` never depends on `act_out.ready`.
+    Stalls follow the contract's global-stall model exactly (when the output register holds
+    a beat that is not taken, or the current step needs an act_in beat that is not valid,
+    the whole pipeline holds): the datapath itself runs freely with bubbles, and
+    `OutputStage` offers every beat in the cycle the stalled pipeline would. `act_out.valid`
+    never depends on `act_out.ready`.
     """
 
     def __init__(self, generics: HardwareGenerics):
@@ -73,8 +76,8 @@ class Accelerator(wiring.Component):
         m.submodules.window = wgen = WindowGenerator(g)
         m.submodules.array = arr = SystolicArray(g)
         m.submodules.columns = cols = OutputColumns(g)
-
-        advance = ctrl.advance
+        m.submodules.output = out = OutputStage(8 * g.po, g.pipeline_latency)
+        assert pipeline_latency(g) == g.pipeline_latency, "the RTL's stages must add up to the contract's L"
         wiring.connect(m, wiring.flipped(self.desc), ctrl.desc)
         wiring.connect(m, wiring.flipped(self.params), ctrl.params)
         m.d.comb += [
@@ -96,15 +99,13 @@ class Accelerator(wiring.Component):
             cols.param.eq(RequantParamLayout(self.params.payload[:RequantParamLayout.size])),
         ]
 
-        # The datapath: step -> windows -> partial sums -> lanes.
+        # The datapath runs freely (no enable): a cycle without a step carries a bubble.
+        # step -> windows -> partial sums -> lanes.
         m.d.comb += [
-            wgen.en.eq(advance),
             wgen.step.eq(ctrl.step),
             wgen.pixels.eq(self.act_in.payload),
             wgen.signed.eq(ctrl.input_signed),
-            arr.en.eq(advance),
             arr.windows.eq(wgen.windows),
-            cols.en.eq(advance),
         ]
 
         # The array's weight address leads its windows by unit.ADDR_LEAD cycles: the step's
@@ -112,32 +113,30 @@ class Accelerator(wiring.Component):
         lead_g = ctrl.step.g
         for k in range(window.LATENCY - unit.ADDR_LEAD):
             reg = Signal.like(ctrl.step.g, name=f"g_d{k + 1}", reset_less=True)
-            with m.If(advance):
-                m.d.sync += reg.eq(lead_g)
+            m.d.sync += reg.eq(lead_g)
             lead_g = reg
         m.d.comb += arr.g.eq(lead_g)
 
         # The step's control travels beside the data to column 0's partial sum.
         ctl = Signal(ColumnControlLayout)
-        m.d.comb += [ctl.valid.eq(ctrl.step.valid), ctl.first.eq(ctrl.step.first),
-                     ctl.emit.eq(ctrl.step.emit), ctl.tag.eq(ctrl.step.tag)]
+        m.d.comb += [ctl.valid.eq(ctrl.step.valid), ctl.first.eq(ctrl.step.first), ctl.emit.eq(ctrl.step.emit)]
         for k in range(window.LATENCY + array.latency(g, 0)):
             reg = Signal(ColumnControlLayout, name=f"ctl_d{k + 1}")
-            with m.If(advance):
-                m.d.sync += reg.eq(ctl)
+            m.d.sync += reg.eq(ctl)
             ctl = reg
         m.d.comb += cols.ctl.eq(ctl)
         for o in range(g.po):
             m.d.comb += cols.psums[o].eq(arr.psums[o])
 
-        # The output register: loads with the pipeline, empties when the host takes it.
-        tag = Signal()
-        with m.If(advance):
-            m.d.sync += [self.act_out.valid.eq(cols.emit), self.act_out.payload.eq(cols.data), tag.eq(cols.tag)]
-        with m.Elif(self.act_out.ready):
-            m.d.sync += self.act_out.valid.eq(0)
+        # act_out on the global-stall schedule.
+        wiring.connect(m, out.out, wiring.flipped(self.act_out))
         m.d.comb += [
-            ctrl.out_block.eq(self.act_out.valid & ~self.act_out.ready),
-            ctrl.tile_done.eq(self.act_out.valid & self.act_out.ready & tag),
+            out.advance.eq(ctrl.advance),
+            out.step_emit.eq(ctrl.step.emit),
+            out.step_tag.eq(ctrl.step.tag),
+            out.result_valid.eq(cols.emit),
+            out.result.eq(cols.data),
+            ctrl.out_block.eq(out.out_block),
+            ctrl.tile_done.eq(out.tile_done),
         ]
         return m

@@ -24,29 +24,27 @@ class ConvUnit(wiring.Component):
     weight buffer of `max_cg` entries (a `Memory` of 72-bit words), written through
     `wr_*` while the controller loads parameters.
 
-    Ports (all registers advance only in cycles with `en` high; `wr_*` ignores `en`):
-      en        In(1)          pipeline advance (the global stall: low = every register holds)
+    Ports (free-running: every register loads every cycle; a bubble is a don't-care window):
       window    In(81)         nine 9-bit signed activations, tap ky*3+kx in bits [9t+8:9t], at cycle t
       rd_addr   In(cg)         kernel (channel group) of that window, presented at t - ADDR_LEAD
       psum_in   In(signed 32)  partial sum of unit (i-1, o), sampled at t + 3
       psum_out  Out(signed 32) psum_in + sum of the 9 products, valid from t + LATENCY (wraps mod 2^32)
       wr_en, wr_addr, wr_data  weight-buffer write port (one kernel: 72 bits, int8 tap t in bits [8t+7:8t])
 
-    Latency: LATENCY = 4 cycles window -> psum_out (counted in `en` cycles).
+    Latency: LATENCY = 4 cycles window -> psum_out.
     Throughput: one window per cycle.
 
     Each product is a 9-bit signed activation (int8 sign-extended or uint8 zero-extended by
     the window generator) times an int8 weight: one 18x18 DSP multiplier (MULT18X18D on
     ECP5) with registers on both sides and no logic between: the window register of the
-    array and the weight register in front, the product register behind. The adder tree adds three products per stage so that no
-    stage chains more than two adders.
+    array and the weight register in front, the product register behind. The adder tree
+    adds three products per stage so that no stage chains more than two adders.
     """
 
     def __init__(self, max_cg: int):
         self._max_cg = max_cg
         addr = unsigned(max(1, (max_cg - 1).bit_length()))
         super().__init__({
-            "en": In(1),
             "window": In(WINDOW_BITS),
             "rd_addr": In(addr),
             "psum_in": In(signed(ACC_BITS)),
@@ -63,7 +61,7 @@ class ConvUnit(wiring.Component):
         rd = weights.read_port()
         m.d.comb += [
             wr.en.eq(self.wr_en), wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
-            rd.en.eq(self.en), rd.addr.eq(self.rd_addr),
+            rd.addr.eq(self.rd_addr),
         ]
 
         # Data registers need no reset (a layer's first steps overwrite them).
@@ -73,13 +71,12 @@ class ConvUnit(wiring.Component):
         window_sum = Signal(signed(21), reset_less=True)
         psum = Signal(signed(ACC_BITS), reset_less=True)
         m.d.comb += self.psum_out.eq(psum)
-        with m.If(self.en):
-            m.d.sync += kernel.eq(rd.data)
-            for k in range(9):
-                activation = lane(self.window, k, ACT_BITS).as_signed()
-                m.d.sync += products[k].eq(activation * lane(kernel, k, 8).as_signed())
-            for j in range(3):
-                m.d.sync += triples[j].eq(products[3 * j] + products[3 * j + 1] + products[3 * j + 2])
-            m.d.sync += window_sum.eq(triples[0] + triples[1] + triples[2])
-            m.d.sync += psum.eq(self.psum_in + window_sum)
+        m.d.sync += kernel.eq(rd.data)
+        for k in range(9):
+            activation = lane(self.window, k, ACT_BITS).as_signed()
+            m.d.sync += products[k].eq(activation * lane(kernel, k, 8).as_signed())
+        for j in range(3):
+            m.d.sync += triples[j].eq(products[3 * j] + products[3 * j + 1] + products[3 * j + 2])
+        m.d.sync += window_sum.eq(triples[0] + triples[1] + triples[2])
+        m.d.sync += psum.eq(self.psum_in + window_sum)
         return m

@@ -33,7 +33,8 @@ class WindowGenerator(wiring.Component):
         addressed g: bank (x mod 2) holds column x of channel group g. A step writes its
         column into bank (x mod 2) and reads both banks at g, read-first: bank (x mod 2)
         returns column x-2 as it is replaced, the other bank column x-1. Equal addresses
-        are exactly cg steps apart, so any cg >= 1 works back to back.
+        are exactly cg steps apart (bubbles between them write nothing), so any cg >= 1
+        works back to back.
     Zero padding is generated, never stored: rows above the image (y = 0, and row y-2 at
     y = 1), the row below (`row_pad`), columns left of it (x = 0, and column x-2 at x = 1)
     and the column right of it (`col_pad`) read as zero.
@@ -43,8 +44,8 @@ class WindowGenerator(wiring.Component):
     masked, the column-delay banks read and written; t+3 the window formed, masked and
     extended to 9-bit activations; t+4 on `windows`.
 
-    Ports (registers and memory ports advance only with `en`):
-      en       In(1)                   pipeline advance (global stall when low)
+    Ports (free-running: every register loads every cycle; `step.valid` low is a bubble,
+    which writes no memory):
       step     In(step_layout)         the step issued this cycle (controller)
       pixels   In(PI x 8)              its `act_in` beat, lane i in bits [8i+7:8i] (ignored when
                                        the step consumes none)
@@ -61,7 +62,6 @@ class WindowGenerator(wiring.Component):
         self._g = generics
         self._step = step_layout(generics)
         super().__init__({
-            "en": In(1),
             "step": In(self._step),
             "pixels": In(8 * generics.pi),
             "signed": In(1),
@@ -77,8 +77,7 @@ class WindowGenerator(wiring.Component):
         def register(value, name, reset_less=True):
             # Data needs no reset; the step's control (its `valid`) does.
             reg = Signal.like(value, name=name, reset_less=reset_less)
-            with m.If(self.en):
-                m.d.sync += reg.eq(value)
+            m.d.sync += reg.eq(value)
             return reg
 
         # Stage 1: the step's control and its pixels beside the line buffers' read data.
@@ -100,11 +99,10 @@ class WindowGenerator(wiring.Component):
             # The right padding column has no line-buffer entry (its address may be one
             # past the buffer); read entry 0 there, the data is masked anyway.
             m.d.comb += [
-                line_rd.en.eq(self.en),
                 line_rd.addr.eq(Mux(step.col_pad, 0, step.addr)),
                 line_wr.addr.eq(step.addr),
                 line_wr.data.eq(Cat(pixel, pixel)),
-                line_wr.en.eq(Mux(self.en & consumes, Mux(step.y_odd, 0b10, 0b01), 0)),
+                line_wr.en.eq(Mux(consumes, Mux(step.y_odd, 0b10, 0b01), 0)),
             ]
 
             # Stage 1 -> 2: the line buffer's two bytes registered as they are; the pixel
@@ -126,8 +124,8 @@ class WindowGenerator(wiring.Component):
                 rd = bank.read_port()
                 wr = bank.write_port()
                 m.d.comb += [
-                    rd.en.eq(self.en), rd.addr.eq(s2.g),
-                    wr.en.eq(self.en & s2.valid & (s2.x_odd == b)), wr.addr.eq(s2.g), wr.data.eq(column),
+                    rd.addr.eq(s2.g),
+                    wr.en.eq(s2.valid & (s2.x_odd == b)), wr.addr.eq(s2.g), wr.data.eq(column),
                 ]
                 reads.append(rd.data)
 

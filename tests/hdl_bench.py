@@ -181,27 +181,14 @@ def run_layers(generics: HardwareGenerics, layers, *, seed: int = 0, in_gap: flo
     return results
 
 
-async def run_en_cycles(ctx, en, cycle_inputs, outputs, *, rng=None, p_stall: float = 0.0, junk=None):
-    """Drive a pipeline component whose registers advance only with `en`.
-
-    cycle_inputs: list of [(signal, value), ...], one per `en` cycle (the k-th cycle with en
-    high sees cycle_inputs[k]). In stalled cycles (probability p_stall, en low) the inputs are
-    set to `junk(rng)` (pairs of random values) so that ignoring them is checked.
-    Returns, for each en cycle e, the values of `outputs` right after its clock edge.
-    """
+async def run_cycles(ctx, cycle_inputs, outputs):
+    """Drive a free-running pipeline component one cycle per entry of `cycle_inputs`
+    (each a list of (signal, value) pairs set before that cycle's clock edge); return,
+    for each cycle, the values of `outputs` right after its edge."""
     after = []
-    k = 0
-    while k < len(cycle_inputs):
-        if rng is not None and p_stall and rng.random() < p_stall:
-            ctx.set(en, 0)
-            for sig, v in (junk(rng) if junk else []):
-                ctx.set(sig, v)
-            await ctx.tick()
-            continue
-        ctx.set(en, 1)
-        for sig, v in cycle_inputs[k]:
+    for pairs in cycle_inputs:
+        for sig, v in pairs:
             ctx.set(sig, v)
-        k += 1
         await ctx.tick()
         after.append(tuple(ctx.get(s) for s in outputs))
     return after
@@ -231,3 +218,77 @@ def unpack_lanes(word: int, count: int, width: int, signed: bool = False) -> lis
             v -= 1 << width
         out.append(v)
     return out
+
+
+def run_traced(generics: HardwareGenerics, shape: LayerShape, x: np.ndarray, params: np.ndarray, stimulus=None):
+    """One layer on the Accelerator under the host rules of the cycle simulator
+    (rep_accel.sim.cycle, docs/architecture.md "Simulator"): cycle c counted from the
+    descriptor transfer (c = 0); `desc.valid` high in cycle 0 only; `params.valid` /
+    `act_in.valid` high when the host has a beat left and the pattern is 1 at c, or a beat
+    offered before was not taken; `act_out.ready` = the pattern at c.
+
+    x: (C_in, H, W); params: uint8 (beats, 9 * PI), the layer's parameter beats;
+    stimulus: a cycle.Stimulus or None (never stalls). Returns (output uint8
+    (C_out, H_out, W_out), trace rows as a structured array with cycle.TRACE_DTYPE).
+    """
+    from rep_accel.hdl.top import Accelerator
+    from rep_accel.sim import cycle as simcycle
+
+    dut = Accelerator(generics)
+    pp, pa, po_pat = (stimulus or simcycle.Stimulus()).arrays()
+    tiles = layout.plan_tiles(shape, generics)
+    acts = np.concatenate([layout.input_beats(x, t, generics) for t in tiles]).view(np.uint8)
+    params = np.ascontiguousarray(params, dtype=np.uint8)
+    rows, words = [], []
+
+    def value(row) -> int:
+        return int.from_bytes(row.tobytes(), "little")
+
+    async def tb(ctx):
+        ctx.set(dut.desc.valid, 0)
+        await ctx.tick()
+        c = 0
+        n_par = n_act = 0
+        pend_par = pend_act = False
+        need = len(tiles) * shape.out_height * shape.out_width
+        while True:
+            assert c < 100 * layout.layer_cycles(shape, generics) + 1000, "the layer did not finish"
+            ctx.set(dut.desc.valid, int(c == 0))
+            ctx.set(Value.cast(dut.desc.payload), layout.pack_descriptor(shape, generics))
+            par_valid = n_par < len(params) and (pend_par or bool(pp[c % len(pp)]))
+            act_valid = n_act < len(acts) and (pend_act or bool(pa[c % len(pa)]))
+            ready = int(po_pat[c % len(po_pat)])
+            ctx.set(dut.params.valid, int(par_valid))
+            if n_par < len(params):
+                ctx.set(dut.params.payload, value(params[n_par]))
+            ctx.set(dut.act_in.valid, int(act_valid))
+            if n_act < len(acts):
+                ctx.set(dut.act_in.payload, value(acts[n_act]))
+            ctx.set(dut.act_out.ready, ready)
+            sig = [int(c == 0), ctx.get(dut.desc.ready), int(par_valid), ctx.get(dut.params.ready), int(act_valid),
+                   ctx.get(dut.act_in.ready), ctx.get(dut.act_out.valid), ready, ctx.get(dut.busy), ctx.get(dut.done)]
+            rows.append((c, *sig))
+            if c == 0:
+                assert sig[1], "desc.ready low in cycle 0"
+            elif sig[-1]:
+                break
+            if par_valid and sig[3]:
+                n_par += 1
+            pend_par = par_valid and not sig[3]
+            if act_valid and sig[5]:
+                n_act += 1
+            pend_act = act_valid and not sig[5]
+            if sig[6] and ready:
+                words.append(ctx.get(dut.act_out.payload))
+            await ctx.tick()
+            c += 1
+        assert len(words) == need and n_par == len(params) and n_act == len(acts)
+
+    simulate(dut, tb)
+    out = np.zeros((shape.cout, shape.out_height, shape.out_width), dtype=np.uint8)
+    per_tile = shape.out_height * shape.out_width
+    for t in tiles:
+        beats = np.array([unpack_lanes(wd, generics.po, 8) for wd in words[t.index * per_tile:(t.index + 1) * per_tile]],
+                         dtype=np.uint8)
+        layout.output_from_beats(beats, shape, t, out)
+    return out, np.array(rows, dtype=simcycle.TRACE_DTYPE)

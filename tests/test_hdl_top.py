@@ -6,7 +6,7 @@ random valid gaps and ready drops."""
 import numpy as np
 import pytest
 
-from hdl_bench import random_input, random_layer, reference_layer, run_layers
+from hdl_bench import random_input, random_layer, reference_layer, run_layers, run_traced
 from rep_accel import layout
 from rep_accel.generics import HardwareGenerics
 from rep_accel.hdl.layouts import DescriptorLayout
@@ -89,7 +89,7 @@ def _vector_run(index, pi, po, **kw):
     case = vector_cases()[index]
     layer = case.layer
     s = layer.shape
-    g = HardwareGenerics(pi=pi, po=po, w_max=max(3, s.width), max_cg=16, line_depth=256)
+    g = HardwareGenerics(pi=pi, po=po, w_max=max(3, s.width), max_cg=64, line_depth=256)
     layout.check_fits(s, g)
     layers = [(s, case.x[b], layer.weight, layer.bias, layer.m0, layer.n) for b in range(case.x.shape[0])]
     runs = run_layers(g, layers, **kw)
@@ -109,9 +109,11 @@ def test_tflite_vector_one_row_many_tiles():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index,pi,po", [(6, 4, 4), (0, 4, 4), (4, 8, 8), (3, 8, 8)])
+@pytest.mark.parametrize("index,pi,po", [(6, 4, 4), (0, 4, 4), (4, 8, 8), (3, 8, 8), (1, 8, 8), (2, 8, 8),
+                                         (8, 8, 8), (9, 8, 8)])
 def test_tflite_vectors_more(index, pi, po):
-    """Larger TFLite cases (groups 4, the int8 stride-2 network input, groups 2)."""
+    """The other TFLite cases: groups 4 and 2, the int8 stride-2 network input, stride 1 and 2
+    on 12 x 12 / 12 x 9, C_in 192 and 512 (cg 24 and 64)."""
     _vector_run(index, pi, po)
 
 
@@ -122,3 +124,40 @@ def test_descriptor_port_fields():
     for name, bits in layout.DESCRIPTOR_FIELDS:
         assert (DescriptorLayout[name].offset, DescriptorLayout[name].shape.width) == (pos, bits)
         pos += bits
+
+
+STALL_CASES = [
+    # (pi, po, shape, stimulus seed or None for a host that never stalls)
+    (2, 2, LayerShape(cin=3, cout=3, groups=1, stride=1, height=3, width=4), None),
+    (2, 2, LayerShape(cin=3, cout=3, groups=1, stride=1, height=3, width=4), 31),
+    (1, 3, LayerShape(cin=4, cout=4, groups=2, stride=2, height=5, width=3, input_signed=True), 32),
+    (3, 2, LayerShape(cin=5, cout=2, groups=1, stride=1, height=2, width=2), 33),
+]
+
+
+@pytest.mark.parametrize("case", range(len(STALL_CASES)))
+def test_port_trace_equals_the_cycle_simulator(case):
+    """Under the same host patterns (random valid gaps and ready drops), every port of the
+    RTL in every cycle equals the cycle simulator's trace (the global-stall model of
+    docs/architecture.md), and so do the outputs."""
+    from rep_accel.sim import cycle as simcycle
+    pi, po, shape, stim_seed = STALL_CASES[case]
+    seed = 300 + case
+    print(f"seed={seed} stimulus seed={stim_seed}")
+    rng = np.random.default_rng(seed)
+    g = _generics(pi, po, [shape])
+    w, b, m0, n = random_layer(rng, shape)
+    x = random_input(rng, shape)
+    stimulus = None if stim_seed is None else simcycle.Stimulus.random(stim_seed, 0.6, 0.6, 0.6, length=97)
+    params = np.concatenate([layout.pack_tile_params(w, b, m0, n, shape, t, g) for t in layout.plan_tiles(shape, g)])
+    out, trace = run_traced(g, shape, x, params, stimulus)
+    sim = simcycle.run_layer(x, shape, params, g, stimulus, trace=True)
+    assert np.array_equal(out, reference_layer(x, shape, w, b, m0, n))
+    assert np.array_equal(out, sim.output)
+    assert len(trace) == len(sim.trace) == sim.cycles + 1
+    for name in simcycle.TRACE_SIGNALS:
+        diff = np.flatnonzero(trace[name] != sim.trace[name])
+        assert diff.size == 0, f"{name} differs from cycle {diff[0]}: RTL {trace[name][diff[0]:diff[0] + 8]}, " \
+                               f"simulator {sim.trace[name][diff[0]:diff[0] + 8]}"
+    if stim_seed is None:
+        assert sim.cycles == layout.layer_cycles(shape, g)

@@ -4,7 +4,7 @@ against plain Python dot products of windows and kernels."""
 import numpy as np
 import pytest
 
-from hdl_bench import pack_lanes, run_en_cycles, simulate, unpack_lanes
+from hdl_bench import pack_lanes, run_cycles, simulate, unpack_lanes
 from rep_accel.generics import HardwareGenerics
 from rep_accel.hdl import array, unit
 from rep_accel.hdl.array import SystolicArray
@@ -21,10 +21,10 @@ def _as_activation(byte: int, signed: bool) -> int:
     return byte - 256 if signed and byte >= 128 else byte
 
 
-@pytest.mark.parametrize("seed,p_stall", [(1, 0.0), (2, 0.35)])
-def test_unit_matches_dot_product(seed, p_stall):
+@pytest.mark.parametrize("seed", [1, 2])
+def test_unit_matches_dot_product(seed):
     """Random kernels in 3 buffer entries, random windows of int8 or uint8 activations (9-bit),
-    random partial sums over the whole 32-bit range; with and without stalls."""
+    random partial sums over the whole 32-bit range."""
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     max_cg, count = 3, 40
@@ -54,9 +54,6 @@ def test_unit_matches_dot_product(seed, p_stall):
             d.append((dut.psum_in, int(psum_in[k])))
         cycles.append(d)
 
-    def junk(r):
-        return [(dut.rd_addr, int(r.integers(0, max_cg))), (dut.window, int(r.integers(0, 1 << 62))),
-                (dut.psum_in, int(r.integers(-(1 << 31), 1 << 31)))]
 
     got = {}
 
@@ -67,7 +64,7 @@ def test_unit_matches_dot_product(seed, p_stall):
             ctx.set(dut.wr_data, pack_lanes(kernels[a], 8))
             await ctx.tick()
         ctx.set(dut.wr_en, 0)
-        after = await run_en_cycles(ctx, dut.en, cycles, [dut.psum_out], rng=rng, p_stall=p_stall, junk=junk)
+        after = await run_cycles(ctx, cycles, [dut.psum_out])
         for k in range(count):
             got[k] = after[k + lead + lat - 1][0]
 
@@ -78,8 +75,8 @@ def test_unit_matches_dot_product(seed, p_stall):
         assert got[k] == expect, f"window {k}: got {got[k]}, expected {expect}"
 
 
-@pytest.mark.parametrize("pi,po,p_stall", [(2, 3, 0.0), (3, 2, 0.3), (1, 1, 0.0)])
-def test_array_column_sums(pi, po, p_stall):
+@pytest.mark.parametrize("pi,po", [(2, 3), (3, 2), (1, 1)])
+def test_array_column_sums(pi, po):
     """Column o of the array = sum over lanes i of window_i . kernel(i, o, g), with the documented skew."""
     seed = 10 * pi + po
     print(f"seed={seed}")
@@ -103,8 +100,6 @@ def test_array_column_sums(pi, po, p_stall):
                                                             windows[c - lead, i]], 9) for i in range(pi)], 81)))
         cycles.append(d)
 
-    def junk(r):
-        return [(dut.g, int(r.integers(0, cg))), (dut.windows, int(r.integers(0, 1 << 62)))]
 
     got = {}
 
@@ -117,7 +112,7 @@ def test_array_column_sums(pi, po, p_stall):
                 ctx.set(dut.wr_data, pack_lanes([pack_lanes(kernels[i, o, a], 8) for i in range(pi)], 72))
                 await ctx.tick()
         ctx.set(dut.wr_en, 0)
-        after = await run_en_cycles(ctx, dut.en, cycles, list(dut.psums), rng=rng, p_stall=p_stall, junk=junk)
+        after = await run_cycles(ctx, cycles, list(dut.psums))
         for k in range(count):
             for o in range(po):
                 got[k, o] = after[k + lead + array.latency(g, o) - 1][o]

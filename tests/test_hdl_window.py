@@ -6,7 +6,7 @@ outside the image)."""
 import numpy as np
 import pytest
 
-from hdl_bench import pack_lanes, run_en_cycles, simulate, unpack_lanes
+from hdl_bench import pack_lanes, run_cycles, simulate, unpack_lanes
 from rep_accel import layout
 from rep_accel.generics import HardwareGenerics
 from rep_accel.hdl import window
@@ -38,41 +38,46 @@ def _reference_window(img, y, x, g, i, pi):
     return out
 
 
-def _run(generics, images, stride, p_stall=0.0, seed=0):
+def _run(generics, images, stride, p_bubble=0.0, seed=0):
     """Scan every image (C = cg*PI, H, W; int8 or uint8) in turn through one generator; return
-    per image the windows of every step, [(y, x, g)] -> lane -> 9 taps (9-bit signed)."""
+    per image the windows of every step, [(y, x, g)] -> lane -> 9 taps (9-bit signed).
+    With probability p_bubble a bubble (valid low, every other field and the pixels random)
+    comes before a step, as when the pipeline stalls."""
     pi = generics.pi
     dut = WindowGenerator(generics)
     rng = np.random.default_rng(seed)
+    flags = ("row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad", "col_pad", "first", "emit", "tag")
+
+    def bubble(signed):
+        return [(dut.step, {"valid": 0, "g": int(rng.integers(0, generics.max_cg)),
+                            "addr": int(rng.integers(0, generics.line_depth)),
+                            **{f: int(rng.integers(0, 2)) for f in flags}}),
+                (dut.pixels, int(rng.integers(0, 1 << 62)) & ((1 << (8 * pi)) - 1)), (dut.signed, signed)]
+
     plan, cycles = [], []
     for img in images:
         c, h, w = img.shape
         cg = c // pi
-        steps = _steps(h, w, stride, cg)
-        plan.append((img, steps, len(cycles)))
-        for (y, x, g), fields in steps:
+        signed = int(img.dtype == np.int8)
+        at = {}
+        for (y, x, g), fields in _steps(h, w, stride, cg):
+            while p_bubble and rng.random() < p_bubble:
+                cycles.append(bubble(signed))
             pixels = [int(img[g * pi + i, y, x]) & 0xFF if y < h and x < w else 0 for i in range(pi)]
-            cycles.append([(dut.step, fields), (dut.pixels, pack_lanes(pixels, 8)),
-                           (dut.signed, int(img.dtype == np.int8))])
+            at[(y, x, g)] = len(cycles)
+            cycles.append([(dut.step, fields), (dut.pixels, pack_lanes(pixels, 8)), (dut.signed, signed)])
+        plan.append((img, at))
         # `signed` is a layer constant: the image's steps drain before the next image's value.
-        cycles += [[(dut.step, {"valid": 0}), (dut.signed, int(img.dtype == np.int8))]
-                   for _ in range(window.LATENCY)]
-
-    def junk(r):
-        flags = ("row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad", "col_pad")
-        return [(dut.step, {"valid": 1, "g": int(r.integers(0, generics.max_cg)),
-                            "addr": int(r.integers(0, generics.line_depth)),
-                            **{f: int(r.integers(0, 2)) for f in flags}}),
-                (dut.pixels, int(r.integers(0, 1 << 62)) & ((1 << (8 * pi)) - 1))]
+        cycles += [bubble(signed) for _ in range(window.LATENCY)]
 
     result = []
 
     async def tb(ctx):
-        after = await run_en_cycles(ctx, dut.en, cycles, [dut.windows], rng=rng, p_stall=p_stall, junk=junk)
-        for img, steps, start in plan:
+        after = await run_cycles(ctx, cycles, [dut.windows])
+        for img, at in plan:
             got = {}
-            for k, (pos, _) in enumerate(steps):
-                word = after[start + k + window.LATENCY - 1][0]
+            for pos, cycle in at.items():
+                word = after[cycle + window.LATENCY - 1][0]
                 got[pos] = [unpack_lanes(lw, 9, 9, signed=True) for lw in unpack_lanes(word, pi, 81)]
             result.append(got)
 
@@ -109,13 +114,13 @@ def test_windows_every_border_case(h, w, stride, cg):
 
 
 @pytest.mark.parametrize("h,w,stride,cg,seed", [(3, 4, 1, 2, 5), (5, 3, 2, 1, 6), (2, 5, 2, 3, 7)])
-def test_windows_with_stalls(h, w, stride, cg, seed):
-    """Random stalls (en low, inputs garbage) do not change any window; an int8 image
-    (sign-extended taps) then a uint8 one."""
+def test_windows_with_bubbles(h, w, stride, cg, seed):
+    """Random bubbles between steps (a stalled pipeline; valid low, everything else garbage)
+    do not change any window; an int8 image (sign-extended taps) then a uint8 one."""
     print(f"seed={seed}")
     pi = 3
     g = HardwareGenerics(pi=pi, po=1, w_max=8, max_cg=4, line_depth=40)
     rng = np.random.default_rng(seed)
     images = [rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8),
               rng.integers(0, 256, size=(cg * pi, h, w)).astype(np.uint8)]
-    _check(images, _run(g, images, stride, p_stall=0.4, seed=seed), stride, pi)
+    _check(images, _run(g, images, stride, p_bubble=0.4, seed=seed), stride, pi)
