@@ -75,6 +75,8 @@ def run_config(pi: int, po: int, root: Path, work, timeout_s) -> dict:
         result, row["status"] = e.result, "tool failed"
         row["error"] = str(e)
     row["result"] = result.to_dict() if result is not None else None
+    if (out / synth.NETLIST).is_file():
+        row["high_fanout"] = high_fanout_nets(out / synth.NETLIST)
     if result is not None and result.fmax_mhz is not None:
         rep = synth.workload_report(work, g, result.fmax_mhz)
         row.update(cycles=rep.cycles, frames_per_second=rep.frames_per_second, mac_utilization=rep.utilization)
@@ -83,6 +85,26 @@ def run_config(pi: int, po: int, root: Path, work, timeout_s) -> dict:
         row.update(cycles=rep.cycles, frames_per_second=None, mac_utilization=rep.utilization,
                    frames_per_second_at_target=rep.frames_per_second)
     return row
+
+
+def high_fanout_nets(netlist: Path, count: int = 4) -> list[tuple[str, int]]:
+    """The nets of a Yosys JSON netlist with the most cell-input loads: [(name, loads)]."""
+    data = json.loads(netlist.read_text())
+    mod = next(m for m in data["modules"].values() if m.get("attributes", {}).get("top"))
+    loads: dict[int, int] = {}
+    for cell in mod["cells"].values():
+        for port, bits in cell["connections"].items():
+            if cell.get("port_directions", {}).get(port) == "input":
+                for b in bits:
+                    if isinstance(b, int):
+                        loads[b] = loads.get(b, 0) + 1
+    names: dict[int, str] = {}
+    for name, net in mod["netnames"].items():
+        for b in net["bits"]:
+            if isinstance(b, int) and (b not in names or len(name) < len(names[b])):
+                names[b] = name
+    top = sorted(loads.items(), key=lambda kv: -kv[1])[:count]
+    return [(names.get(b, f"net {b}"), k) for b, k in top]
 
 
 def _cell(res: dict, name: str) -> str:
@@ -123,8 +145,8 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         f"{platform.python_version()}). Do not edit by hand; rerun the script.",
         "",
         f"Device: Lattice ECP5 LFE5U-85F, speed grade {SPEED}, package {synth.DEFAULT_PACKAGE}, placed out of "
-        f"context (the core alone: no I/O pins, the clock routed on fabric). nextpnr aims at "
-        f"{TARGET_MHZ:g} MHz; Fmax is what it achieved after routing, seed 1 (other seeds move it by a few MHz). "
+        f"context (the core alone: no I/O pins). nextpnr aims at {TARGET_MHZ:g} MHz; Fmax is what it achieved "
+        f"after routing (placement seed 1). "
         f"Buffers sized exactly for RepVGG-{MODEL} at {'x'.join(map(str, INPUT_SIZE))} (W_MAX = "
         f"{g0.get('w_max')}; max_cg and line_depth per configuration in the notes). Frames/s: the "
         f"{len(synth.zoo_workload(MODEL, INPUT_SIZE).shapes)} conv layers back to back at the achieved Fmax, "
@@ -137,6 +159,11 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         "two halves of every carry cell and the LUTs of distributed RAM. A design that does not fit stops in "
         "placement: its row gives what it needs, no Fmax.",
         "",
+        "Out of context nextpnr promotes no net to a global network, so the clock, the reset and the pipeline's "
+        "global stall enable are routed on general fabric to every register; the notes list the nets with the "
+        "most loads. On a board the clock would use a global buffer (DCCA); the fabric-routed clock and these "
+        "nets are what makes routing slow and congested here.",
+        "",
         "## Notes per configuration",
         "",
     ]
@@ -147,6 +174,8 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
                      f"{g['line_depth']}): {r['status']}.")
         if r.get("error"):
             parts.append(f"  {r['error'].replace(str(root) + '/', '')}")
+        if r.get("high_fanout"):
+            parts.append("  Nets with the most loads: " + ", ".join(f"`{n}` {k:,}" for n, k in r["high_fanout"]) + ".")
         if res.get("critical_path"):
             parts.append(f"  Critical path: `{critical_path_summary(res['critical_path'])}`.")
         if r.get("frames_per_second_at_target") is not None:
@@ -164,6 +193,15 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
     return "\n".join(parts)
 
 
+def rtl_source_version() -> str:
+    """The git commit of the RTL generator, noting uncommitted changes to hdl/ or rep_accel/."""
+    def git(*a):
+        return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "hdl", "rep_accel")
+    return f"git {head}" + (" with uncommitted changes in hdl/ or rep_accel/" if dirty else "")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default="1x1,2x2,4x4,8x8", help="PIxPO list (default 1x1,2x2,4x4,8x8)")
@@ -173,6 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=None, help="time limit per tool run (s)")
     args = p.parse_args(argv)
 
+    source_version = rtl_source_version()
     root = Path(args.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
     work = synth.zoo_workload(MODEL, INPUT_SIZE)
@@ -194,9 +233,7 @@ def main(argv=None) -> int:
     for r in rows:
         for tool, info in ((r.get("result") or {}).get("tools") or {}).items():
             versions[tool] = ", ".join(str(info[k]) for k in ("version", "package") if info.get(k))
-    versions["rep-accel"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                           capture_output=True, text=True).stdout.strip() or "unknown"
-    versions["rep-accel"] = f"git {versions['rep-accel']}"
+    versions["rep-accel"] = source_version
     date = datetime.date.today().isoformat()
     print(table(rows))
     if args.doc:
