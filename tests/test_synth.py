@@ -48,17 +48,6 @@ def small(tmp_path_factory):
     return root, _write_rtl(root / "rtl", g), g, work
 
 
-@pytest.fixture(scope="module")
-def ecp5_run(small):
-    """`rep-accel synth` of the smallest top on LFE5U-25F speed 6 at FREQ, with nano's frames/s."""
-    root, rtl, g, work = small
-    out, js = root / "ecp5", root / "ecp5.json"
-    rc = main(["synth", str(rtl), "--target", "ecp5", "--device", "25k", "--speed", "6", "--freq", str(FREQ),
-               "-o", str(out), "--json", str(js), "--model", NANO[0], "--input-size", ",".join(map(str, NANO[1]))])
-    assert rc == 0
-    return out, json.loads(js.read_text()), g, work
-
-
 def _synthetic(folder: Path, n_mult: int) -> Path:
     """Verilog with `n_mult` registered 9x8-bit multipliers (one MULT18X18D each)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,8 +69,7 @@ endmodule
 # The real top, ECP5
 # ----------------------------------------------------------------------------------
 
-def test_ecp5_resources_consistent(ecp5_run):
-    out, report, g, _ = ecp5_run
+def _check_resources(out, report, g):
     s = report["synthesis"]
     cells, util = s["cells"], s["utilization"]
     # Every figure a positive integer; the device's totals are the data sheet's.
@@ -104,8 +92,7 @@ def test_ecp5_resources_consistent(ecp5_run):
     assert s["device"] == "25k" and s["part"] == "LFE5U-25F" and s["speed"] == 6
 
 
-def test_ecp5_fmax_from_report_and_log(ecp5_run):
-    out, report, _, _ = ecp5_run
+def _check_fmax(out, report):
     s = report["synthesis"]
     raw = json.loads((out / synth.NEXTPNR_REPORT).read_text())
     assert s["fmax_mhz"] == raw["fmax"]["clk"]["achieved"]
@@ -119,8 +106,7 @@ def test_ecp5_fmax_from_report_and_log(ecp5_run):
     assert s["critical_path"] and "ns logic" in s["critical_path"][-1]
 
 
-def test_ecp5_logs_and_result_kept(ecp5_run):
-    out, report, _, _ = ecp5_run
+def _check_logs(out, report):
     names = {p.name for p in out.iterdir()}
     for n in (synth.SCRIPT, synth.YOSYS_LOG, synth.STAT, synth.NETLIST, synth.NEXTPNR_LOG, synth.NEXTPNR_REPORT,
               synth.RESULT):
@@ -133,8 +119,7 @@ def test_ecp5_logs_and_result_kept(ecp5_run):
     assert report["synthesis"]["tools"]["yosys"]["version"].startswith("Yosys ")
 
 
-def test_ecp5_frames_per_second(ecp5_run):
-    _, report, g, work = ecp5_run
+def _check_frames_per_second(report, g, work):
     m = report["model"]
     cycles = [layer_cycles(s, g) for s in work.shapes]
     assert [lr["cycles"] for lr in m["layers"]] == cycles
@@ -142,6 +127,22 @@ def test_ecp5_frames_per_second(ecp5_run):
     assert m["clock_mhz"] == report["synthesis"]["fmax_mhz"]
     assert m["frames_per_second"] == pytest.approx(m["clock_mhz"] * 1e6 / m["cycles"], rel=1e-12)
     assert m["name"].startswith("RepVGG-nano 3x16x16")
+
+
+def test_ecp5_smallest_top(small):
+    """`rep-accel synth` of the smallest top on LFE5U-25F speed 6 at FREQ, with nano's frames/s.
+    One test (not four) so that `pytest -n 2` runs the flow once."""
+    root, rtl, g, work = small
+    assert synth.load_design(rtl).generics == g
+    out, js = root / "ecp5", root / "ecp5.json"
+    rc = main(["synth", str(rtl), "--target", "ecp5", "--device", "25k", "--speed", "6", "--freq", str(FREQ),
+               "-o", str(out), "--json", str(js), "--model", NANO[0], "--input-size", ",".join(map(str, NANO[1]))])
+    assert rc == 0
+    report = json.loads(js.read_text())
+    _check_resources(out, report, g)
+    _check_fmax(out, report)
+    _check_logs(out, report)
+    _check_frames_per_second(report, g, work)
 
 
 # ----------------------------------------------------------------------------------
