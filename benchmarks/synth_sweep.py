@@ -61,6 +61,7 @@ def run_config(pi: int, po: int, root: Path, work, timeout_s) -> dict:
     row = {"pi": pi, "po": po, "generics": g.to_dict(), "rtl_command": shlex.join(rtl_command(_shown(rtl), g)),
            "synth_command": shlex.join(synth_command(_shown(rtl), _shown(out)))}
     t0 = time.monotonic()
+    row["rtl_source"] = rtl_source_version()
     subprocess.run(rtl_command(rtl, g), check=True)
     row["rtl_seconds"] = time.monotonic() - t0
     design = synth.load_design(rtl)
@@ -171,7 +172,7 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         res = r.get("result") or {}
         g = r["generics"]
         parts.append(f"- **{r['pi']}x{r['po']}** (w_max {g['w_max']}, max_cg {g['max_cg']}, line_depth "
-                     f"{g['line_depth']}): {r['status']}.")
+                     f"{g['line_depth']}; RTL from {r.get('rtl_source', 'unknown')}): {r['status']}.")
         if r.get("error"):
             parts.append(f"  {r['error'].replace(str(root) + '/', '')}")
         if r.get("high_fanout"):

@@ -11,7 +11,6 @@ they take seconds. Resource availabilities are checked against the ECP5 data she
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -149,11 +148,23 @@ def test_ecp5_smallest_top(small):
 # Generic target
 # ----------------------------------------------------------------------------------
 
+def _small_build(path: Path, seed: int = 3) -> Path:
+    """A compiled build for a 1x1 array whose layers fit the `small` top (8 channels, 8x8 input)."""
+    from rep_accel.commands.compile import compile_model
+    from rep_accel.testing import random_fused_network
+    print("seed", seed)
+    net = random_fused_network(seed, in_channels=2, widths=(8, 8, 8), strides=(1, 2, 1), groups=(1, 2, 1))
+    calib = np.random.default_rng(seed).normal(size=(4, 2, 8, 8)).astype(np.float32)
+    compile_model(net, path, calib, pi=1, po=1)
+    return path
+
+
 def test_generic_counts(small, capsys):
     root, rtl, g, _ = small
     out, js = root / "generic", root / "generic.json"
+    build = _small_build(root / "build")
     assert main(["synth", str(rtl), "--target", "generic", "-o", str(out), "--json", str(js),
-                 "--model", NANO[0], "--input-size", "3,16,16", "--clock-mhz", "100"]) == 0
+                 "--build", str(build), "--clock-mhz", "100"]) == 0
     text = capsys.readouterr().out
     rep = json.loads(js.read_text())
     s = rep["synthesis"]
@@ -166,7 +177,9 @@ def test_generic_counts(small, capsys):
     assert summ["memory_bits"] >= 8 * (g.line_buffer_bytes + g.weight_buffer_bytes)
     depths = sorted(m["depth"] for m in s["memories"])
     assert g.line_depth in depths and g.max_cg in depths
-    assert rep["model"]["clock_mhz"] == 100.0 and rep["model"]["clock_source"] == "--clock-mhz"
+    m = rep["model"]
+    assert m["clock_mhz"] == 100.0 and m["clock_source"] == "--clock-mhz" and len(m["layers"]) == 3
+    assert m["cycles"] == sum(layer_cycles(shape, g) for shape in synth.build_workload(build).shapes)
     assert "frames/s" in text and f"memories {summ['memories']}" in text
     assert (out / synth.YOSYS_LOG).is_file() and (out / synth.MEMORIES).is_file()
 
@@ -313,7 +326,7 @@ def test_sized_generics_are_minimal():
                 check_fits(s, smaller, name)
 
 
-def test_build_workload(tmp_path):
+def test_build_workload(tmp_path, small, capsys):
     from rep_accel.commands.compile import compile_model
     from rep_accel.testing import random_fused_network
     seed = 7
@@ -328,3 +341,9 @@ def test_build_workload(tmp_path):
     assert rep.cycles == sum(layer_cycles(s, g) for s in work.shapes)
     with pytest.raises(RepAccelError, match="recompile with --pi 4 --po 4"):
         synth.workload_report(work, g.replace(pi=4), 200.0)
+    # The CLI checks the build against the RTL's array before running any tool.
+    _, rtl, _, _ = small
+    assert main(["synth", str(rtl), "--target", "generic", "--build", str(tmp_path / "build"), "--clock-mhz", "100",
+                 "-o", str(tmp_path / "out")]) == 2
+    assert "recompile with --pi 1 --po 1" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
