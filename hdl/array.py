@@ -33,11 +33,11 @@ class SystolicArray(wiring.Component):
       windows   In(PI x 81)               the PI lanes' windows of one step (lane i in bits
                                           [81i+80:81i], 9-bit activations), at cycle t
       psums     Out(signed 32).array(PO)  column o: sum over lanes, valid from t + latency(o)
-                                          = t + PI - 1 + o + 4 (mod 2^32)
+                                          = t + PI - 1 + o + unit.LATENCY (mod 2^32)
       wr_en, wr_lane, wr_addr, wr_data    weight load: kernel slot i of `wr_data` goes to
                                           unit (i, wr_lane), address wr_addr
 
-    Latency: PI + 3 + o cycles for column o. Throughput: one step per cycle.
+    Latency: PI + 5 + o cycles for column o. Throughput: one step per cycle.
     """
 
     def __init__(self, generics: HardwareGenerics):

@@ -10,10 +10,11 @@ from amaranth.lib.wiring import In, Out
 from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WINDOW_BITS, lane, memory_depth
 
 #: Register stages from the cycle a window is presented to the cycle its partial sum is
-#: on `psum_out`: product, two adder-tree levels, partial-sum add.
-LATENCY = 4
+#: on `psum_out`: DSP input registers, product, product again, two adder-tree levels,
+#: partial-sum add.
+LATENCY = 6
 #: The weight address leads the window by this many cycles: the weight buffer's
-#: synchronous read, then the weight register in front of the multipliers.
+#: synchronous read, then the kernel register beside the buffer.
 ADDR_LEAD = 2
 
 
@@ -27,18 +28,22 @@ class ConvUnit(wiring.Component):
     Ports (free-running: every register loads every cycle; a bubble is a don't-care window):
       window    In(81)         nine 9-bit signed activations, tap ky*3+kx in bits [9t+8:9t], at cycle t
       rd_addr   In(cg)         kernel (channel group) of that window, presented at t - ADDR_LEAD
-      psum_in   In(signed 32)  partial sum of unit (i-1, o), sampled at t + 3
+      psum_in   In(signed 32)  partial sum of unit (i-1, o), sampled at t + LATENCY - 1
       psum_out  Out(signed 32) psum_in + sum of the 9 products, valid from t + LATENCY (wraps mod 2^32)
       wr_en, wr_addr, wr_data  weight-buffer write port (one kernel: 72 bits, int8 tap t in bits [8t+7:8t])
 
-    Latency: LATENCY = 4 cycles window -> psum_out.
+    Latency: LATENCY = 6 cycles window -> psum_out.
     Throughput: one window per cycle.
 
     Each product is a 9-bit signed activation (int8 sign-extended or uint8 zero-extended by
     the window generator) times an int8 weight: one 18x18 DSP multiplier (MULT18X18D on
-    ECP5) with registers on both sides and no logic between: the window register of the
-    array and the weight register in front, the product register behind. The adder tree
-    adds three products per stage so that no stage chains more than two adders.
+    ECP5; Yosys does not pack registers into it) between registers that feed or take only
+    that multiplier, so that placement can put them beside the DSP: the activation and
+    weight registers in front, the product register behind, then a second product
+    register towards the adder tree. A full array uses most of the device's DSPs, which
+    then sit far from the logic around them; these extra stages keep that distance out of
+    the multiplier's cycle. The adder tree adds three products per stage so that no stage
+    chains more than two adders.
     """
 
     def __init__(self, max_cg: int):
@@ -65,16 +70,26 @@ class ConvUnit(wiring.Component):
         ]
 
         # Data registers need no reset (a layer's first steps overwrite them).
-        kernel = Signal(KERNEL_BITS, reset_less=True)  # weight register: DSP input register
-        products = [Signal(signed(17), name=f"product{k}", reset_less=True) for k in range(9)]  # DSP outputs
+        kernel = Signal(KERNEL_BITS, reset_less=True)  # beside the weight buffer
         triples = [Signal(signed(19), name=f"triple{j}", reset_less=True) for j in range(3)]
         window_sum = Signal(signed(21), reset_less=True)
         psum = Signal(signed(ACC_BITS), reset_less=True)
         m.d.comb += self.psum_out.eq(psum)
         m.d.sync += kernel.eq(rd.data)
+        products = []
         for k in range(9):
-            activation = lane(self.window, k, ACT_BITS).as_signed()
-            m.d.sync += products[k].eq(activation * lane(kernel, k, 8).as_signed())
+            # Registers that feed / take only multiplier k (beside its DSP).
+            activation = Signal(signed(ACT_BITS), name=f"a{k}", reset_less=True)
+            weight = Signal(signed(8), name=f"w{k}", reset_less=True)
+            product = Signal(signed(17), name=f"product{k}", reset_less=True)
+            product2 = Signal(signed(17), name=f"product2_{k}", reset_less=True)
+            m.d.sync += [
+                activation.eq(lane(self.window, k, ACT_BITS).as_signed()),
+                weight.eq(lane(kernel, k, 8).as_signed()),
+                product.eq(activation * weight),
+                product2.eq(product),
+            ]
+            products.append(product2)
         for j in range(3):
             m.d.sync += triples[j].eq(products[3 * j] + products[3 * j + 1] + products[3 * j + 2])
         m.d.sync += window_sum.eq(triples[0] + triples[1] + triples[2])
