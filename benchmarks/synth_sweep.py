@@ -3,8 +3,9 @@
     python benchmarks/synth_sweep.py [--configs 1x1,2x2,4x4,8x8] [--out out/synth_sweep]
                                      [--doc docs/synthesis.md] [--reuse] [--timeout S]
 
-For every configuration: `rep-accel rtl` with W_MAX = 224 and buffers sized exactly for
-RepVGG-A0 at 224x224 (`rep_accel.synth.sized_generics`), then the `rep-accel synth` flow
+For every configuration: `rep-accel rtl --dsp ecp5` (MULT18X18D blocks with their own
+registers) with W_MAX = 224 and buffers sized exactly for RepVGG-A0 at 224x224
+(`rep_accel.synth.sized_generics`), then the `rep-accel synth` flow
 (Yosys synth_ecp5 + nextpnr-ecp5, out of context, aiming at 150 MHz), then RepVGG-A0
 224x224 frames/s at the achieved Fmax (layer cycles from `layout.layer_cycles`, the
 simulator's schedule). Prints the table and writes docs/synthesis.md (table, commands,
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def rtl_command(out: Path, g) -> list[str]:
     return ["rep-accel", "rtl", "-o", str(out), "--pi", str(g.pi), "--po", str(g.po), "--w-max", str(g.w_max),
-            "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth)]
+            "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth), "--dsp", "ecp5"]
 
 
 def synth_command(rtl: Path, out: Path) -> list[str]:

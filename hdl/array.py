@@ -40,8 +40,9 @@ class SystolicArray(wiring.Component):
     Latency: PI + 5 + o cycles for column o. Throughput: one step per cycle.
     """
 
-    def __init__(self, generics: HardwareGenerics):
+    def __init__(self, generics: HardwareGenerics, dsp: str = "generic"):
         self._g = generics
+        self._dsp = dsp
         super().__init__({
             "g": In(cg_shape(generics)),
             "windows": In(WINDOW_BITS * generics.pi),
@@ -78,7 +79,7 @@ class SystolicArray(wiring.Component):
                     reg = Signal(WINDOW_BITS, name=f"window{i}_{o}", reset_less=True)
                     m.d.sync += reg.eq(window)
                     window = reg
-                u = units[i, o] = ConvUnit(self._g.max_cg)
+                u = units[i, o] = ConvUnit(self._g.max_cg, self._dsp)
                 m.submodules[f"unit{i}_{o}"] = u
                 m.d.comb += [
                     u.window.eq(window),

@@ -53,8 +53,9 @@ class Accelerator(wiring.Component):
     never depends on `act_out.ready`.
     """
 
-    def __init__(self, generics: HardwareGenerics):
+    def __init__(self, generics: HardwareGenerics, dsp: str = "generic"):
         self._g = generics
+        self._dsp = dsp
         super().__init__({
             "desc": In(stream.Signature(DescriptorLayout)),
             "params": In(stream.Signature(params_shape(generics))),
@@ -74,7 +75,7 @@ class Accelerator(wiring.Component):
         g = self._g
         m.submodules.controller = ctrl = LayerController(g)
         m.submodules.window = wgen = WindowGenerator(g)
-        m.submodules.array = arr = SystolicArray(g)
+        m.submodules.array = arr = SystolicArray(g, self._dsp)
         m.submodules.columns = cols = OutputColumns(g)
         m.submodules.output = out = OutputStage(8 * g.po, g.pipeline_latency)
         assert pipeline_latency(g) == g.pipeline_latency, "the RTL's stages must add up to the contract's L"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -16,6 +16,14 @@ LATENCY = 6
 #: The weight address leads the window by this many cycles: the weight buffer's
 #: synchronous read, then the kernel register beside the buffer.
 ADDR_LEAD = 2
+
+#: How the 9 multipliers are written (`rep-accel rtl --dsp`):
+#:   "generic"  `activation * weight` between plain registers: any synthesis tool or
+#:              simulator; Yosys maps the product to a DSP but keeps the registers in fabric;
+#:   "ecp5"     a Lattice ECP5 MULT18X18D per product with its input, pipeline and output
+#:              registers in use (the same three stages, inside the DSP block). Simulation
+#:              needs the model `hdl/models/MULT18X18D.v` (written beside the Verilog).
+DSP_STYLES = ("generic", "ecp5")
 
 
 class ConvUnit(wiring.Component):
@@ -44,10 +52,17 @@ class ConvUnit(wiring.Component):
     then sit far from the logic around them; these extra stages keep that distance out of
     the multiplier's cycle. The adder tree adds three products per stage so that no stage
     chains more than two adders.
+
+    With `dsp="ecp5"` those three register stages are the MULT18X18D's own input, pipeline
+    and output registers (DSP_STYLES): same latency, same values, and no fabric path
+    through the multiplier at all.
     """
 
-    def __init__(self, max_cg: int):
+    def __init__(self, max_cg: int, dsp: str = "generic"):
+        if dsp not in DSP_STYLES:
+            raise ValueError(f"dsp style {dsp!r}: one of {DSP_STYLES}")
         self._max_cg = max_cg
+        self._dsp = dsp
         addr = unsigned(max(1, (max_cg - 1).bit_length()))
         super().__init__({
             "window": In(WINDOW_BITS),
@@ -78,20 +93,58 @@ class ConvUnit(wiring.Component):
         m.d.sync += kernel.eq(rd.data)
         products = []
         for k in range(9):
-            # Registers that feed / take only multiplier k (beside its DSP).
-            activation = Signal(signed(ACT_BITS), name=f"a{k}", reset_less=True)
-            weight = Signal(signed(8), name=f"w{k}", reset_less=True)
-            product = Signal(signed(17), name=f"product{k}", reset_less=True)
+            a = lane(self.window, k, ACT_BITS).as_signed()
+            w = lane(kernel, k, 8).as_signed()
             product2 = Signal(signed(17), name=f"product2_{k}", reset_less=True)
-            m.d.sync += [
-                activation.eq(lane(self.window, k, ACT_BITS).as_signed()),
-                weight.eq(lane(kernel, k, 8).as_signed()),
-                product.eq(activation * weight),
-                product2.eq(product),
-            ]
+            if self._dsp == "ecp5":
+                m.d.comb += product2.eq(_ecp5_multiplier(m, f"mult{k}", a, w)[:17])
+            else:
+                # Registers that feed / take only multiplier k (beside its DSP).
+                activation = Signal(signed(ACT_BITS), name=f"a{k}", reset_less=True)
+                weight = Signal(signed(8), name=f"w{k}", reset_less=True)
+                product = Signal(signed(17), name=f"product{k}", reset_less=True)
+                m.d.sync += [
+                    activation.eq(a),
+                    weight.eq(w),
+                    product.eq(activation * weight),
+                    product2.eq(product),
+                ]
             products.append(product2)
         for j in range(3):
             m.d.sync += triples[j].eq(products[3 * j] + products[3 * j + 1] + products[3 * j + 2])
         m.d.sync += window_sum.eq(triples[0] + triples[1] + triples[2])
         m.d.sync += psum.eq(self.psum_in + window_sum)
         return m
+
+
+def _ecp5_multiplier(m: Module, name: str, a, b) -> Signal:
+    """a * b (signed, at most 18 bits each) in a MULT18X18D with its input (A, B), pipeline
+    and output registers on the `sync` clock, always enabled, never reset: P is the
+    product of the A and B of three cycles before. Returns P (36 bits)."""
+    p = Signal(36, name=f"{name}_p")
+    a18 = Signal(18, name=f"{name}_a")
+    b18 = Signal(18, name=f"{name}_b")
+    m.d.comb += [a18.eq(a.as_signed()), b18.eq(b.as_signed())]
+    ports = {}
+    for port, value in (("A", a18), ("B", b18), ("C", Const(0, 18))):
+        for bit in range(18):
+            ports[f"i_{port}{bit}"] = value[bit]
+    for bit in range(36):
+        ports[f"o_P{bit}"] = p[bit]
+    m.submodules[name] = Instance(
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+        p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+        p_REG_INPUTC_CLK="NONE",
+        p_REG_PIPELINE_CLK="CLK0", p_REG_PIPELINE_CE="CE0", p_REG_PIPELINE_RST="RST0",
+        p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+        p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED", p_CLK3_DIV="ENABLED",
+        p_HIGHSPEED_CLK="NONE", p_GSR="DISABLED", p_CAS_MATCH_REG="FALSE",
+        p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED", p_RESETMODE="SYNC",
+        i_SIGNEDA=Const(1), i_SIGNEDB=Const(1), i_SOURCEA=Const(0), i_SOURCEB=Const(0),
+        i_CLK0=ClockSignal("sync"), i_CLK1=Const(0), i_CLK2=Const(0), i_CLK3=Const(0),
+        i_CE0=Const(1), i_CE1=Const(0), i_CE2=Const(0), i_CE3=Const(0),
+        i_RST0=Const(0), i_RST1=Const(0), i_RST2=Const(0), i_RST3=Const(0),
+        **ports,
+    )
+    return p

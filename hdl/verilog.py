@@ -19,6 +19,15 @@ TOP_NAME = "rep_accel_top"
 WAIVERS_FILE = "lint_waivers.vlt"
 
 
+#: Simulation models of vendor primitives a DSP style instantiates (hdl/models/), by style.
+SIMULATION_MODELS = {"generic": [], "ecp5": ["MULT18X18D.v"]}
+
+
+def simulation_models(dsp: str) -> list[Path]:
+    """Verilog models a simulator (never synthesis) needs beside the top for DSP style `dsp`."""
+    return [Path(__file__).resolve().parent / "models" / name for name in SIMULATION_MODELS[dsp]]
+
+
 def waivers_path() -> Path:
     """The Verilator configuration file of lint waivers, installed beside this module."""
     return Path(__file__).resolve().parent / WAIVERS_FILE
@@ -37,9 +46,10 @@ def top_ports(top: Accelerator) -> list[dict]:
     return ports
 
 
-def generate(generics: HardwareGenerics) -> tuple[str, dict]:
-    """Elaborate the top for `generics`; return (Verilog text, port/generics description)."""
-    top = Accelerator(generics)
+def generate(generics: HardwareGenerics, dsp: str = "generic") -> tuple[str, dict]:
+    """Elaborate the top for `generics` with multipliers in DSP style `dsp` (unit.DSP_STYLES);
+    return (Verilog text, port/generics description)."""
+    top = Accelerator(generics, dsp)
     text = verilog.convert(top, name=TOP_NAME, emit_src=False)
     fields, pos = [], 0
     for name, bits in DESCRIPTOR_FIELDS:
@@ -50,6 +60,9 @@ def generate(generics: HardwareGenerics) -> tuple[str, dict]:
         "generics": generics.to_dict(),
         "pipeline_latency": generics.pipeline_latency,
         "latency_fixed": LATENCY_FIXED,
+        "dsp": dsp,
+        "sources": [f"{TOP_NAME}.v"],
+        "simulation_models": SIMULATION_MODELS[dsp],
         "clock": "clk",
         "reset": {"name": "rst", "kind": "synchronous, active high"},
         "ports": top_ports(top),

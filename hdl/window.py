@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -12,17 +12,20 @@ from rep_accel.generics import HardwareGenerics
 from .layouts import WINDOW_BITS, lane, memory_depth, step_layout
 
 #: Cycles from a step (and its input pixels) to its windows on `windows`.
-LATENCY = 4
+LATENCY = 5
 
 _ROW = 8        # bits of one pixel of one lane
 _COLUMN = 24    # bits of one window column: rows y-2, y-1, y from bit 0 up
+#: Entries of one line-buffer bank: one 18-kbit block RAM as 1024 x 18 (ECP5 DP16KD).
+LINE_BANK_DEPTH = 1024
 
 
 class WindowGenerator(wiring.Component):
     """Forms the 3x3 window of every lane for each scan step (docs/architecture.md, "Window generator").
 
     Per lane:
-      - a line buffer (`Memory`, `line_depth` entries of two bytes, byte write enables)
+      - a line buffer (`line_depth` entries of two bytes, byte write enables, in `Memory`
+        banks of LINE_BANK_DEPTH entries: entry e is in bank e // LINE_BANK_DEPTH)
         addressed x * cg + g: byte (r mod 2) holds row r's pixel of column x, channel
         group g. A step reads the entry (rows y-1 and y-2 are its two bytes) and, if it
         consumes an input, writes its pixel into byte (y mod 2) in the same cycle; the
@@ -40,9 +43,11 @@ class WindowGenerator(wiring.Component):
     and the column right of it (`col_pad`) read as zero.
 
     Stages (t = the step's cycle): t memory reads and the line-buffer write; t+1 memory
-    data registered as is (no logic after a memory output); t+2 the column formed and
-    masked, the column-delay banks read and written; t+3 the window formed, masked and
-    extended to 9-bit activations; t+4 on `windows`.
+    data registered as is (every bank's); t+2 the bank selected, the column formed and masked, the column-delay banks read
+    and written; t+3 the banks' data registered as is; t+4 the window formed, masked and
+    extended to 9-bit activations; t+5 on `windows`. No logic follows a memory output: a
+    block RAM's clock-to-output (about 4 ns on ECP5, which has no output register that
+    Yosys maps) leaves no time for it at 150 MHz.
 
     Ports (free-running: every register loads every cycle; `step.valid` low is a bubble,
     which writes no memory):
@@ -50,12 +55,12 @@ class WindowGenerator(wiring.Component):
       pixels   In(PI x 8)              its `act_in` beat, lane i in bits [8i+7:8i] (ignored when
                                        the step consumes none)
       signed   In(1)                   the layer's input is int8 (sign-extend) or uint8 (zero-extend);
-                                       a layer constant (used at t+3)
+                                       a layer constant (used at t+4)
       windows  Out(PI x 81)            lane i's window in bits [81i+80:81i], tap ky*3+kx (9-bit
                                        signed, bits [9t+8:9t]) = row y-2+ky, column x-2+kx,
-                                       valid LATENCY = 4 cycles after the step
+                                       valid LATENCY = 5 cycles after the step
 
-    Latency: LATENCY = 4 cycles. Throughput: one step per cycle.
+    Latency: LATENCY = 5 cycles. Throughput: one step per cycle.
     """
 
     def __init__(self, generics: HardwareGenerics):
@@ -84,31 +89,43 @@ class WindowGenerator(wiring.Component):
         s1 = register(step, "s1", reset_less=False)
         # Stage 2: the column's masks, from stage 1's control.
         s2 = register(s1, "s2", reset_less=False)
-        # Stage 3: the window's masks: columns x-1 and x-2 at x = 0, column x-2 at x = 1.
-        zero_prev1 = register(s2.col0, "zero_prev1")
-        zero_prev2 = register(s2.col0 | s2.col1, "zero_prev2")
+        # Stages 3 and 4: the window's masks: columns x-1 and x-2 at x = 0, column x-2 at x = 1.
+        zero_prev1 = register(register(s2.col0, "zero_prev1_3"), "zero_prev1")
+        zero_prev2 = register(register(s2.col0 | s2.col1, "zero_prev2_3"), "zero_prev2")
+
+        # The line buffer in banks of at most LINE_BANK_DEPTH entries, one block RAM each,
+        # so that every block RAM's data goes straight into a register; the bank is
+        # selected from those registers at stage 2.
+        bank_count = -(-g.line_depth // LINE_BANK_DEPTH)
+        bank_bits = LINE_BANK_DEPTH.bit_length() - 1
+        read_bank2 = s2.addr[bank_bits:]
 
         for i in range(g.pi):
-            line = Memory(shape=unsigned(2 * _ROW), depth=memory_depth(g.line_depth), init=[])
-            banks = [Memory(shape=unsigned(_COLUMN), depth=memory_depth(g.max_cg), init=[]) for _ in range(2)]
-            m.submodules[f"line{i}"] = line
-            m.submodules[f"even{i}"], m.submodules[f"odd{i}"] = banks
-            line_rd = line.read_port()
-            line_wr = line.write_port(granularity=_ROW)
             pixel = lane(self.pixels, i, _ROW)
-            # The right padding column has no line-buffer entry (its address may be one
-            # past the buffer); read entry 0 there, the data is masked anyway.
-            m.d.comb += [
-                line_rd.addr.eq(Mux(step.col_pad, 0, step.addr)),
-                line_wr.addr.eq(step.addr),
-                line_wr.data.eq(Cat(pixel, pixel)),
-                line_wr.en.eq(Mux(consumes, Mux(step.y_odd, 0b10, 0b01), 0)),
-            ]
-
-            # Stage 1 -> 2: the line buffer's two bytes registered as they are; the pixel
-            # travels beside them.
-            rows2 = register(line_rd.data, f"rows{i}")
+            bank_rows = []
+            for b in range(bank_count):
+                entries = min(LINE_BANK_DEPTH, g.line_depth - b * LINE_BANK_DEPTH)
+                line = Memory(shape=unsigned(2 * _ROW), depth=memory_depth(entries), init=[])
+                m.submodules[f"line{i}_{b}"] = line
+                line_rd = line.read_port()
+                line_wr = line.write_port(granularity=_ROW)
+                writes = consumes if bank_count == 1 else consumes & (step.addr[bank_bits:] == b)
+                # The right padding column has no line-buffer entry (its address may be
+                # one past the buffer); read entry 0 there, the data is masked anyway.
+                # The addresses keep their low bits (the entry within the bank).
+                m.d.comb += [
+                    line_rd.addr.eq(Mux(step.col_pad, 0, step.addr)),
+                    line_wr.addr.eq(step.addr),
+                    line_wr.data.eq(Cat(pixel, pixel)),
+                    line_wr.en.eq(Mux(writes, Mux(step.y_odd, 0b10, 0b01), 0)),
+                ]
+                # Stage 1 -> 2: the bank's two bytes registered as they are.
+                bank_rows.append(register(line_rd.data, f"rows{i}_{b}"))
+            rows2 = Array(bank_rows)[read_bank2] if bank_count > 1 else bank_rows[0]
             pixel2 = register(register(pixel, f"pixel1_{i}"), f"pixel2_{i}")
+
+            banks = [Memory(shape=unsigned(_COLUMN), depth=memory_depth(g.max_cg), init=[]) for _ in range(2)]
+            m.submodules[f"even{i}"], m.submodules[f"odd{i}"] = banks
 
             # Stage 2: column x = (row y-2, row y-1, row y), masked.
             older = Mux(s2.y_odd, rows2[_ROW:], rows2[:_ROW])     # byte (y mod 2): row y-2
@@ -129,17 +146,21 @@ class WindowGenerator(wiring.Component):
                 ]
                 reads.append(rd.data)
 
-            # Stage 3: columns x-2 (the bank written now, read first), x-1 (the other bank), x.
-            column3 = register(column, f"column3_{i}")
-            x_odd3 = register(s2.x_odd, f"x_odd3_{i}")
-            prev2 = Mux(zero_prev2, 0, Mux(x_odd3, reads[1], reads[0]))
-            prev1 = Mux(zero_prev1, 0, Mux(x_odd3, reads[0], reads[1]))
+            # Stage 3: the banks' data registered as they are; the column beside them.
+            reads = [register(r, f"bank{b}_{i}") for b, r in enumerate(reads)]
+            column4 = register(register(column, f"column3_{i}"), f"column4_{i}")
+            x_odd4 = register(register(s2.x_odd, f"x_odd3_{i}"), f"x_odd4_{i}")
+
+            # Stage 4: columns x-2 (the bank written at stage 2, read first), x-1 (the other
+            # bank), x.
+            prev2 = Mux(zero_prev2, 0, Mux(x_odd4, reads[1], reads[0]))
+            prev1 = Mux(zero_prev1, 0, Mux(x_odd4, reads[0], reads[1]))
 
             # Taps extended to 9 bits here, so that the array's registers feed its DSP
             # multipliers directly (no logic between register and multiplier).
-            by_kx = (prev2, prev1, column3)  # columns x-2, x-1, x
+            by_kx = (prev2, prev1, column4)  # columns x-2, x-1, x
             taps = [by_kx[kx][_ROW * ky:_ROW * (ky + 1)] for ky in range(3) for kx in range(3)]
             window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
-            window4 = register(window, f"window{i}")
-            m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window4)
+            window5 = register(window, f"window{i}")
+            m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window5)
         return m

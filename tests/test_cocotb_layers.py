@@ -94,6 +94,21 @@ def test_layer_space_1x1(tmp_path):
     _check_faults(outcome, tmp_path, g)
 
 
+def test_ecp5_dsp_style_2x3(tmp_path):
+    """The `--dsp ecp5` Verilog (MULT18X18D instances, simulated with hdl/models/MULT18X18D.v)
+    on the 2x3 array: the coverage list (extreme activations and weights included) and 6
+    random layers; outputs, cycles and the port trace equal the simulator's, as for the
+    generic multipliers."""
+    s = seed() + 3
+    rng = np.random.default_rng(s)
+    g = G_2X3
+    cases = coverage_cases(g, rng) + random_cases(g, rng, 6)
+    b = build(g, main_sim(), dsp="ecp5")
+    assert "MULT18X18D" in b.verilog.read_text()
+    outcome = run(b, C.Job(g, cases=cases), tmp_path)
+    _check_all(outcome, len(cases))
+
+
 @pytest.mark.parametrize("g", [G_1X1, G_2X3], ids=["1x1", "2x3"])
 def test_other_simulator_subset(g, tmp_path):
     """A subset on the other simulator (Icarus when $SIM is verilator): a few shapes, the four

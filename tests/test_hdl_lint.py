@@ -112,6 +112,24 @@ def test_rtl_command_writes_verilog_json_and_waivers(tmp_path, capsys):
     assert "clean" in capsys.readouterr().out
 
 
+def test_rtl_command_ecp5_dsp_style(tmp_path, capsys):
+    """--dsp ecp5: one MULT18X18D per product (9 per unit) with the DSP's own input, pipeline
+    and output registers, the model written beside the Verilog, lint clean with the model."""
+    out = tmp_path / "rtl"
+    assert main(["rtl", "-o", str(out), "--pi", "2", "--po", "3", "--w-max", "6", "--max-cg", "3",
+                 "--line-depth", "1100", "--dsp", "ecp5", "--lint"]) == 0
+    text = (out / f"{TOP_NAME}.v").read_text()
+    desc = json.loads((out / f"{TOP_NAME}.json").read_text())
+    assert desc["dsp"] == "ecp5" and desc["simulation_models"] == ["MULT18X18D.v"]
+    assert desc["sources"] == [f"{TOP_NAME}.v"]   # synthesis reads the primitive, never the model
+    assert (out / "MULT18X18D.v").is_file()
+    instances = re.findall(r"^\s*MULT18X18D\s+#\(", text, re.M)
+    assert len(instances) == 9 * 2 * 3
+    for reg in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT"):
+        assert text.count(f'.REG_{reg}_CLK("CLK0")') == 9 * 2 * 3, reg
+    assert "multipliers: ecp5" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("bad,needle", [
     (["--pi", "0"], "--pi 0"), (["--po", "-2"], "--po -2"), (["--w-max", "2"], "w_max=2"),
     (["--max-cg", "0"], "--max-cg 0"), (["--line-depth", "-1"], "--line-depth -1"), (["--pi", "65"], "64x64"),

@@ -124,3 +124,19 @@ def test_windows_with_bubbles(h, w, stride, cg, seed):
     images = [rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8),
               rng.integers(0, 256, size=(cg * pi, h, w)).astype(np.uint8)]
     _check(images, _run(g, images, stride, p_bubble=0.4, seed=seed), stride, pi)
+
+
+def test_windows_across_line_buffer_banks():
+    """A line buffer of more than one bank (window.LINE_BANK_DEPTH entries each): W * cg =
+    70 * 16 = 1120 entries, so columns 64.. of the scan live in the second, partly used
+    bank, and the padding column's address (1120) is past both. Random bubbles carry random
+    addresses into either bank; no window changes."""
+    assert 70 * 16 > window.LINE_BANK_DEPTH
+    pi, h, w, cg, seed = 1, 3, 70, 16, 11
+    print(f"seed={seed}")
+    g = HardwareGenerics(pi=pi, po=1, w_max=w, max_cg=cg, line_depth=w * cg)
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(1, 256, size=(cg * pi, h, w)).astype(np.uint8),
+              rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8)]
+    images[1][images[1] == 0] = 1
+    _check(images, _run(g, images, 1, p_bubble=0.1, seed=seed), 1, pi)

@@ -31,16 +31,17 @@ FREQ = 50.0  # MHz: a target the smallest array meets comfortably on speed grade
 LFE5U_25F = {"TRELLIS_COMB": 24288, "TRELLIS_FF": 24288, "DP16KD": 56, "MULT18X18D": 28}
 
 
-def _write_rtl(folder: Path, g: HardwareGenerics) -> Path:
-    """The folder `rep-accel rtl` writes for generics `g` (rep_accel_top.v and .json)."""
+def _write_rtl(folder: Path, g: HardwareGenerics, dsp: str = "ecp5") -> Path:
+    """The folder `rep-accel rtl --dsp <dsp>` writes for generics `g` (rep_accel_top.v and .json)."""
     assert main(["rtl", "-o", str(folder), "--pi", str(g.pi), "--po", str(g.po), "--w-max", str(g.w_max),
-                 "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth)]) == 0
+                 "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth), "--dsp", dsp]) == 0
     return folder
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    """The smallest top: PI = PO = 1, buffers just large enough for nano 3x16x16."""
+    """The smallest top: PI = PO = 1, buffers just large enough for nano 3x16x16, with the
+    ECP5 DSP blocks' own registers (`--dsp ecp5`, what the ECP5 flow is for)."""
     work = synth.zoo_workload(*NANO)
     g = synth.sized_generics(work, 1, 1)
     root = tmp_path_factory.mktemp("synth_small")
@@ -77,8 +78,8 @@ def _check_resources(out, report, g):
     for k in ("LUT4", "TRELLIS_FF", "MULT18X18D"):
         assert isinstance(cells[k], int) and cells[k] > 0, k
     # Each of the PI x PO units multiplies a 3x3 window: 9 products, each on its own
-    # 18x18 DSP; the requantization may use more.
-    assert cells["MULT18X18D"] >= 9 * g.pi * g.po
+    # 18x18 DSP (instantiated); the requantization uses none.
+    assert cells["MULT18X18D"] == 9 * g.pi * g.po
     # What nextpnr placed is what Yosys mapped.
     assert util["MULT18X18D"]["used"] == cells["MULT18X18D"]
     assert util["TRELLIS_FF"]["used"] == cells["TRELLIS_FF"]
@@ -175,6 +176,8 @@ def test_generic_counts(small, capsys):
     # Memories stay memories: at least the on-chip buffers docs/architecture.md specifies
     # (line buffer PI x line_depth x 2 bytes, weights PI x PO x max_cg x 9 bytes).
     assert summ["memory_bits"] >= 8 * (g.line_buffer_bytes + g.weight_buffer_bytes)
+    # The --dsp ecp5 multipliers stay black boxes: 9 per unit.
+    assert s["cells"]["MULT18X18D"] == 9 * g.pi * g.po
     depths = sorted(m["depth"] for m in s["memories"])
     assert g.line_depth in depths and g.max_cg in depths
     m = rep["model"]

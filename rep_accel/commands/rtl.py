@@ -19,6 +19,13 @@ Elaborate the Amaranth RTL (rep_accel.hdl) for the given hardware generics and w
                             and descriptor fields
   <out>/lint_waivers.vlt    the Verilator waivers the Verilog lints clean with
                             (verilator --lint-only -Wall lint_waivers.vlt rep_accel_top.v)
+  <out>/MULT18X18D.v        with --dsp ecp5 only: a simulation model of the ECP5 DSP
+                            primitive, for simulators and lint (never for synthesis)
+
+--dsp chooses how the 3x3 units' multipliers are written: `generic` (default) is plain
+`a * b` between registers, for any tool; `ecp5` instantiates Lattice ECP5 MULT18X18D
+blocks with their own input, pipeline and output registers, which is what closes timing
+on a full ECP5 (Yosys does not move registers into DSP blocks). Same cycles, same values.
 
 Given a build folder (from `rep-accel compile`), the array shape PI x PO is the build's
 (its parameter images are laid out for it), every layer is checked to fit, and W_MAX,
@@ -30,6 +37,7 @@ examples:
   rep-accel rtl -o rtl/ --pi 4 --po 4 --w-max 64 --max-cg 16 --line-depth 512
   rep-accel rtl -o rtl/ build/            # sized for the compiled model
   rep-accel rtl -o rtl/ --lint build/     # also run Verilator's lint on the result
+  rep-accel rtl -o rtl/ --pi 4 --po 4 --dsp ecp5   # for rep-accel synth --target ecp5
 """
 
 VERILOG = "rep_accel_top.v"
@@ -48,6 +56,9 @@ def add_arguments(p) -> None:
                    help=f"weight-buffer depth in channel groups per tile (default {d.max_cg}, or the model's)")
     p.add_argument("--line-depth", type=int,
                    help=f"line-buffer entries per lane, width x channel groups (default {d.line_depth}, or the model's)")
+    from ..hdl.unit import DSP_STYLES
+    p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
+                   help="multiplier style: generic (any tool) or ecp5 (MULT18X18D with its registers); default generic")
     p.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall on the result; fail on warnings")
 
 
@@ -94,10 +105,11 @@ def resolve_generics(args) -> tuple[HardwareGenerics, object]:
     return generics, build
 
 
-def lint(folder: Path) -> str:
-    """Run Verilator's lint on a generated folder; return its messages (empty if clean)."""
+def lint(folder: Path, models: list[str] = ()) -> str:
+    """Run Verilator's lint on a generated folder (with its simulation models, file names in
+    `folder`); return its messages (empty if clean)."""
     from ..tools import verilator_command, verilator_env
-    r = subprocess.run([*verilator_command(), "--lint-only", "-Wall", WAIVERS, VERILOG],
+    r = subprocess.run([*verilator_command(), "--lint-only", "-Wall", WAIVERS, *models, VERILOG],
                        cwd=folder, env=verilator_env(), capture_output=True, text=True)
     if r.returncode != 0:
         return (r.stdout + r.stderr).strip() or f"verilator exited with {r.returncode}"
@@ -107,8 +119,9 @@ def lint(folder: Path) -> str:
 def run(args) -> int:
     out = check_output_dir(args.out)
     generics, build = resolve_generics(args)
-    from ..hdl.verilog import TOP_NAME, describe_json, generate, waivers_path
-    text, desc = generate(generics)
+    from ..hdl.verilog import TOP_NAME, describe_json, generate, simulation_models, waivers_path
+    dsp = getattr(args, "dsp", "generic")
+    text, desc = generate(generics, dsp)
     desc["lint_waivers"] = WAIVERS
     if build is not None:
         desc["build"] = {"path": str(args.build), "layers": len(build.qnet.layers)}
@@ -116,14 +129,16 @@ def run(args) -> int:
         (tmp / VERILOG).write_text(text)
         (tmp / DESCRIPTION_JSON).write_text(describe_json(desc))
         (tmp / WAIVERS).write_text(waivers_path().read_text())
+        for model in simulation_models(dsp):
+            (tmp / model.name).write_text(model.read_text())
         if args.lint:
-            messages = lint(tmp)
+            messages = lint(tmp, desc["simulation_models"])
             if messages:
                 raise RepAccelError(f"the generated Verilog does not lint clean; nothing written:\n{messages}")
     g = generics
     print(f"wrote {out / VERILOG} (module {TOP_NAME}) and {out / DESCRIPTION_JSON}")
     print(f"  array {g.pi}x{g.po}, w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}; "
-          f"pipeline latency {g.pipeline_latency} cycles")
+          f"pipeline latency {g.pipeline_latency} cycles; multipliers: {dsp}")
     print(f"  line buffers {g.line_buffer_bytes} B, weight buffers {g.weight_buffer_bytes} B")
     if build is not None:
         print(f"  fits all {len(build.qnet.layers)} layers of {args.build}")

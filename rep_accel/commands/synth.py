@@ -193,7 +193,11 @@ def run(args) -> int:
         text.append(model_lines(report, workload, source))
         if args.clock_mhz is not None and result.fmax_mhz is not None and args.clock_mhz > result.fmax_mhz:
             text.append(f"note: --clock-mhz {args.clock_mhz:g} is above the achieved Fmax {result.fmax_mhz:.2f} MHz")
-    text.append(f"logs and results: {args.output}/ ({', '.join(sorted(result.logs))}, {synth.RESULT})")
+    dsp = (design.description or {}).get("dsp")
+    if args.target == "ecp5" and dsp == "generic" and result.mult18:
+        text.append("note: this Verilog has generic multipliers (their registers stay in the fabric); "
+                    "`rep-accel rtl --dsp ecp5` uses the DSP blocks' own registers and reaches a higher Fmax")
+    text.append(f"logs and results: {Path(args.output)}/ ({', '.join(sorted(result.logs))}, {synth.RESULT})")
     if args.json:
         atomic_write_bytes(args.json, (json.dumps(out, indent=1) + "\n").encode())
     print("\n".join(text), file=sys.stdout, flush=True)

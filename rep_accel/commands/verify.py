@@ -57,6 +57,10 @@ def add_arguments(p) -> None:
     p.add_argument("--w-max", type=int, help="W_MAX of the RTL (default: the model's widest input)")
     p.add_argument("--max-cg", type=int, help="weight-buffer depth in channel groups (default: the model's need)")
     p.add_argument("--line-depth", type=int, help="line-buffer entries per lane (default: the model's need)")
+    from ..hdl.unit import DSP_STYLES
+    p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
+                   help="multiplier style of the RTL, as `rep-accel rtl --dsp` (ecp5: MULT18X18D, simulated "
+                        "with its model); default generic")
     p.add_argument("--build-cache", help="folder of compiled HDL simulators (default $REP_ACCEL_SIM_BUILD or "
                                          "~/.cache/rep-accel/sim_build)")
     p.add_argument("--opt", default=DEFAULT_OPT, choices=("-O0", "-O1", "-O2", "-Os"),
@@ -162,7 +166,8 @@ def run(args) -> int:
     g = generics
     print(f"RTL {g.pi}x{g.po}, w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}: "
           f"building with {args.sim}{' (waves)' if waves else ''} ...", flush=True)
-    rtl = R.build_rtl(g, args.sim, waves=waves is not None, cache_dir=args.build_cache, opt=args.opt)
+    rtl = R.build_rtl(g, args.sim, waves=waves is not None, cache_dir=args.build_cache, opt=args.opt,
+                      dsp=args.dsp)
     print(f"  {'found in the cache' if rtl.cached else f'built in {rtl.seconds:.0f} s'}: {rtl.build_dir}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="rep-accel-verify-"))
     job = C.Job(g, network=C.NetworkJob(str(Path(args.build).resolve()), x_q, layers))
@@ -179,7 +184,7 @@ def run(args) -> int:
     if waves is not None:
         print(f"waveforms written to {waves}")
     if json_path is not None:
-        doc = {"build": str(args.build), "input": str(args.input), "sim": args.sim, "generics": g.to_dict(),
+        doc = {"build": str(args.build), "input": str(args.input), "sim": args.sim, "dsp": args.dsp, "generics": g.to_dict(),
                "passed": ok, "results": outcome.results}
         atomic_write_bytes(json_path, (json.dumps(doc, indent=1) + "\n").encode())
         print(f"report written to {json_path}")

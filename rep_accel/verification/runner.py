@@ -126,6 +126,7 @@ def _rtl_source_hash() -> str:
     root = Path(hdl.__file__).resolve().parent
     here = Path(__file__).resolve().parent.parent
     files = sorted(p for p in root.iterdir() if p.suffix in (".py", ".vlt"))
+    files += sorted((root / "models").glob("*.v"))
     files += [here / f for f in ("generics.py", "layout.py", "numerics.py", "errors.py")]
     for p in files:
         h.update(p.name.encode())
@@ -161,11 +162,18 @@ class RtlBuild:
     opt: str
     seconds: float
     cached: bool
+    dsp: str = "generic"
 
     @property
     def verilog(self) -> Path:
         """The Verilog the simulator compiled (for Icarus: `icarus_verilog` of the generated text)."""
         return self.build_dir / "src" / (f"{TOP_MODULE}.icarus.v" if self.sim == "icarus" else f"{TOP_MODULE}.v")
+
+    @property
+    def sources(self) -> list[Path]:
+        """Everything the simulator compiled: the DSP style's primitive models, then the top."""
+        from ..hdl.verilog import SIMULATION_MODELS
+        return [self.build_dir / "src" / name for name in SIMULATION_MODELS[self.dsp]] + [self.verilog]
 
 
 def icarus_verilog(text: str) -> str:
@@ -280,9 +288,11 @@ def _verilator_make(build_dir: Path, waves: bool, opt: str, cache_dir: Path, log
 
 def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = False,
               cache_dir: str | os.PathLike | None = None, opt: str = DEFAULT_OPT,
-              mutation: Mutation | None = None) -> RtlBuild:
+              mutation: Mutation | None = None, dsp: str = "generic") -> RtlBuild:
     """The simulation model of the accelerator for `generics` in `sim`, built or found in the cache.
 
+    dsp: the multipliers' style (hdl.unit.DSP_STYLES); "ecp5" simulates the MULT18X18D
+    instances with their model (hdl/models).
     waves: build with waveform support (Verilator: VCD, Icarus: FST). opt: C++ optimization of the Verilated model.
     mutation: a deliberate bug (tests of the testbench only).
     Raises RepAccelError (with the build log's path) if the tools are missing or fail."""
@@ -290,24 +300,27 @@ def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = 
         raise RepAccelError(f"simulator {sim!r}: choose one of {', '.join(SIMULATORS)}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     g = generics
-    key = {"sim": sim, "generics": g.to_dict(), "waves": waves, "opt": opt if sim == "verilator" else "",
+    key = {"sim": sim, "generics": g.to_dict(), "dsp": dsp, "waves": waves, "opt": opt if sim == "verilator" else "",
            "rtl": _rtl_source_hash(), "tools": _tool_version(sim), "recipe": RECIPE_VERSION, "python": sys.version}
     if mutation is not None:
         key["mutation"] = repr(mutation)
     key_text = json.dumps(key, sort_keys=True)
     key = hashlib.sha256(key_text.encode()).hexdigest()[:12]
-    name = (f"{sim}-{g.pi}x{g.po}-w{g.w_max}-cg{g.max_cg}-ld{g.line_depth}{'-waves' if waves else ''}"
+    name = (f"{sim}-{g.pi}x{g.po}-w{g.w_max}-cg{g.max_cg}-ld{g.line_depth}{'-' + dsp if dsp != 'generic' else ''}"
+            f"{'-waves' if waves else ''}"
             f"{'-' + mutation.name if mutation else ''}-{key}")
     build_dir = cache / name
     ok = build_dir / "BUILD_OK"
     t0 = time.perf_counter()
     with _locked(cache / f".{name}.lock"):
         if ok.is_file():
-            return RtlBuild(sim, g, build_dir, waves, opt, time.perf_counter() - t0, True)
+            return RtlBuild(sim, g, build_dir, waves, opt, time.perf_counter() - t0, True, dsp)
         shutil.rmtree(build_dir, ignore_errors=True)
         (build_dir / "src").mkdir(parents=True)
-        from ..hdl.verilog import generate
-        text, desc = generate(g)
+        from ..hdl.verilog import generate, simulation_models
+        text, desc = generate(g, dsp)
+        for model in simulation_models(dsp):
+            shutil.copyfile(model, build_dir / "src" / model.name)
         if mutation is not None:
             text = mutation.apply(text)
         verilog = build_dir / "src" / f"{TOP_MODULE}.v"
@@ -325,7 +338,8 @@ def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = 
         runner = _cocotb_runner(sim)
         with open(build_dir / "build.log", "w") as log, _environ(env):
             try:
-                runner.build(sources=[verilog], hdl_toplevel=TOP_MODULE, build_dir=build_dir, always=True,
+                models = [build_dir / "src" / m.name for m in simulation_models(dsp)]
+                runner.build(sources=[*models, verilog], hdl_toplevel=TOP_MODULE, build_dir=build_dir, always=True,
                              timescale=TIMESCALE, waves=waves, build_args=_build_args(sim, build_dir, waves),
                              log_file=build_dir / "verilate.log")
             except (RuntimeError, SystemExit) as e:
@@ -333,7 +347,7 @@ def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = 
             if sim == "verilator":
                 _verilator_make(build_dir, waves, opt, cache, log)
         ok.write_text(name + "\n")
-    return RtlBuild(sim, g, build_dir, waves, opt, time.perf_counter() - t0, False)
+    return RtlBuild(sim, g, build_dir, waves, opt, time.perf_counter() - t0, False, dsp)
 
 
 @dataclass
@@ -376,7 +390,7 @@ def run_job(build: RtlBuild, job_dir: str | os.PathLike, waves_file: str | os.Pa
     # Re-create the runner's state for the finished build without rebuilding anything.
     if build.sim == "verilator":
         runner.mode = "none"
-    runner.build(sources=[build.verilog], hdl_toplevel=TOP_MODULE, build_dir=build.build_dir, always=False,
+    runner.build(sources=build.sources, hdl_toplevel=TOP_MODULE, build_dir=build.build_dir, always=False,
                  timescale=TIMESCALE, waves=build.waves, log_file=job_dir / "prepare.log")
     env = {JOB_ENV: str(job_dir), "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO"),
            # cocotb rewrites the asserts of every module imported after it starts (default "*.py"):
