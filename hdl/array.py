@@ -37,7 +37,7 @@ class SystolicArray(wiring.Component):
       wr_en, wr_lane, wr_addr, wr_data    weight load: kernel slot i of `wr_data` goes to
                                           unit (i, wr_lane), address wr_addr
 
-    Latency: PI + 5 + o cycles for column o. Throughput: one step per cycle.
+    Latency: PI - 1 + unit.LATENCY + o cycles for column o. Throughput: one step per cycle.
     """
 
     def __init__(self, generics: HardwareGenerics, dsp: str = "generic"):

@@ -74,13 +74,15 @@ class LayerController(wiring.Component):
         po = self._g.po
         coord = DIM_BITS + 1   # scan coordinates run to H and W (the padding row/column)
 
-        height = Signal(DIM_BITS)
-        width = Signal(DIM_BITS)
+        # Last-position tests compare the current coordinate with a layer constant minus
+        # one, so that no adder sits in front of the comparator: x + 1 == W is x == W - 1.
+        height_m1 = Signal(coord)        # H - 1
+        width_m1 = Signal(coord)         # W - 1
         stride2 = Signal()
         n_tiles = Signal(CHANNEL_BITS)
         tile = Signal(CHANNEL_BITS)
-        rows_m1 = Signal(coord)          # scan rows - 1
-        cols_m1 = Signal(coord)
+        rows_m2 = Signal(coord)          # scan rows - 2 (scan rows >= 2)
+        cols_m2 = Signal(coord)          # scan columns - 2
         cg_m1 = Signal(16)               # channel groups of the tile - 1
         lane = Signal(range(max(2, po)))
         g = Signal(16)                   # channel group: weight beats, then scan steps
@@ -100,14 +102,19 @@ class LayerController(wiring.Component):
         m.d.comb += self.cycles.eq(count)
         m.d.sync += self.done.eq(0)
 
-        needs_input = ~row_pad & ~col_pad
+        # The stall decision is one LUT from registers and handshakes: `scanning` (the FSM is
+        # in SCAN) and `wants_input` (in SCAN at a position that consumes an input: not on
+        # the padding row or column) are registers kept beside the FSM state and the
+        # position flags, so `advance`, which enables most of the controller and the
+        # output stage, is not a decode of them.
         scanning = Signal()
-        stall_in = scanning & needs_input & ~self.in_valid
+        wants_input = Signal()
+        stall_in = wants_input & ~self.in_valid
         issue = Signal()
         m.d.comb += [
             self.advance.eq(~self.out_block & ~stall_in),
             issue.eq(scanning & self.advance),
-            self.in_ready.eq(scanning & needs_input & ~self.out_block),
+            self.in_ready.eq(wants_input & ~self.out_block),
         ]
 
         # The datapath runs freely: a cycle that issues no step carries a bubble, no flag set.
@@ -139,15 +146,15 @@ class LayerController(wiring.Component):
                     d = self.desc.payload
                     odd_or_s1 = (d.stride != 2)
                     m.d.sync += [
-                        height.eq(d.height),
-                        width.eq(d.width),
+                        height_m1.eq(d.height - 1),
+                        width_m1.eq(d.width - 1),
                         stride2.eq(d.stride == 2),
                         self.input_signed.eq(d.input_signed),
                         n_tiles.eq(d.n_tiles),
                         tile.eq(0),
                         # layout.scan_extent: H + 1 rows at stride 1 or odd H, else H.
-                        rows_m1.eq(Mux(odd_or_s1 | d.height[0], d.height, d.height - 1)),
-                        cols_m1.eq(Mux(odd_or_s1 | d.width[0], d.width, d.width - 1)),
+                        rows_m2.eq(Mux(odd_or_s1 | d.height[0], d.height - 1, d.height - 2)),
+                        cols_m2.eq(Mux(odd_or_s1 | d.width[0], d.width - 1, d.width - 2)),
                         count.eq(1),
                     ]
                     with m.If(d.n_tiles == 0):
@@ -184,11 +191,12 @@ class LayerController(wiring.Component):
                                 row0.eq(1), row1.eq(0), col0.eq(1), col1.eq(0), row_pad.eq(0), col_pad.eq(0),
                                 # rows, cols >= 2 for any H, W >= 1
                                 y_last.eq(0), x_last.eq(0),
+                                scanning.eq(1), wants_input.eq(1),
                             ]
                             m.next = "SCAN"
 
             with m.State("SCAN"):
-                m.d.comb += [self.busy.eq(1), scanning.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += count.eq(count + 1)
                 with m.If(issue):
                     with m.If(~col_pad):   # x < W: the entry x * cg + g exists (read on the padding row too)
@@ -201,15 +209,18 @@ class LayerController(wiring.Component):
                             m.d.sync += [
                                 x.eq(0), col0.eq(1), col1.eq(0), col_pad.eq(0), x_last.eq(0), addr.eq(0),
                                 y.eq(y_next), row0.eq(0), row1.eq(row0),
-                                row_pad.eq(y_next == height), y_last.eq(y_next == rows_m1),
+                                row_pad.eq(y == height_m1), y_last.eq(y == rows_m2),
+                                wants_input.eq(y != height_m1),
                             ]
                             with m.If(y_last):
+                                m.d.sync += [scanning.eq(0), wants_input.eq(0)]
                                 m.next = "DRAIN"
                         with m.Else():
                             x_next = x + 1
                             m.d.sync += [
                                 x.eq(x_next), col0.eq(0), col1.eq(col0),
-                                col_pad.eq(x_next == width), x_last.eq(x_next == cols_m1),
+                                col_pad.eq(x == width_m1), x_last.eq(x == cols_m2),
+                                wants_input.eq(~row_pad & (x != width_m1)),
                             ]
 
             with m.State("DRAIN"):

@@ -88,7 +88,11 @@ class OutputStage(wiring.Component):
             m.d.sync += tail.eq(Mux(tail == depth - 1, 0, tail + 1))
         with m.If(pop):
             m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
-        m.d.sync += count.eq(count + push - pop)
+        # The count's adders work on registers only; `advance` (late: the stall decision)
+        # just picks one of the two sums. Same value as count + push - pop.
+        count_if_advance = count + (self.result_valid & ~(emit & empty)) - (emit & ~empty)
+        count_if_held = count + self.result_valid
+        m.d.sync += count.eq(Mux(self.advance, count_if_advance, count_if_held))
         beat = Mux(empty, self.result, rd.data)
 
         # The output register, as in the contract: loads with the pipeline, empties when taken.

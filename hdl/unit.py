@@ -10,9 +10,9 @@ from amaranth.lib.wiring import In, Out
 from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WINDOW_BITS, lane, memory_depth
 
 #: Register stages from the cycle a window is presented to the cycle its partial sum is
-#: on `psum_out`: DSP input registers, product, product again, two adder-tree levels,
-#: partial-sum add.
-LATENCY = 6
+#: on `psum_out`: DSP input registers, product, product again, the product in the fabric,
+#: two adder-tree levels, partial-sum add.
+LATENCY = 7
 #: The weight address leads the window by this many cycles: the weight buffer's
 #: synchronous read, then the kernel register beside the buffer.
 ADDR_LEAD = 2
@@ -40,7 +40,7 @@ class ConvUnit(wiring.Component):
       psum_out  Out(signed 32) psum_in + sum of the 9 products, valid from t + LATENCY (wraps mod 2^32)
       wr_en, wr_addr, wr_data  weight-buffer write port (one kernel: 72 bits, int8 tap t in bits [8t+7:8t])
 
-    Latency: LATENCY = 6 cycles window -> psum_out.
+    Latency: LATENCY = 7 cycles window -> psum_out.
     Throughput: one window per cycle.
 
     Each product is a 9-bit signed activation (int8 sign-extended or uint8 zero-extended by
@@ -48,14 +48,15 @@ class ConvUnit(wiring.Component):
     ECP5; Yosys does not pack registers into it) between registers that feed or take only
     that multiplier, so that placement can put them beside the DSP: the activation and
     weight registers in front, the product register behind, then a second product
-    register towards the adder tree. A full array uses most of the device's DSPs, which
-    then sit far from the logic around them; these extra stages keep that distance out of
-    the multiplier's cycle. The adder tree adds three products per stage so that no stage
-    chains more than two adders.
+    register, then a third that belongs to the adder tree. A full array uses most of the
+    device's DSPs, which then sit far from the logic around them (on the LFE5U-85F with
+    the 4x4 array, 144 of 156: a product travelled 5.2 ns of routing to its adder); these
+    stages keep that distance out of the multiplier's cycle and out of the adders'. The
+    adder tree adds three products per stage so that no stage chains more than two adders.
 
-    With `dsp="ecp5"` those three register stages are the MULT18X18D's own input, pipeline
-    and output registers (DSP_STYLES): same latency, same values, and no fabric path
-    through the multiplier at all.
+    With `dsp="ecp5"` the first three register stages are the MULT18X18D's own input,
+    pipeline and output registers (DSP_STYLES): same latency, same values, and no fabric
+    path through the multiplier at all.
     """
 
     def __init__(self, max_cg: int, dsp: str = "generic"):
@@ -109,7 +110,10 @@ class ConvUnit(wiring.Component):
                     product.eq(activation * weight),
                     product2.eq(product),
                 ]
-            products.append(product2)
+            # Beside the adder tree: the DSP (or its last register) may be far away.
+            product3 = Signal(signed(17), name=f"product3_{k}", reset_less=True)
+            m.d.sync += product3.eq(product2)
+            products.append(product3)
         for j in range(3):
             m.d.sync += triples[j].eq(products[3 * j] + products[3 * j + 1] + products[3 * j + 2])
         m.d.sync += window_sum.eq(triples[0] + triples[1] + triples[2])

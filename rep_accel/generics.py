@@ -20,12 +20,13 @@ CHANNEL_BITS = 16
 KERNEL_BYTES = 9
 #: Fixed part of the pipeline latency (cycles), independent of PI and PO, as the RTL
 #: (hdl/) is built: window generator 5 (line-buffer read, its data registered, column
-#: and column-delay read, that data registered, window), unit 6 (DSP input registers,
-#: product, product again, two adder-tree levels, partial-sum add), column accumulator
+#: and column-delay read, that data registered, window), unit 7 (DSP input registers,
+#: product, product again, product in the fabric, two adder-tree levels, partial-sum
+#: add), column accumulator
 #: 1, requantization 6, output register 1, less the 2 that the skew PI + PO counts twice
 #: (row PI-1 is PI-1 hops down, column PO-1 is PO-1 hops right). See
 #: docs/architecture.md, "Pipeline".
-LATENCY_FIXED = 17
+LATENCY_FIXED = 18
 
 
 @dataclass(frozen=True)
