@@ -147,7 +147,9 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         f"{platform.python_version()}). Do not edit by hand; rerun the script.",
         "",
         f"Device: Lattice ECP5 LFE5U-85F, speed grade {SPEED}, package {synth.DEFAULT_PACKAGE}, placed out of "
-        f"context (the core alone: no I/O pins). nextpnr aims at {TARGET_MHZ:g} MHz; Fmax is what it achieved "
+        f"context (the core alone: no I/O pins). Verilog from `rep-accel rtl --dsp ecp5`: every product in a "
+        f"MULT18X18D with its input, pipeline and output registers (Yosys maps a generic `a * b` to the DSP "
+        f"but leaves its registers in the fabric). nextpnr aims at {TARGET_MHZ:g} MHz; Fmax is what it achieved "
         f"after routing (placement seed 1). "
         f"Buffers sized exactly for RepVGG-{MODEL} at {'x'.join(map(str, INPUT_SIZE))} (W_MAX = "
         f"{g0.get('w_max')}; max_cg and line_depth per configuration in the notes). Frames/s: the "

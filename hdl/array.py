@@ -29,7 +29,7 @@ class SystolicArray(wiring.Component):
 
     Ports (free-running: every register loads every cycle):
       g         In(cg)                    channel group (weight-buffer address) of the windows
-                                          presented unit.ADDR_LEAD = 2 cycles later
+                                          presented unit.ADDR_LEAD = 3 cycles later
       windows   In(PI x 81)               the PI lanes' windows of one step (lane i in bits
                                           [81i+80:81i], 9-bit activations), at cycle t
       psums     Out(signed 32).array(PO)  column o: sum over lanes, valid from t + latency(o)

@@ -14,8 +14,9 @@ from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WINDOW_BITS, lane, memory_
 #: two adder-tree levels, partial-sum add.
 LATENCY = 7
 #: The weight address leads the window by this many cycles: the weight buffer's
-#: synchronous read, then the kernel register beside the buffer.
-ADDR_LEAD = 2
+#: synchronous read, the kernel register beside the buffer, then the kernel register
+#: beside the DSPs (a block RAM's clock-to-output leaves no time to cross the chip).
+ADDR_LEAD = 3
 
 #: How the 9 multipliers are written (`rep-accel rtl --dsp`):
 #:   "generic"  `activation * weight` between plain registers: any synthesis tool or
@@ -77,7 +78,11 @@ class ConvUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.weights = weights = Memory(shape=KERNEL_BITS, depth=memory_depth(self._max_cg), init=[])
+        # Weights are written only while a tile's parameters load and read only while it
+        # scans, so a read never meets a write to its address: `no_rw_check` lets Yosys
+        # drop its collision logic between the block RAM and the kernel register.
+        m.submodules.weights = weights = Memory(shape=KERNEL_BITS, depth=memory_depth(self._max_cg), init=[],
+                                                attrs={"no_rw_check": 1})
         wr = weights.write_port()
         rd = weights.read_port()
         m.d.comb += [
@@ -86,12 +91,13 @@ class ConvUnit(wiring.Component):
         ]
 
         # Data registers need no reset (a layer's first steps overwrite them).
-        kernel = Signal(KERNEL_BITS, reset_less=True)  # beside the weight buffer
+        kernel_read = Signal(KERNEL_BITS, reset_less=True)  # beside the weight buffer
+        kernel = Signal(KERNEL_BITS, reset_less=True)       # beside the DSPs
         triples = [Signal(signed(19), name=f"triple{j}", reset_less=True) for j in range(3)]
         window_sum = Signal(signed(21), reset_less=True)
         psum = Signal(signed(ACC_BITS), reset_less=True)
         m.d.comb += self.psum_out.eq(psum)
-        m.d.sync += kernel.eq(rd.data)
+        m.d.sync += [kernel_read.eq(rd.data), kernel.eq(kernel_read)]
         products = []
         for k in range(9):
             a = lane(self.window, k, ACT_BITS).as_signed()

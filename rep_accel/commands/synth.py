@@ -24,12 +24,17 @@ a checkpoint .pt, at --input-size), the same report gives the cycles per frame o
 network on this array (the simulator's schedule, layout.layer_cycles) and frames/s at the
 achieved Fmax (or at --clock-mhz).
 
+For ECP5, generate the Verilog with `rep-accel rtl --dsp ecp5`: its multipliers are
+MULT18X18D blocks with their own registers (Yosys leaves generic multipliers' registers in
+the fabric, which costs Fmax on a full device). docs/synthesis.md has the 1x1 to 8x8
+arrays on the LFE5U-85F.
+
 Logs (yosys.log, nextpnr.log), the netlist, nextpnr's report and result.json go to -o
 (default synth/), also when a tool fails; the error names the log to read. With --freq,
 missing that clock is an error (the report is still printed and written).
 
 examples:
-  rep-accel rtl -o rtl/ --pi 4 --po 4
+  rep-accel rtl -o rtl/ --pi 4 --po 4 --dsp ecp5
   rep-accel synth rtl/ --target ecp5 --device 85k --speed 8 --freq 150 --model A0 --input-size 3,224,224
   rep-accel synth rtl/ --build build/ --json synth.json
   rep-accel synth rtl/ --target generic
