@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -83,7 +83,6 @@ class LayerController(wiring.Component):
         tile = Signal(CHANNEL_BITS)
         rows_m2 = Signal(coord)          # scan rows - 2 (scan rows >= 2)
         cols_m2 = Signal(coord)          # scan columns - 2
-        cg_m1 = Signal(16)               # channel groups of the tile - 1
         lane = Signal(range(max(2, po)))
         g = Signal(16)                   # channel group: weight beats, then scan steps
         y = Signal(coord)
@@ -95,8 +94,26 @@ class LayerController(wiring.Component):
             Signal(name=n) for n in ("row0", "row1", "col0", "col1", "row_pad", "col_pad", "y_last", "x_last"))
         count = Signal(CYCLES_BITS)
 
-        g_last = g == cg_m1
-        lane_last = lane == po - 1
+        # "Last channel group" and "last lane" as registers kept beside g and lane (no
+        # comparator behind them): g and lane also drive the weight and requantization
+        # writes all over the array, which pulls them far from the FSM.
+        g_last = Signal()
+        lane_last = Signal()
+        cg_is_1 = Signal()               # the tile has one channel group
+        cg_m2 = Signal(16)               # channel groups of the tile - 2 (wraps for cg = 1: never met)
+        lane_po_m2 = (lane == po - 2) if po >= 2 else Const(0)
+
+        def g_restart():
+            return [g.eq(0), g_last.eq(cg_is_1)]
+
+        def g_step():
+            return [g.eq(g + 1), g_last.eq(g == cg_m2)]
+
+        def lane_restart():
+            return [lane.eq(0), lane_last.eq(po == 1)]
+
+        def lane_step():
+            return [lane.eq(lane + 1), lane_last.eq(lane_po_m2)]
         header = HeaderLayout(self.params.payload[:HeaderLayout.size])
 
         m.d.comb += self.cycles.eq(count)
@@ -166,25 +183,26 @@ class LayerController(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.params.ready.eq(1)]
                 m.d.sync += count.eq(count + 1)
                 with m.If(self.params.valid):
-                    m.d.sync += [cg_m1.eq(header.cg - 1), lane.eq(0)]
+                    m.d.sync += [cg_m2.eq(header.cg - 2), cg_is_1.eq(header.cg == 1),
+                                 *lane_restart()]
                     m.next = "REQUANT"
 
             with m.State("REQUANT"):
                 m.d.comb += [self.busy.eq(1), self.params.ready.eq(1), self.rq_we.eq(self.params.valid)]
                 m.d.sync += count.eq(count + 1)
                 with m.If(self.params.valid):
-                    m.d.sync += lane.eq(lane + 1)
+                    m.d.sync += lane_step()
                     with m.If(lane_last):
-                        m.d.sync += [lane.eq(0), g.eq(0)]
+                        m.d.sync += [*lane_restart(), *g_restart()]
                         m.next = "WEIGHTS"
 
             with m.State("WEIGHTS"):
                 m.d.comb += [self.busy.eq(1), self.params.ready.eq(1), self.wr_en.eq(self.params.valid)]
                 m.d.sync += count.eq(count + 1)
                 with m.If(self.params.valid):
-                    m.d.sync += g.eq(g + 1)
+                    m.d.sync += g_step()
                     with m.If(g_last):
-                        m.d.sync += [g.eq(0), lane.eq(lane + 1)]
+                        m.d.sync += [*g_restart(), *lane_step()]
                         with m.If(lane_last):
                             m.d.sync += [
                                 y.eq(0), x.eq(0), addr.eq(0),
@@ -201,9 +219,9 @@ class LayerController(wiring.Component):
                 with m.If(issue):
                     with m.If(~col_pad):   # x < W: the entry x * cg + g exists (read on the padding row too)
                         m.d.sync += addr.eq(addr + 1)
-                    m.d.sync += g.eq(g + 1)
+                    m.d.sync += g_step()
                     with m.If(g_last):
-                        m.d.sync += g.eq(0)
+                        m.d.sync += g_restart()
                         with m.If(x_last):
                             y_next = y + 1
                             m.d.sync += [
