@@ -39,7 +39,8 @@ class ConvUnit(wiring.Component):
       rd_addr   In(cg)         kernel (channel group) of that window, presented at t - ADDR_LEAD
       psum_in   In(signed 32)  partial sum of unit (i-1, o), sampled at t + LATENCY - 1
       psum_out  Out(signed 32) psum_in + sum of the 9 products, valid from t + LATENCY (wraps mod 2^32)
-      wr_en, wr_addr, wr_data  weight-buffer write port (one kernel: 72 bits, int8 tap t in bits [8t+7:8t])
+      wr_en, wr_addr, wr_data  weight-buffer write port (one kernel: 72 bits, int8 tap t in bits [8t+7:8t]),
+                               registered: the kernel is in the buffer from the second cycle after
 
     Latency: LATENCY = 7 cycles window -> psum_out.
     Throughput: one window per cycle.
@@ -86,9 +87,16 @@ class ConvUnit(wiring.Component):
         wr = weights.write_port()
         rd = weights.read_port()
         m.d.comb += [
-            wr.en.eq(self.wr_en), wr.addr.eq(self.wr_addr), wr.data.eq(self.wr_data),
             rd.addr.eq(self.rd_addr),
         ]
+        # The write port is registered here, beside the buffer: its enable is decoded from
+        # the controller's state, which sits far from most units. A kernel is written one
+        # cycle after its beat; the first read of a scan comes at least two cycles later.
+        wr_en = Signal(name="wr_en_r")
+        wr_addr = Signal.like(self.wr_addr, name="wr_addr_r", reset_less=True)
+        wr_data = Signal.like(self.wr_data, name="wr_data_r", reset_less=True)
+        m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
+        m.d.comb += [wr.en.eq(wr_en), wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
 
         # Data registers need no reset (a layer's first steps overwrite them).
         kernel_read = Signal(KERNEL_BITS, reset_less=True)  # beside the weight buffer

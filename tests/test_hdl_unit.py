@@ -64,6 +64,7 @@ def test_unit_matches_dot_product(seed):
             ctx.set(dut.wr_data, pack_lanes(kernels[a], 8))
             await ctx.tick()
         ctx.set(dut.wr_en, 0)
+        await ctx.tick()   # the write port is registered: the last kernel lands one cycle later
         after = await run_cycles(ctx, cycles, [dut.psum_out])
         for k in range(count):
             got[k] = after[k + lead + lat - 1][0]
@@ -112,6 +113,7 @@ def test_array_column_sums(pi, po):
                 ctx.set(dut.wr_data, pack_lanes([pack_lanes(kernels[i, o, a], 8) for i in range(pi)], 72))
                 await ctx.tick()
         ctx.set(dut.wr_en, 0)
+        await ctx.tick()   # the units' write ports are registered: the last kernel lands one cycle later
         after = await run_cycles(ctx, cycles, list(dut.psums))
         for k in range(count):
             for o in range(po):
