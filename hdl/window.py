@@ -109,7 +109,7 @@ class WindowGenerator(wiring.Component):
                 m.submodules[f"line{i}_{b}"] = line
                 line_rd = line.read_port()
                 line_wr = line.write_port(granularity=_ROW)
-                writes = consumes if bank_count == 1 else consumes & (step.addr[bank_bits:] == b)
+                writes = consumes & (step.addr[bank_bits:] == b)
                 # The right padding column has no line-buffer entry (its address may be
                 # one past the buffer); read entry 0 there, the data is masked anyway.
                 # The addresses keep their low bits (the entry within the bank).
@@ -121,7 +121,7 @@ class WindowGenerator(wiring.Component):
                 ]
                 # Stage 1 -> 2: the bank's two bytes registered as they are.
                 bank_rows.append(register(line_rd.data, f"rows{i}_{b}"))
-            rows2 = Array(bank_rows)[read_bank2] if bank_count > 1 else bank_rows[0]
+            rows2 = Array(bank_rows)[read_bank2]
             pixel2 = register(register(pixel, f"pixel1_{i}"), f"pixel2_{i}")
 
             banks = [Memory(shape=unsigned(_COLUMN), depth=memory_depth(g.max_cg), init=[]) for _ in range(2)]

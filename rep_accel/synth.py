@@ -417,8 +417,14 @@ def _prepare(design: Design, work: Path) -> list[str]:
     return names
 
 
-def _read_commands(names: list[str], top: str, libraries: tuple[str, ...] = ()) -> list[str]:
-    return [*(f"read_verilog -lib {lib}" for lib in libraries),
+#: Yosys cell libraries read as black boxes before the design, so that `hierarchy -check`
+#: knows the vendor primitives a design instantiates (MULT18X18D of `rep-accel rtl --dsp
+#: ecp5`); synth_ecp5 maps to the same cells, the generic target counts them as cells.
+BLACK_BOXES = ("+/lattice/cells_bb_ecp5.v",)
+
+
+def _read_commands(names: list[str], top: str) -> list[str]:
+    return [*(f"read_verilog -lib {lib}" for lib in BLACK_BOXES),
             *(f"read_verilog -sv {n}" for n in names),
             f"hierarchy -check -top {top}",
             "proc",
@@ -431,18 +437,15 @@ def _read_commands(names: list[str], top: str, libraries: tuple[str, ...] = ()) 
 
 def ecp5_script(names: list[str], top: str) -> str:
     """The Yosys script of the ecp5 target (relative file names)."""
-    # The ECP5 primitives (MULT18X18D of `rep-accel rtl --dsp ecp5`) as black boxes, so
-    # that `hierarchy -check` knows them; synth_ecp5 maps to the same cells.
-    return "\n".join([*_read_commands(names, top, ("+/lattice/cells_bb_ecp5.v",)),
+    return "\n".join([*_read_commands(names, top),
                       f"synth_ecp5 -top {top} -json {NETLIST}",
                       f"tee -q -o {STAT} stat -json", ""])
 
 
 def generic_script(names: list[str], top: str) -> str:
     """The Yosys script of the generic target: `synth`'s steps with memories kept as
-    memories (no memory_map: a buffer is RAM, not thousands of flip-flops). ECP5
-    primitives (`--dsp ecp5`) stay black boxes, counted as cells."""
-    return "\n".join([*_read_commands(names, top, ("+/lattice/cells_bb_ecp5.v",)),
+    memories (no memory_map: a buffer is RAM, not thousands of flip-flops)."""
+    return "\n".join([*_read_commands(names, top),
                       f"synth -flatten -top {top} -run begin:fine",
                       "select t:$mem_v2",
                       f"write_json -selected {MEMORIES}",

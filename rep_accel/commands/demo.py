@@ -213,7 +213,7 @@ def _rtl(out: Path) -> tuple:
     from . import rtl
 
     ns = argparse.Namespace(build=str(out / BUILD), out=str(out / RTL), pi=None, po=None, w_max=None, max_cg=None,
-                            line_depth=None, lint=True)
+                            line_depth=None, dsp="generic", lint=True)
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         rtl.run(ns)

@@ -120,7 +120,7 @@ def run(args) -> int:
     out = check_output_dir(args.out)
     generics, build = resolve_generics(args)
     from ..hdl.verilog import TOP_NAME, describe_json, generate, simulation_models, waivers_path
-    dsp = getattr(args, "dsp", "generic")
+    dsp = args.dsp
     text, desc = generate(generics, dsp)
     desc["lint_waivers"] = WAIVERS
     if build is not None:

@@ -172,8 +172,8 @@ class RtlBuild:
     @property
     def sources(self) -> list[Path]:
         """Everything the simulator compiled: the DSP style's primitive models, then the top."""
-        from ..hdl.verilog import SIMULATION_MODELS
-        return [self.build_dir / "src" / name for name in SIMULATION_MODELS[self.dsp]] + [self.verilog]
+        from ..hdl.verilog import simulation_models
+        return [self.build_dir / "src" / model.name for model in simulation_models(self.dsp)] + [self.verilog]
 
 
 def icarus_verilog(text: str) -> str:
@@ -315,6 +315,7 @@ def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = 
     with _locked(cache / f".{name}.lock"):
         if ok.is_file():
             return RtlBuild(sim, g, build_dir, waves, opt, time.perf_counter() - t0, True, dsp)
+        build = RtlBuild(sim, g, build_dir, waves, opt, 0.0, False, dsp)
         shutil.rmtree(build_dir, ignore_errors=True)
         (build_dir / "src").mkdir(parents=True)
         from ..hdl.verilog import generate, simulation_models
@@ -338,8 +339,7 @@ def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = 
         runner = _cocotb_runner(sim)
         with open(build_dir / "build.log", "w") as log, _environ(env):
             try:
-                models = [build_dir / "src" / m.name for m in simulation_models(dsp)]
-                runner.build(sources=[*models, verilog], hdl_toplevel=TOP_MODULE, build_dir=build_dir, always=True,
+                runner.build(sources=build.sources, hdl_toplevel=TOP_MODULE, build_dir=build_dir, always=True,
                              timescale=TIMESCALE, waves=waves, build_args=_build_args(sim, build_dir, waves),
                              log_file=build_dir / "verilate.log")
             except (RuntimeError, SystemExit) as e:
@@ -347,7 +347,8 @@ def build_rtl(generics: HardwareGenerics, sim: str = "verilator", waves: bool = 
             if sim == "verilator":
                 _verilator_make(build_dir, waves, opt, cache, log)
         ok.write_text(name + "\n")
-    return RtlBuild(sim, g, build_dir, waves, opt, time.perf_counter() - t0, False, dsp)
+    build.seconds = time.perf_counter() - t0
+    return build
 
 
 @dataclass
