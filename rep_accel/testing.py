@@ -1,7 +1,7 @@
 """Helpers shared by the test suites of the golden model, the simulator and the RTL.
 
 `vectors_path` finds the external reference vectors (TensorFlow Lite's own
-`ConvPerChannel` run on ten layers, `shared/vectors/README.md`); `vector_cases` turns
+`ConvPerChannel` run on ten layers, `tests/data/vectors/README.md`); `vector_cases` turns
 them into `QuantizedLayer`s plus expected outputs so that every implementation is
 checked against the same data. `assert_qnet_equal` compares two integer networks
 exactly (dtypes, shapes, every value and scale).
@@ -25,13 +25,15 @@ VECTORS_ENV = "REP_ACCEL_VECTORS"
 VECTORS_FILE = "tflite_conv_per_channel.npz"
 #: The repository root: rep_accel/ is one level below it.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The repository's copy of the reference vectors (with a README on their origin and format).
+VECTORS_DIR = REPO_ROOT / "tests" / "data" / "vectors"
 
 
 def vectors_path(name: str = VECTORS_FILE) -> Path:
     """Path of a reference-vector file.
 
-    Looks in $REP_ACCEL_VECTORS (a folder, or the file itself), then in
-    `<repo>/../shared/vectors` (CI puts a copy of shared/ beside the clone).
+    Looks in $REP_ACCEL_VECTORS (a folder, or the file itself), then in the
+    repository's own copy, `tests/data/vectors`, so a clone needs nothing beside it.
     Raises FileNotFoundError listing the places it tried.
     """
     tried = []
@@ -41,7 +43,7 @@ def vectors_path(name: str = VECTORS_FILE) -> Path:
         candidates = [p] if p.suffix == ".npz" and name == VECTORS_FILE else [p / name]
     else:
         candidates = []
-    candidates.append(REPO_ROOT.parent / "shared" / "vectors" / name)
+    candidates.append(VECTORS_DIR / name)
     for c in candidates:
         tried.append(str(c))
         if c.is_file():

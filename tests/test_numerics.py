@@ -1,5 +1,5 @@
 """The integer arithmetic of rep_accel.numerics against exact rational references and
-TensorFlow Lite's own multipliers (shared/vectors)."""
+TensorFlow Lite's own multipliers (tests/data/vectors)."""
 
 from fractions import Fraction
 import math

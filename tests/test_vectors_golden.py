@@ -1,5 +1,5 @@
 """The golden model reproduces TensorFlow Lite's reference ConvPerChannel outputs
-(shared/vectors/tflite_conv_per_channel.npz) exactly: every output of every case."""
+(tests/data/vectors/tflite_conv_per_channel.npz) exactly: every output of every case."""
 
 import numpy as np
 import pytest
@@ -37,3 +37,13 @@ def test_conv_layer_refuses_wrong_input():
         golden.conv_layer(case.x.astype(np.int8), case.layer)
     with pytest.raises(RepAccelError):
         golden.conv_layer(case.x[:, :-1], case.layer)
+
+
+def test_repository_copy_of_the_vectors_is_the_recorded_file():
+    """The copy under tests/data/vectors is the file whose sha256 its README records."""
+    import hashlib
+    import re
+
+    from rep_accel.testing import VECTORS_DIR, VECTORS_FILE
+    recorded = re.search(r"`([0-9a-f]{64})`", (VECTORS_DIR / "README.md").read_text()).group(1)
+    assert hashlib.sha256((VECTORS_DIR / VECTORS_FILE).read_bytes()).hexdigest() == recorded
