@@ -8,10 +8,16 @@ Recognised key layouts (`LoadedCheckpoint.layout`):
 | `official-deploy` | `stage0.rbr_reparam.weight`, `stage1.0.rbr_reparam.bias`, `linear.weight` |
 | `timm` | `stem.conv_kxk.conv.weight`, `stages.0.1.conv_1x1.bn.weight`, `stages.0.1.identity.running_mean`, `head.fc.weight` |
 | `timm-deploy` | `stem.reparam_conv.weight`, `stages.N.M.reparam_conv.bias`, `head.fc.weight` |
+| `mmpretrain` | an mmengine checkpoint `{"meta", "state_dict", "message_hub", ...}` whose state_dict has `backbone.stem.branch_3x3.conv.weight`, `backbone.stage_1.0.branch_1x1.norm.running_var`, `backbone.stage_1.1.branch_norm.weight`, `head.fc.weight` |
+| `mmpretrain-deploy` | `backbone.stem.branch_reparam.weight`, `backbone.stage_S.B.branch_reparam.bias`, `head.fc.weight` |
+| `qarepvgg` | QARepVGG (cxxgtxy/QARepVGG `QARepVGGBlockV2`, YOLOv6 `QARepVGGBlock`): `stage0.rbr_dense.conv.weight`, `stage0.rbr_dense.bn.running_var`, `stage1.0.rbr_1x1.weight` (no BN), `stage1.0.bn.weight` (the BN after the sum), `linear.weight`; the identity has no tensors |
+| `qarepvgg-deploy` | YOLOv6's deploy form, which keeps the BN after the fused conv: `stage0.rbr_reparam.weight`, `stage0.bn.running_mean`; QARepVGG's own deploy form is `official-deploy` |
 | `rep_accel` | this package's own format: `{"format": "rep_accel", "version": 1, "kind": "train" or "deploy", "variant", "config", "state_dict", "extra"}` whose state_dict has the keys of `rep_accel.models.RepVGG` (`stages.S.B.conv3x3.conv.weight`, ..., deploy `stages.S.B.fused.weight`); a bare state_dict of that module is accepted too |
 
 The official repository (DingXiaoH/RepVGG) names the stem `stage0` and stages 1-4
-`stageS.B`; timm names the stem `stem` and stages 1-4 `stages.0`-`stages.3`. Around the
+`stageS.B`; timm names the stem `stem` and stages 1-4 `stages.0`-`stages.3`; mmpretrain
+names them `backbone.stem` and `backbone.stage_1`-`backbone.stage_4` and calls BN `norm`;
+QARepVGG keeps the official names. docs/checkpoints.md cites the code. Around the
 weights: a `state_dict`/`model`/`model_state_dict`/`net` entry beside other entries
 (epoch, optimizer...), `module.` / `_orig_mod.` / `model.` prefixes, fp16/bf16/fp64
 tensors (computed in float64, written as float32).
@@ -22,7 +28,9 @@ previous block's C_out; the first block's groups is 1), input channels from the 
 kernel, classes from the head. Strides are RepVGG's: 2 for the first block of every
 stage, 1 elsewhere; an identity branch on a stride-2 block, or a missing one where
 C_in == C_out at stride 1, contradicts that and is refused. BN epsilon is 1e-5
-(`rep_accel.models.BN_EPS`; a state_dict does not store it; both projects use it).
+(`rep_accel.models.BN_EPS`; a state_dict does not store it; every project here uses it).
+A QARepVGG identity branch has no tensors, so it is inferred where RepVGG has one
+(C_in == C_out at stride 1), as QARepVGG's own code builds it.
 
 Files are read with `torch.load(..., weights_only=True)`: no code in a file ever runs.
 Anything that is not a plain RepVGG (SE blocks, RepVGGplus, other networks) raises
@@ -52,7 +60,8 @@ FORMAT_TAG = "rep_accel"
 FORMAT_VERSION = 1
 
 #: Every value of LoadedCheckpoint.layout.
-LAYOUTS = ("official", "official-deploy", "timm", "timm-deploy", "rep_accel")
+LAYOUTS = ("official", "official-deploy", "timm", "timm-deploy", "rep_accel", "mmpretrain", "mmpretrain-deploy",
+           "qarepvgg", "qarepvgg-deploy")
 
 #: Wrapper entries that may hold the state_dict, in order of preference.
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "module", "state_dict_ema", "model_ema")
@@ -68,32 +77,49 @@ _BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
 
 @dataclass(frozen=True)
 class KeyLayout:
-    """The key convention of one project: block (S, B) lives under `block_prefix(S, B)`,
-    its branches under the names in `branches`, the head under `head`."""
+    """The key convention of one project: block (S, B) lives under `block_prefix(S, B)`
+    (named in the style of `naming`, default the family's), its branches under `dense`,
+    `pointwise`, `identity` and `fused`, a branch's BN under `norm`, the head under
+    `head`. QARepVGG's BN after the sum of the branches is `post_norm`."""
 
-    family: str  # 'official', 'timm' or 'rep_accel'
+    family: str  # 'official', 'timm', 'rep_accel', 'mmpretrain' or 'qarepvgg'
     dense: str
     pointwise: str
     identity: str
     fused: str
     head: str
+    norm: str = "bn"
+    naming: str = ""
+    post_norm: str = ""
+
+    @property
+    def block_naming(self) -> str:
+        return self.naming or self.family
 
     def block_prefix(self, s: int, b: int) -> str:
-        if self.family == "official":
+        if self.block_naming == "official":
             return "stage0" if s == 0 else f"stage{s}.{b}"
-        if self.family == "timm":
+        if self.block_naming == "timm":
             return "stem" if s == 0 else f"stages.{s - 1}.{b}"
+        if self.block_naming == "mmpretrain":
+            return "backbone.stem" if s == 0 else f"backbone.stage_{s}.{b}"
         return f"stages.{s}.{b}"
 
     def parse_block(self, key: str):
         """(S, B, rest) of a block key, or None."""
-        if self.family == "official":
+        if self.block_naming == "mmpretrain":
+            m = re.match(r"^backbone\.stem\.(.+)$", key)
+            if m:
+                return 0, 0, m.group(1)
+            m = re.match(r"^backbone\.stage_([1-9]\d*)\.(\d+)\.(.+)$", key)
+            return (int(m.group(1)), int(m.group(2)), m.group(3)) if m else None
+        if self.block_naming == "official":
             m = re.match(r"^stage0\.(.+)$", key)
             if m:
                 return 0, 0, m.group(1)
             m = re.match(r"^stage([1-9]\d*)\.(\d+)\.(.+)$", key)
             return (int(m.group(1)), int(m.group(2)), m.group(3)) if m else None
-        if self.family == "timm":
+        if self.block_naming == "timm":
             m = re.match(r"^stem\.(.+)$", key)
             if m:
                 return 0, 0, m.group(1)
@@ -107,6 +133,10 @@ _KEY_LAYOUTS = {
     "official": KeyLayout("official", "rbr_dense", "rbr_1x1", "rbr_identity", "rbr_reparam", "linear"),
     "timm": KeyLayout("timm", "conv_kxk", "conv_1x1", "identity", "reparam_conv", "head.fc"),
     "rep_accel": KeyLayout("rep_accel", "conv3x3", "conv1x1", "identity", "fused", "head"),
+    "mmpretrain": KeyLayout("mmpretrain", "branch_3x3", "branch_1x1", "branch_norm", "branch_reparam", "head.fc",
+                            norm="norm"),
+    "qarepvgg": KeyLayout("qarepvgg", "rbr_dense", "rbr_1x1", "rbr_identity", "rbr_reparam", "linear",
+                          naming="official", post_norm="bn"),
 }
 
 
@@ -137,7 +167,7 @@ class LoadedCheckpoint:
 
     @property
     def family(self) -> str:
-        """'official', 'timm' or 'rep_accel'."""
+        """'official', 'timm', 'rep_accel', 'mmpretrain' or 'qarepvgg'."""
         return self.layout.removesuffix("-deploy")
 
     def parameter_count(self) -> int:
@@ -149,14 +179,20 @@ class LoadedCheckpoint:
                 n += p.weight.size + p.bias.size
             else:
                 for br in (p.dense, p.pointwise):
-                    n += br.kernel.size + br.bn.weight.size + br.bn.bias.size
+                    n += br.kernel.size + (0 if br.bn is None else br.bn.weight.size + br.bn.bias.size)
                 if p.identity is not None:
                     n += p.identity.weight.size + p.identity.bias.size
+            if p.post_bn is not None:
+                n += p.post_bn.weight.size + p.post_bn.bias.size
         return int(n)
 
-    def to_model(self) -> RepVGG:
-        """A rep_accel.models.RepVGG holding these weights (deploy mode if the file is
-        fused), in eval mode: the train-time reference the fused network must equal."""
+    def to_model(self) -> torch.nn.Module:
+        """The network as the file defines it, in eval mode: the train-time reference the
+        fused network must equal. A rep_accel.models.RepVGG holding these weights (deploy
+        mode if the file is fused) for plain RepVGG blocks; a BranchwiseReference for
+        QARepVGG blocks, which that module does not have."""
+        if any(p.post_bn is not None for p in self.blocks):
+            return BranchwiseReference(self.blocks, self.fc_weight, self.fc_bias).eval()
         model = RepVGG(self.config, deploy=self.deploy, name=self.variant)
         sd = _blocks_to_state_dict(self.blocks, self.fc_weight, self.fc_bias, _KEY_LAYOUTS["rep_accel"])
         missing, unexpected = model.load_state_dict(
@@ -169,6 +205,53 @@ class LoadedCheckpoint:
         return model.eval()
 
 
+class BranchwiseReference(torch.nn.Module):
+    """A network of BlockParams evaluated branch by branch, without any fusion, in float64
+    with eval-mode BN: each block is relu(post_bn(BN(conv3x3(x)) + BN(conv1x1(x)) +
+    identity)) with every BN present in the file and only those, then global average
+    pooling and the head. Input (N, C_in, H, W), output logits (N, classes) in the
+    input's dtype."""
+
+    def __init__(self, blocks: list[BlockParams], fc_weight: np.ndarray, fc_bias: np.ndarray):
+        super().__init__()
+        self.block_params = blocks
+        self.fc_weight = torch.from_numpy(np.asarray(fc_weight, dtype=np.float64))
+        self.fc_bias = torch.from_numpy(np.asarray(fc_bias, dtype=np.float64))
+
+    @staticmethod
+    def _t(a) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
+    def _bn(self, x, bn: BatchNorm):
+        return torch.nn.functional.batch_norm(x, self._t(bn.running_mean), self._t(bn.running_var),
+                                              self._t(bn.weight), self._t(bn.bias), training=False, eps=bn.eps)
+
+    def _branch(self, x, branch, stride, groups):
+        k = branch.kernel.shape[-1]
+        out = torch.nn.functional.conv2d(x, self._t(branch.kernel), stride=stride, padding=k // 2, groups=groups)
+        return out if branch.bn is None else self._bn(out, branch.bn)
+
+    def _block(self, p: BlockParams, x):
+        if p.is_fused:
+            out = torch.nn.functional.conv2d(x, self._t(p.weight), self._t(p.bias), stride=p.stride, padding=1,
+                                             groups=p.groups)
+        else:
+            out = self._branch(x, p.dense, p.stride, p.groups) + self._branch(x, p.pointwise, p.stride, p.groups)
+            if p.identity is not None:
+                out = out + self._bn(x, p.identity)
+            if p.identity_without_bn:
+                out = out + x
+        if p.post_bn is not None:
+            out = self._bn(out, p.post_bn)
+        return torch.relu(out)
+
+    def forward(self, x):
+        h = x.to(torch.float64)
+        for p in self.block_params:
+            h = self._block(p, h)
+        return (h.mean(dim=(2, 3)) @ self.fc_weight.T + self.fc_bias).to(x.dtype)
+
+
 def fused_parameter_count(net: FusedNetwork) -> int:
     """Parameters of the fused network: 3x3 kernels, biases and the head."""
     return int(sum(l.weight.size + l.bias.size for l in net.layers) + net.fc_weight.size + net.fc_bias.size)
@@ -177,8 +260,67 @@ def fused_parameter_count(net: FusedNetwork) -> int:
 # --------------------------------------------------------------------------- reading
 
 
+class _UnreadObject(dict):
+    """The stand-in for an mmengine object in a checkpoint (e.g. the HistoryBuffer of
+    `message_hub`): built from the pickle's arguments and state without running any code
+    of its class, and never looked at. A dict so that pickled dict items land in it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def __setstate__(self, state):
+        self["__state__"] = state
+
+    def append(self, item):
+        self.setdefault("__items__", []).append(item)
+
+    def extend(self, items):
+        self.setdefault("__items__", []).extend(items)
+
+
+#: numpy globals that rebuild plain arrays, dtypes and scalars (what an mmengine
+#: message_hub holds besides its own classes); unpickled with the same restrictions.
+_NUMPY_GLOBALS = {
+    "numpy.ndarray": np.ndarray,
+    "numpy.dtype": np.dtype,
+    "numpy.core.multiarray._reconstruct": np.ndarray.__reduce__(np.zeros(0))[0],
+    "numpy._core.multiarray._reconstruct": np.ndarray.__reduce__(np.zeros(0))[0],
+    "numpy.core.multiarray.scalar": np.float64(0).__reduce__()[0],
+    "numpy._core.multiarray.scalar": np.float64(0).__reduce__()[0],
+}
+
+
+def _mmengine_stand_ins(path: Path) -> tuple[list, list[str]]:
+    """(safe globals, other globals) of a checkpoint that torch.load(weights_only=True)
+    refused: the safe globals read an mmengine training checkpoint (mmengine objects as
+    _UnreadObject, numpy arrays as themselves) and are empty unless it has mmengine
+    objects; the other globals are the ones it needs besides (each a refusal)."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 -- a legacy or broken file: the caller reports the first error
+        return [], []
+    numpy_dtypes = {f"numpy.dtypes.{n}": getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")}
+    stand_ins, others = [], []
+    for name in names:
+        if name.startswith("mmengine."):
+            stand_ins.append((_UnreadObject, name))
+        elif name in _NUMPY_GLOBALS or name in numpy_dtypes:
+            stand_ins.append((_NUMPY_GLOBALS.get(name) or numpy_dtypes[name], name))
+        else:
+            others.append(name)
+    if "numpy.dtype" in names:
+        # A dtype's pickled state is applied to an instance of its class (Float64DType...).
+        stand_ins += list(numpy_dtypes.values())
+    if not any(n.startswith("mmengine.") for n in names):
+        stand_ins = []
+    return stand_ins, others
+
+
 def _read_file(path: Path):
-    """torch.load(path, weights_only=True), every failure mapped to one RepAccelError."""
+    """torch.load(path, weights_only=True), every failure mapped to one RepAccelError.
+
+    mmengine training checkpoints (mmpretrain) store mmengine objects in `message_hub`;
+    those are read as inert stand-ins (_mmengine_stand_ins), still with weights_only."""
     if not path.exists():
         raise RepAccelError(f"{path}: no such file")
     if path.is_dir():
@@ -200,9 +342,22 @@ def _read_file(path: Path):
     except pickle.UnpicklingError as e:
         msg = str(e)
         m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+        stand_ins, others = _mmengine_stand_ins(path) if m else ([], [])
+        if stand_ins and not others:
+            try:
+                with warnings.catch_warnings(), torch.serialization.safe_globals(stand_ins):
+                    warnings.simplefilter("ignore")
+                    return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as retry_error:  # noqa: BLE001 -- any failure of the second reading is reported here
+                first = str(retry_error).splitlines()[0][:100] if str(retry_error) else ""
+                raise RepAccelError(
+                    f"{path}: an mmengine checkpoint whose objects cannot be read even as inert stand-ins "
+                    f"({type(retry_error).__name__}: {first}); "
+                    "save its weights alone: torch.save(torch.load(f)['state_dict'], 'model.pt')") from None
         if m:
+            unsafe = (others or [m.group(1)])[0]
             raise RepAccelError(
-                f"{path}: refused: the file stores Python objects ({m.group(1)}) that only full unpickling "
+                f"{path}: refused: the file stores Python objects ({unsafe}) that only full unpickling "
                 f"would rebuild, and full unpickling can run code; {_EXPORT_HINT}") from None
         m = re.search(r"Unsupported operand (\d+)", msg)
         if m:
@@ -304,12 +459,17 @@ def _detect_family(keys: list[str], path: Path, what: str) -> str:
     if plus:
         raise RepAccelError(f"{path}: not supported: RepVGGplus (found '{plus}'); its auxiliary heads and "
                             "post-SE blocks are not plain 3x3 conv + ReLU layers. Give a plain RepVGG checkpoint")
-    se = first(r"(^|\.)se\.(down|up)\.") or first(r"(^|\.)attn\.")
+    se = first(r"(^|\.)se\.(down|up)\.") or first(r"(^|\.)se_layer\.") or first(r"(^|\.)attn\.")
     if se:
         kind = "timm attention/SE" if ".attn." in "." + se else "squeeze-and-excitation (SE)"
         raise RepAccelError(f"{path}: not supported: RepVGG with {kind} blocks (found '{se}'); the SE branch "
                             "scales channels by a global pooling of the input and cannot be fused into a plain "
                             "3x3 conv. Give a plain RepVGG checkpoint (A0-B3, g2/g4)")
+    if any(k.startswith(("backbone.stem.branch_3x3.", "backbone.stem.branch_reparam.")) for k in keys):
+        return "mmpretrain"
+    # QARepVGG: a 1x1 conv without BN, or a BN of the block itself (after the sum).
+    if any(re.match(r"^stage\d+(\.\d+)?\.(rbr_1x1\.weight|bn\.running_var)$", k) for k in keys):
+        return "qarepvgg"
     if any(k.startswith("stage0.rbr_") for k in keys):
         return "official"
     if any(k.startswith(("stem.conv_kxk.", "stem.reparam_conv.")) for k in keys):
@@ -322,7 +482,8 @@ def _detect_family(keys: list[str], path: Path, what: str) -> str:
         f"{path}: not supported: {what} is not a RepVGG checkpoint"
         + (f" (it looks like {guess})" if guess else "")
         + f"; found keys {shown}; expected the official RepVGG ('stage0.rbr_dense.conv.weight'), timm "
-        "repvgg_* ('stem.conv_kxk.conv.weight') or rep-accel ('stages.0.0.conv3x3.conv.weight') layout")
+        "repvgg_* ('stem.conv_kxk.conv.weight'), mmpretrain ('backbone.stem.branch_3x3.conv.weight'), QARepVGG "
+        "('stage0.rbr_1x1.weight', 'stage0.bn.weight') or rep-accel ('stages.0.0.conv3x3.conv.weight') layout")
 
 
 def _parse_blocks(sd: dict, kl: KeyLayout, path: Path):
@@ -365,7 +526,8 @@ def _parse_blocks(sd: dict, kl: KeyLayout, path: Path):
     for s, depth in enumerate(depths):
         for b in range(depth):
             prefix = kl.block_prefix(s, b)
-            p = _parse_one_block(raw[(s, b)], kl, f"{prefix}", f"stage{s}.{b}", 2 if b == 0 else 1, cin, path)
+            parse = _parse_quantization_aware_block if kl.post_norm else _parse_one_block
+            p = parse(raw[(s, b)], kl, f"{prefix}", f"stage{s}.{b}", 2 if b == 0 else 1, cin, path)
             if in_channels is None:
                 in_channels = p.cin
             cin = p.cout
@@ -414,11 +576,11 @@ def _parse_one_block(t: dict, kl: KeyLayout, prefix: str, name: str, stride: int
             kernel = take(branch, "conv.weight")
             if kernel.ndim != 4 or kernel.shape[2:] != (k, k):
                 raise shape_error(f"{branch}.conv.weight", kernel.shape, f"(C_out, C_in/groups, {k}, {k})")
-            bn = [take(branch, f"bn.{f}") for f in _BN_FIELDS]
+            bn = [take(branch, f"{kl.norm}.{f}") for f in _BN_FIELDS]
             for f, v in zip(_BN_FIELDS, bn):
                 if v.shape != (kernel.shape[0],):
-                    raise shape_error(f"{branch}.bn.{f}", v.shape, f"({kernel.shape[0]},)")
-            expected_keys.update([f"{branch}.conv.weight"] + [f"{branch}.bn.{f}" for f in _BN_FIELDS])
+                    raise shape_error(f"{branch}.{kl.norm}.{f}", v.shape, f"({kernel.shape[0]},)")
+            expected_keys.update([f"{branch}.conv.weight"] + [f"{branch}.{kl.norm}.{f}" for f in _BN_FIELDS])
             return ConvBNParams(kernel, BatchNorm(*bn, eps=BN_EPS))
 
         if kl.dense not in branches or kl.pointwise not in branches:
@@ -451,6 +613,84 @@ def _parse_one_block(t: dict, kl: KeyLayout, prefix: str, name: str, stride: int
     extra = sorted(set(t) - expected_keys)
     if extra:
         raise RepAccelError(f"{path}: not supported: unexpected tensor '{prefix}.{extra[0]}' in a plain RepVGG block")
+    return p
+
+
+def _parse_quantization_aware_block(t: dict, kl: KeyLayout, prefix: str, name: str, stride: int, cin,
+                                    path: Path) -> BlockParams:
+    """One QARepVGG block: train-time `rbr_dense` (3x3 conv, with or without its BN),
+    `rbr_1x1.weight` (1x1 conv, no BN, no bias), an identity without tensors where
+    C_in == C_out at stride 1, and `bn` (the BN after the sum); or deploy
+    `rbr_reparam.{weight,bias}` with or without `bn` after it (YOLOv6 keeps it)."""
+    def shape_error(what, got, want):
+        return RepAccelError(f"{path}: inconsistent shapes: '{prefix}.{what}' is {tuple(got)}, expected {want}")
+
+    def take(key):
+        if key not in t:
+            raise RepAccelError(f"{path}: inconsistent: QARepVGG block '{prefix}' has '{prefix}.{next(iter(t))}' "
+                                f"but no '{prefix}.{key}'")
+        expected_keys.add(key)
+        return t[key]
+
+    def kernel(key, k):
+        w = take(key)
+        if w.ndim != 4 or w.shape[2:] != (k, k):
+            raise shape_error(key, w.shape, f"(C_out, C_in/groups, {k}, {k})")
+        return w
+
+    def batch_norm(branch, channels):
+        bn = [take(f"{branch}.{f}") for f in _BN_FIELDS]
+        for f, v in zip(_BN_FIELDS, bn):
+            if v.shape != (channels,):
+                raise shape_error(f"{branch}.{f}", v.shape, f"({channels},)")
+        return BatchNorm(*bn, eps=BN_EPS)
+
+    expected_keys: set[str] = set()
+    branches = {k.split(".", 1)[0] for k in t}
+    known = {kl.dense, kl.pointwise, kl.fused, kl.post_norm}
+    if branches - known:
+        odd = sorted(branches - known)[0]
+        raise RepAccelError(f"{path}: not supported: QARepVGG block '{prefix}' has a '{odd}' branch "
+                            f"(e.g. '{prefix}.{next(k for k in t if k.startswith(odd))}'), not part of a plain "
+                            "QARepVGG block")
+    if kl.fused in branches:
+        if branches - {kl.fused, kl.post_norm}:
+            raise RepAccelError(f"{path}: inconsistent: block '{prefix}' holds both a fused '{kl.fused}' and "
+                                f"train-time branches {sorted(branches - {kl.fused, kl.post_norm})}")
+        w = kernel(f"{kl.fused}.weight", 3)
+        bias = take(f"{kl.fused}.bias")
+        if bias.shape != (w.shape[0],):
+            raise shape_error(f"{kl.fused}.bias", bias.shape, f"({w.shape[0]},)")
+        groups = _groups(cin, w, prefix, f"{kl.fused}.weight", path)
+        post = batch_norm(kl.post_norm, w.shape[0]) if kl.post_norm in branches else None
+        p = BlockParams(name, stride, groups, weight=w, bias=bias, post_bn=post)
+    else:
+        for needed in (kl.dense, kl.pointwise, kl.post_norm):
+            if needed not in branches:
+                raise RepAccelError(f"{path}: inconsistent: QARepVGG block '{prefix}' has no '{needed}' "
+                                    f"(found {sorted(branches)})")
+        # QARepVGGBlockV2 (the paper's block) keeps a BN on the 3x3 branch; the repository's
+        # QARepVGGBlock has a bare 3x3 conv there.
+        if f"{kl.dense}.weight" in t:
+            dense = ConvBNParams(kernel(f"{kl.dense}.weight", 3), None)
+        else:
+            k3 = kernel(f"{kl.dense}.conv.weight", 3)
+            dense = ConvBNParams(k3, batch_norm(f"{kl.dense}.{kl.norm}", k3.shape[0]))
+        pointwise = ConvBNParams(kernel(f"{kl.pointwise}.weight", 1), None)
+        if pointwise.kernel.shape[:2] != dense.kernel.shape[:2]:
+            raise shape_error(f"{kl.pointwise}.weight", pointwise.kernel.shape,
+                              f"({dense.kernel.shape[0]}, {dense.kernel.shape[1]}, 1, 1) like its 3x3 branch")
+        groups = _groups(cin, dense.kernel, prefix, f"{kl.dense} kernel", path)
+        cout = dense.kernel.shape[0]
+        post = batch_norm(kl.post_norm, cout)
+        # The identity has no tensors: QARepVGG builds it exactly where RepVGG has one.
+        with_identity = stride == 1 and dense.kernel.shape[1] * groups == cout
+        p = BlockParams(name, stride, groups, dense=dense, pointwise=pointwise,
+                        identity_without_bn=with_identity, post_bn=post)
+    extra = sorted(set(t) - expected_keys)
+    if extra:
+        raise RepAccelError(f"{path}: not supported: unexpected tensor '{prefix}.{extra[0]}' in a QARepVGG block "
+                            "(3x3 conv+BN, 1x1 conv, identity, BN after the sum)")
     return p
 
 
@@ -552,10 +792,13 @@ def _blocks_to_state_dict(blocks, fc_weight, fc_bias, kl: KeyLayout) -> dict:
         if p.is_fused:
             sd[f"{pre}.{kl.fused}.weight"], sd[f"{pre}.{kl.fused}.bias"] = p.weight, p.bias
             continue
+        if p.post_bn is not None or p.identity_without_bn or p.dense.bn is None or p.pointwise.bn is None:
+            raise RepAccelError(f"block {p.name}: a QARepVGG block has no train-time form in the {kl.family} "
+                                "layout; write its fused (deploy) form")
         for branch, params in ((kl.dense, p.dense), (kl.pointwise, p.pointwise)):
             sd[f"{pre}.{branch}.conv.weight"] = params.kernel
             for f in _BN_FIELDS:
-                sd[f"{pre}.{branch}.bn.{f}"] = getattr(params.bn, f)
+                sd[f"{pre}.{branch}.{kl.norm}.{f}"] = getattr(params.bn, f)
         if p.identity is not None:
             for f in _BN_FIELDS:
                 sd[f"{pre}.{kl.identity}.{f}"] = getattr(p.identity, f)
@@ -579,8 +822,10 @@ def _stage_names(net: FusedNetwork) -> list[str]:
 
 def deploy_state_dict(net: FusedNetwork, layout: str) -> dict:
     """The fused network as a float32 state_dict in `layout`'s deploy key convention
-    (official -> `stageS.B.rbr_reparam.*`, timm -> `stages.N.M.reparam_conv.*`,
-    rep_accel -> `stages.S.B.fused.*`)."""
+    (official and qarepvgg -> `stageS.B.rbr_reparam.*`, timm -> `stages.N.M.reparam_conv.*`,
+    mmpretrain -> `backbone.stage_S.B.branch_reparam.*`, rep_accel -> `stages.S.B.fused.*`).
+    QARepVGG's deploy-mode model has exactly the official deploy keys (its BN after the
+    sum is folded into `rbr_reparam`)."""
     family = layout.removesuffix("-deploy")
     if family not in _KEY_LAYOUTS:
         raise RepAccelError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -610,8 +855,10 @@ def _to_bytes(obj) -> bytes:
 
 
 def deploy_checkpoint(loaded_or_fused, layout: str | None = None):
-    """What save_deploy writes: a bare state_dict (official, timm) or this package's
-    deploy checkpoint dict (rep_accel). `layout` defaults to the loaded file's."""
+    """What save_deploy writes: a bare state_dict (official, timm, qarepvgg), an mmengine
+    checkpoint `{"meta", "state_dict"}` (mmpretrain, as its reparameterize_model tool
+    writes) or this package's deploy checkpoint dict (rep_accel). `layout` defaults to
+    the loaded file's."""
     if isinstance(loaded_or_fused, LoadedCheckpoint):
         net, layout = loaded_or_fused.network, layout or loaded_or_fused.layout
     elif isinstance(loaded_or_fused, FusedNetwork):
@@ -619,6 +866,8 @@ def deploy_checkpoint(loaded_or_fused, layout: str | None = None):
     else:
         raise TypeError(f"save_deploy needs a LoadedCheckpoint or FusedNetwork, got {type(loaded_or_fused).__name__}")
     sd = deploy_state_dict(net, layout)
+    if layout.removesuffix("-deploy") == "mmpretrain":
+        return {"meta": {"fused_by": "rep-accel", "fused_from": str(net.meta.get("source", ""))}, "state_dict": sd}
     if layout.removesuffix("-deploy") != "rep_accel":
         return sd
     config = deploy_config(net)

@@ -12,6 +12,15 @@ Exactly the paper's derivation (Ding et al. 2021, Sec. 3.3), in float64:
   channel c mod C_in/g), which is the identity map also with groups, then BN-folded;
 - the three kernels and the three biases summed.
 
+QARepVGG blocks (Chu et al. 2022, "Make RepVGG Greater Again: A Quantization-aware
+Approach"; docs/checkpoints.md) put one BN after the sum instead of one per branch:
+`y = relu(BN(BN3(conv3x3(x)) + conv1x1(x) + x))`. A branch without its own BN
+(`ConvBNParams.bn is None`, `BlockParams.identity_without_bn`) enters the sum as its
+bare kernel, and the BN after the sum (`BlockParams.post_bn`) is folded last, into a
+kernel that already has a bias b: `W' = W * s`, `b' = beta + (b - mu) * s` with
+`s = gamma / sqrt(var + eps)`. YOLOv6 keeps that BN beside its fused conv in deploy
+form, so `post_bn` may follow a fused `weight`/`bias` too.
+
 `fuse_block` works on raw tensors (`BlockParams`, filled by `rep_accel.checkpoints`
 from any key layout, or by `block_params_from_module` from a `rep_accel.models`
 block); `fuse_blocks` builds the `FusedNetwork`; `fuse_model` does it for a module.
@@ -47,10 +56,11 @@ class BatchNorm:
 
 @dataclass
 class ConvBNParams:
-    """One conv+BN branch: kernel float64 (C_out, C_in/groups, k, k), k = 3 or 1."""
+    """One conv+BN branch: kernel float64 (C_out, C_in/groups, k, k), k = 3 or 1; bn
+    None for a conv without BN of its own (QARepVGG's 1x1 branch)."""
 
     kernel: np.ndarray
-    bn: BatchNorm
+    bn: BatchNorm | None
 
 
 @dataclass
@@ -58,7 +68,10 @@ class BlockParams:
     """The tensors of one block, train-time (`dense`, `pointwise`, optional `identity`)
     or already fused (`weight` (C_out, C_in/groups, 3, 3), `bias` (C_out,)).
 
-    stride: 1 or 2; groups: conv groups of both convs (and the fused one)."""
+    stride: 1 or 2; groups: conv groups of both convs (and the fused one);
+    identity_without_bn: the identity enters the sum without a BN (QARepVGG);
+    post_bn: a BN (C_out,) applied to the sum of the branches, or to the fused conv,
+    before the ReLU (QARepVGG), else None."""
 
     name: str
     stride: int
@@ -68,6 +81,8 @@ class BlockParams:
     identity: BatchNorm | None = None
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
+    identity_without_bn: bool = False
+    post_bn: BatchNorm | None = None
 
     @property
     def is_fused(self) -> bool:
@@ -88,6 +103,21 @@ def fold_bn(kernel: np.ndarray, bn: BatchNorm) -> tuple[np.ndarray, np.ndarray]:
     scale = bn.weight.astype(np.float64) / std
     return (kernel.astype(np.float64) * scale[:, None, None, None],
             bn.bias.astype(np.float64) - bn.running_mean.astype(np.float64) * scale)
+
+
+def fold_bn_after(kernel: np.ndarray, bias: np.ndarray, bn: BatchNorm) -> tuple[np.ndarray, np.ndarray]:
+    """conv(kernel) + bias followed by BN (eval) == conv(kernel') + bias'. Returns (kernel', bias')."""
+    std = np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    scale = bn.weight.astype(np.float64) / std
+    return (kernel.astype(np.float64) * scale[:, None, None, None],
+            bn.bias.astype(np.float64) + (bias.astype(np.float64) - bn.running_mean.astype(np.float64)) * scale)
+
+
+def _fold_branch(branch: ConvBNParams) -> tuple[np.ndarray, np.ndarray]:
+    """A branch as (kernel, bias): BN folded in, or the bare kernel and a zero bias."""
+    if branch.bn is None:
+        return branch.kernel.astype(np.float64), np.zeros(branch.kernel.shape[0], dtype=np.float64)
+    return fold_bn(branch.kernel, branch.bn)
 
 
 def pad_1x1_to_3x3(kernel: np.ndarray) -> np.ndarray:
@@ -116,12 +146,16 @@ def fuse_block(p: BlockParams) -> FusedLayer:
         if p.dense.kernel.shape[2:] != (3, 3) or p.pointwise.kernel.shape[2:] != (1, 1):
             raise RepAccelError(f"block {p.name}: expected a 3x3 and a 1x1 kernel, got "
                                 f"{p.dense.kernel.shape} and {p.pointwise.kernel.shape}")
-        w, b = fold_bn(p.dense.kernel, p.dense.bn)
-        w1, b1 = fold_bn(pad_1x1_to_3x3(p.pointwise.kernel), p.pointwise.bn)
+        w, b = _fold_branch(p.dense)
+        w1, b1 = _fold_branch(ConvBNParams(pad_1x1_to_3x3(p.pointwise.kernel), p.pointwise.bn))
         w, b = w + w1, b + b1
         if p.identity is not None:
             wi, bi = fold_bn(identity_kernel(p.identity.channels, p.groups), p.identity)
             w, b = w + wi, b + bi
+        if p.identity_without_bn:
+            w = w + identity_kernel(p.cout, p.groups)
+    if p.post_bn is not None:
+        w, b = fold_bn_after(w, b, p.post_bn)
     return FusedLayer(name=p.name, weight=np.ascontiguousarray(w, dtype=np.float32),
                       bias=np.ascontiguousarray(b, dtype=np.float32), stride=int(p.stride), groups=int(p.groups))
 

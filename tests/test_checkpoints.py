@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints_layouts import HEAD, rename_key, renamed_state_dict, trained_like
+from checkpoints_layouts import HEAD, mmengine_checkpoint, mmpretrain_key, rename_key, renamed_state_dict, trained_like
 from rep_accel.checkpoints import (LAYOUTS, load_checkpoint, load_fused, model_checkpoint, save_deploy,
                                    save_model)
 from rep_accel.errors import RepAccelError
@@ -19,6 +19,9 @@ from rep_accel.fusion import fuse_model
 from rep_accel.models import RepVGG, create_model
 
 REL_TOL = 1e-5
+
+#: The layouts of plain RepVGG blocks (QARepVGG's have tests/test_checkpoints_qarepvgg.py).
+PLAIN_LAYOUTS = tuple(layout for layout in LAYOUTS if not layout.startswith("qarepvgg"))
 
 
 def assert_same_network(a, b):
@@ -49,11 +52,11 @@ def layout_file(model: RepVGG, layout: str, path):
         src = RepVGG(model.config)
         src.load_state_dict(model.state_dict())
         src.eval().switch_to_deploy()
-    torch.save(renamed_state_dict(src, family), path)
+    torch.save(mmengine_checkpoint(src) if family == "mmpretrain" else renamed_state_dict(src, family), path)
     return path
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", PLAIN_LAYOUTS)
 @pytest.mark.parametrize("name,cin", [("nano", 3), ("tiny", 1), ("tiny", 3), ("mnist", 1)])
 def test_every_layout_loads_back(tmp_path, layout, name, cin):
     model = trained_like(name, seed=len(name) + cin, in_channels=cin, num_classes=7)
@@ -140,10 +143,12 @@ def expected_deploy_keys(model: RepVGG, family: str) -> dict:
     sd = deploy.state_dict()
     if family == "rep_accel":
         return {k: tuple(v.shape) for k, v in sd.items()}
+    if family == "mmpretrain":
+        return {mmpretrain_key(k): tuple(v.shape) for k, v in sd.items()}
     return {rename_key(k, family): tuple(v.shape) for k, v in sd.items()}
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", PLAIN_LAYOUTS)
 def test_fuse_deploy_load_round_trip(tmp_path, layout):
     model = trained_like("tiny", seed=7, in_channels=3, num_classes=10)
     loaded = load_checkpoint(layout_file(model, layout, tmp_path / "m.pt"))
@@ -152,7 +157,7 @@ def test_fuse_deploy_load_round_trip(tmp_path, layout):
     family = layout.removesuffix("-deploy")
     # Exactly the keys and shapes of the original project's deploy-mode model.
     raw = torch.load(out, weights_only=True)
-    sd = raw["state_dict"] if family == "rep_accel" else raw
+    sd = raw["state_dict"] if family in ("rep_accel", "mmpretrain") else raw
     assert {k: tuple(v.shape) for k, v in sd.items()} == expected_deploy_keys(model, family)
     assert all(v.dtype == torch.float32 for v in sd.values())
     if family == "rep_accel":
@@ -170,7 +175,7 @@ def test_fuse_deploy_load_round_trip(tmp_path, layout):
 def test_save_deploy_converts_between_layouts(tmp_path):
     model = trained_like("nano", seed=2)
     net = fuse_model(model)
-    for layout in ("official", "timm-deploy", "rep_accel"):
+    for layout in ("official", "timm-deploy", "rep_accel", "mmpretrain"):
         save_deploy(net, tmp_path / f"{layout}.pt", layout)
         back = load_checkpoint(tmp_path / f"{layout}.pt")
         assert back.family == layout.removesuffix("-deploy")
