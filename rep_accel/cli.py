@@ -16,7 +16,7 @@ import sys
 from .errors import RepAccelError
 
 #: Subcommands in the order of the flow.
-COMMANDS = ("demo", "fuse", "compile", "simulate", "rtl", "verify", "synth")
+COMMANDS = ("demo", "fuse", "compile", "simulate", "evaluate", "rtl", "verify", "synth")
 
 
 def _load_commands():
