@@ -48,7 +48,8 @@ from rep_accel.errors import RepAccelError
 from rep_accel.fsutil import atomic_write_bytes
 from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import (HEADER_BEATS, LayerShape, has_output, input_beats, layer_cycles, output_from_beats,
-                              pack_tile_params, plan_tiles, scan_extent)
+                              pack_tile_params, plan_tiles, scan_extent, tile_param_beats)
+from rep_accel.memory import UNLIMITED_ENGINE_ARGS, MemoryModel
 from rep_accel.numerics import ACT_MAX, ACT_MIN, requantize_value
 
 # Controller phases.
@@ -105,7 +106,8 @@ def _trace_row(trace, n, a, b, c, d, e, f, g, h, i, j):
 
 @njit(cache=True)
 def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, po, max_cg, line_depth, latency,
-           params, act_in, params_pat, act_in_pat, act_out_pat, act_out, record, trace_capacity):
+           params, act_in, params_pat, act_in_pat, act_out_pat, act_out, record, trace_capacity,
+           mem_num, mem_den, mem_cap, mem_latency, datapath):
     """Run one layer, one clock per loop iteration.
 
     height, width, stride, input_signed, n_tiles: the descriptor fields the engine uses;
@@ -114,6 +116,13 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
     params: uint8 (beats, 9 * pi) parameter stream; act_in: uint8 (beats, pi) activation
     stream (bytes; int8 lanes when input_signed); *_pat: uint8 valid/ready patterns;
     act_out: uint8 (max beats, po), filled with the output beats in transfer order.
+    mem_num, mem_den, mem_cap, mem_latency: the external-memory host
+    (`rep_accel.memory.MemoryModel.engine_args`; mem_den = 0: none, the patterns alone):
+    credit in 1/mem_den bytes grows by mem_num per cycle from cycle mem_latency on, up to
+    mem_cap; a beat is offered only when the pattern allows it and the credit covers it.
+    datapath: False skips the window generator, the array and requantization (nothing
+    they compute decides a cycle), so the count is the same at a fraction of the cost:
+    fast mode's timing replay; act_in is then never read and act_out never written.
     Returns (cycles, output beats, error code, error arg 0, error arg 1, trace) where
     trace is uint8 (rows, 10), row = cycle, columns TRACE_SIGNALS, when `record` (else empty).
     """
@@ -131,7 +140,9 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
     acc = np.zeros(po, dtype=np.int64)
     ring_valid = np.zeros(L, dtype=np.uint8)
     ring = np.zeros((L, po), dtype=np.uint8)
-    base = 0
+    # The delay line is a ring: `head` (= advances mod L) is the output register's slot;
+    # an advance writes the slot it leaves behind. Counters instead of `%`, for speed.
+    head = 0
     trace = np.zeros((trace_capacity if record else 0, 10), dtype=np.uint8)
     n_trace = 0
 
@@ -156,15 +167,41 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
     done_next = False
     finished = False
     cycles = 0
+    # External memory: credit in 1/mem_den bytes; a beat's cost in the same unit.
+    memory = mem_den > 0
+    credit = np.int64(0)
+    p_cost = np.int64(nine * pi) * mem_den
+    in_cost = np.int64(pi) * mem_den
+    out_cost = np.int64(po) * mem_den
     c = 0
+    c_out = 0  # c mod len(pattern) of each pattern
+    c_p = 0
+    c_in = 0
     while True:
-        # ---- host side ----
+        ovalid = ring_valid[head] != 0
+        # ---- host side: the write first, then params, then act_in (rep_accel.memory) ----
         desc_valid = c == 0
-        pv = p_next < n_params and (p_held or params_pat[c % params_pat.shape[0]] != 0)
-        iv = in_next < n_in and (in_held or act_in_pat[c % act_in_pat.shape[0]] != 0)
-        oready = act_out_pat[c % act_out_pat.shape[0]] != 0
+        oready = act_out_pat[c_out] != 0
+        p_offer = params_pat[c_p] != 0
+        in_offer = act_in_pat[c_in] != 0
+        c_out = c_out + 1 if c_out + 1 < act_out_pat.shape[0] else 0
+        c_p = c_p + 1 if c_p + 1 < params_pat.shape[0] else 0
+        c_in = c_in + 1 if c_in + 1 < act_in_pat.shape[0] else 0
+        if memory:
+            if c >= mem_latency:
+                credit = min(credit + mem_num, mem_cap)
+            oready = oready and credit >= out_cost
+            if ovalid and oready:
+                credit -= out_cost
+            p_offer = p_offer and not p_held and p_next < n_params and credit >= p_cost
+            if p_offer:
+                credit -= p_cost
+            in_offer = in_offer and not in_held and in_next < n_in and credit >= in_cost
+            if in_offer:
+                credit -= in_cost
+        pv = p_next < n_params and (p_held or p_offer)
+        iv = in_next < n_in and (in_held or in_offer)
         # ---- engine outputs (functions of the state and, for ready, of the stall) ----
-        ovalid = ring_valid[base % L] != 0
         out_block = ovalid and not oready
         needs_input = phase == SCAN and y < height and x < width
         desc_ready = phase == IDLE
@@ -195,11 +232,12 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
         if out_t:
             if out_beats >= act_out.shape[0]:
                 return cycles, out_beats, _OUTPUT_LONG, out_beats, act_out.shape[0], trace[:n_trace]
-            for o in range(po):
-                act_out[out_beats, o] = ring[base % L, o]
+            if datapath:
+                for o in range(po):
+                    act_out[out_beats, o] = ring[head, o]
             out_beats += 1
             tile_outputs += 1
-            ring_valid[base % L] = 0
+            ring_valid[head] = 0
 
         # ---- controller ----
         if phase == IDLE:
@@ -217,6 +255,8 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                         return cycles, out_beats, _BAD_CG, cg, max_cg, trace[:n_trace]
                     if width * cg > line_depth:
                         return cycles, out_beats, _LINE_DEPTH, width * cg, line_depth, trace[:n_trace]
+                elif not datapath:
+                    pass
                 elif k <= po:
                     o = k - HEADER_BEATS
                     b = _le(row, 0, 4)
@@ -240,7 +280,7 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                     tile_outputs = 0
         elif phase == SCAN:
             issue = in_t if needs_input else not out_block
-            if issue:
+            if issue and datapath:
                 # -- window generator, per lane --
                 inside_col = x < width
                 addr = x * cg + g
@@ -274,8 +314,6 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                     for r in range(3):
                         coldelay[i, g, 1, r] = 0 if x == 0 else coldelay[i, g, 0, r]
                         coldelay[i, g, 0, r] = cur[r]
-                if needs_input:
-                    in_next += 1
                 # -- the array: partial sums of this channel group, column accumulators --
                 for o in range(po):
                     # int32 products and sums, as the hardware's adder tree (|sum| < 2^31)
@@ -284,12 +322,16 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                     for t in range(pi * nine):
                         s = np.int32(s + np.int32(np.int32(wrow[t]) * np.int32(win[t])))
                     acc[o] = s if g == 0 else acc[o] + s
+            if issue:
+                if needs_input:
+                    in_next += 1
                 # -- requantization enters the pipeline at the position's last step --
-                base += 1
-                slot = (base - 1) % L
+                slot = head
+                head = head + 1 if head + 1 < L else 0
                 if g == cg - 1 and has_output(y, x, stride):
-                    for o in range(po):
-                        ring[slot, o] = requantize_value(acc[o] + bias[o], m0[o], nsh[o], ACT_MIN, ACT_MAX)
+                    if datapath:
+                        for o in range(po):
+                            ring[slot, o] = requantize_value(acc[o] + bias[o], m0[o], nsh[o], ACT_MIN, ACT_MAX)
                     ring_valid[slot] = 1
                 else:
                     ring_valid[slot] = 0
@@ -305,8 +347,8 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                             phase = DRAIN
         else:  # DRAIN
             if not out_block:
-                base += 1
-                ring_valid[(base - 1) % L] = 0
+                ring_valid[head] = 0
+                head = head + 1 if head + 1 < L else 0
         # ---- end of tile / layer: the tile's last output beat transferred ----
         if out_t and tile_outputs == outputs_per_tile and phase == DRAIN:
             tile += 1
@@ -399,10 +441,19 @@ def layer_params(layer, generics: HardwareGenerics) -> np.ndarray:
                            for t in plan_tiles(s, generics)])
 
 
+def _memory_args(memory: MemoryModel | None, generics: HardwareGenerics) -> tuple[int, int, int, int]:
+    if memory is None:
+        return UNLIMITED_ENGINE_ARGS
+    memory.check_beats(generics)
+    return memory.engine_args()
+
+
 def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: HardwareGenerics,
-              stimulus: Stimulus | None = None, trace: bool = False, name: str = "layer") -> CycleResult:
+              stimulus: Stimulus | None = None, trace: bool = False, name: str = "layer",
+              memory: MemoryModel | None = None) -> CycleResult:
     """Run one layer on one picture x: int8/uint8 (C_in, H, W), with its parameter beats
-    params: uint8 (beats, 9 * PI), on hardware `generics`."""
+    params: uint8 (beats, 9 * PI), on hardware `generics`; the host's streams come from
+    `memory` (`rep_accel.memory`; None: only the stimulus patterns limit them)."""
     x = np.asarray(x)
     if x.shape != (shape.cin, shape.height, shape.width):
         raise RepAccelError(f"{name}: input shape {x.shape} does not match ({shape.cin}, {shape.height}, {shape.width})")
@@ -419,7 +470,8 @@ def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: Ha
     capacity = layer_cycles(shape, g) + 1 if trace else 0
     cycles, n_out, err, a0, a1, rows_ = engine(
         shape.height, shape.width, shape.stride, bool(shape.input_signed), len(tiles), ho * wo, g.pi, g.po, g.max_cg,
-        g.line_depth, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1))
+        g.line_depth, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1),
+        *_memory_args(memory, g), True)
     if err != _OK:
         raise RepAccelError(f"{name}: cycle simulation stopped: " + _ERRORS[err].format(a0, a1))
     out = np.zeros((shape.cout, ho, wo), dtype=np.uint8)
@@ -429,9 +481,36 @@ def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: Ha
 
 
 def run_layer_q(layer, x: np.ndarray, generics: HardwareGenerics, stimulus: Stimulus | None = None,
-                trace: bool = False) -> CycleResult:
+                trace: bool = False, memory: MemoryModel | None = None) -> CycleResult:
     """`run_layer` for a QuantizedLayer, its parameter beats packed by `layout.pack_tile_params`."""
-    return run_layer(x, layer.shape, layer_params(layer, generics), generics, stimulus, trace, layer.name)
+    return run_layer(x, layer.shape, layer_params(layer, generics), generics, stimulus, trace, layer.name, memory)
+
+
+def timing_cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryModel | None = None,
+                  stimulus: Stimulus | None = None, name: str = "layer") -> int:
+    """The cycles `run_layer` counts for this layer under `memory` and `stimulus`, without
+    the data: the engine's control and host replayed with the datapath off (`engine`'s
+    `datapath=False`). No value the datapath computes decides a cycle, so this is exact;
+    the parameter stream carries only its tile headers, the activation stream zeros
+    (allocated, never read). Fast mode's cycle count under a memory model."""
+    g = generics
+    tiles = plan_tiles(shape, g)
+    beats_per_tile = [tile_param_beats(t, g) for t in tiles]
+    params = np.zeros((sum(beats_per_tile), g.param_beat_bytes), dtype=np.uint8)
+    at = 0
+    for t, n in zip(tiles, beats_per_tile):
+        params[at, 0:2] = np.frombuffer(np.uint16(t.cg).tobytes(), np.uint8)
+        at += n
+    act = np.zeros((sum(t.cg for t in tiles) * shape.height * shape.width, g.pi), dtype=np.uint8)
+    beats = np.zeros((len(tiles) * shape.out_height * shape.out_width, g.po), dtype=np.uint8)
+    pp, pi_, po_ = (stimulus or Stimulus()).arrays()
+    cycles, _, err, a0, a1, _ = engine(
+        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(tiles),
+        shape.out_height * shape.out_width, g.pi, g.po, g.max_cg, g.line_depth, g.pipeline_latency, params, act,
+        pp, pi_, po_, beats, False, 1, *_memory_args(memory, g), False)
+    if err != _OK:
+        raise RepAccelError(f"{name}: timing replay stopped: " + _ERRORS[err].format(a0, a1))
+    return int(cycles)
 
 
 def write_trace(path: str | os.PathLike, trace: np.ndarray, extra: dict | None = None) -> None:

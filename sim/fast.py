@@ -3,7 +3,8 @@
 The outputs follow the numerics contract (docs/numerics.md): a 3x3 convolution with
 padding 1, stride 1 or 2 and groups, accumulated exactly in 32-bit integers, then the
 per-channel requantization + ReLU of `rep_accel.numerics.requantize_value`. The cycle
-count is `rep_accel.layout.layer_cycles` (tile granularity): the cycle mode
+count is `rep_accel.layout.layer_cycles` (tile granularity; under an external-memory
+model, `rep_accel.memory`, the engine's timing replay `cycle.timing_cycles`): the cycle mode
 (`rep_accel.sim.cycle`) counts the same number by stepping every clock, and the tests
 check that they agree.
 
@@ -55,6 +56,9 @@ from numba import njit, prange
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import LayerShape, layer_cycles
+from rep_accel.memory import MemoryModel
+
+from .cycle import timing_cycles
 from rep_accel.numerics import ACC_MAX, ACT_MAX, ACT_MIN, accumulator_bound, requantize_value
 
 # Numba's default OpenMP layer spin-waits between parallel regions: on a loaded machine
@@ -429,6 +433,11 @@ def conv_layer_q(x: np.ndarray, layer, name: str | None = None) -> np.ndarray:
     return conv_layer(x, layer.shape, layer.weight, layer.bias, layer.m0, layer.n, name or layer.name)
 
 
-def cycles(shape: LayerShape, generics: HardwareGenerics) -> int:
-    """The layer's cycles with a never-stalling environment (`layout.layer_cycles`)."""
-    return layer_cycles(shape, generics)
+def cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryModel | None = None,
+           name: str = "layer") -> int:
+    """The layer's cycles: with unlimited memory (None) the schedule formula
+    `layout.layer_cycles`; under a memory model the engine's timing replay
+    (`cycle.timing_cycles`, datapath off), which cycle mode counts exactly too."""
+    if memory is None:
+        return layer_cycles(shape, generics)
+    return timing_cycles(shape, generics, memory, name=name)

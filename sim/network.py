@@ -19,7 +19,8 @@ import numpy as np
 from rep_accel import golden
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import check_fits, layer_cycles, plan_tiles, tile_param_beats
+from rep_accel.layout import check_fits, plan_tiles, tile_param_beats
+from rep_accel.memory import MemoryModel
 from rep_accel.progress import progress
 from rep_accel.qnetwork import QuantizedNetwork
 
@@ -68,17 +69,22 @@ def generics_for(qnet: QuantizedNetwork, pi: int = 8, po: int = 8, base: Hardwar
     return g.replace(w_max=w_max, max_cg=max_cg, line_depth=depth)
 
 
-def schedule_report(layers, generics: HardwareGenerics, clock_mhz: float = DEFAULT_CLOCK_MHZ) -> NetworkReport:
-    """The fast mode's report without computing any output (cycles from `layout.layer_cycles`),
-    e.g. to compare array sizes. layers: a QuantizedNetwork, a list of QuantizedLayers, or
-    a list of (name, LayerShape). Each layer must fit `generics` (`layout.check_fits`)."""
+def schedule_report(layers, generics: HardwareGenerics, clock_mhz: float = DEFAULT_CLOCK_MHZ,
+                    memory: MemoryModel | None = None) -> NetworkReport:
+    """The fast mode's report without computing any output (cycles from `fast.cycles`:
+    `layout.layer_cycles`, or the timing replay under `memory`), e.g. to compare array
+    sizes or memories. layers: a QuantizedNetwork, a list of QuantizedLayers, or a list of
+    (name, LayerShape). Each layer must fit `generics` (`layout.check_fits`)."""
     if isinstance(layers, QuantizedNetwork):
         layers = layers.layers
     named = [(l.name, l.shape) if hasattr(l, "shape") else (str(l[0]), l[1]) for l in layers]
     for name, shape in named:
         check_fits(shape, generics, name)
-    reports = [layer_report(name, shape, generics, layer_cycles(shape, generics)) for name, shape in named]
-    return network_report(reports, generics, clock_mhz, "schedule")
+    if memory is not None:
+        memory.check_beats(generics)
+    reports = [layer_report(name, shape, generics, fast.cycles(shape, generics, memory, name), memory)
+               for name, shape in named]
+    return network_report(reports, generics, clock_mhz, "schedule", memory)
 
 
 def check_input(qnet: QuantizedNetwork, x_q: np.ndarray, name: str = "input") -> None:
@@ -131,25 +137,30 @@ class NetworkSimulator:
     params: optional per-layer parameter beats, uint8 (beats, 9 * PI) each, e.g. read
     from a build's params.bin; default: packed from the network by `layout.pack_tile_params`.
     stimulus: cycle mode's stream patterns (`cycle.Stimulus`), default never stalls.
+    memory: the external memory the streams come from (`rep_accel.memory.MemoryModel`,
+    e.g. `memory.parse("ddr3-16-800", clock_mhz)`), in both modes; None: unlimited.
     """
 
     def __init__(self, qnet: QuantizedNetwork, generics: HardwareGenerics, mode: str = "fast",
                  params: list | None = None, stimulus: cycle.Stimulus | None = None,
-                 clock_mhz: float = DEFAULT_CLOCK_MHZ):
+                 clock_mhz: float = DEFAULT_CLOCK_MHZ, memory: MemoryModel | None = None):
         if mode not in MODES:
             raise RepAccelError(f"simulation mode {mode!r}: choose one of {', '.join(MODES)}")
         if not clock_mhz > 0:
             raise RepAccelError(f"clock {clock_mhz} MHz must be positive")
         check_network(qnet, generics)
         self.qnet, self.generics, self.mode, self.clock_mhz = qnet, generics, mode, float(clock_mhz)
-        self.stimulus = stimulus
+        self.stimulus, self.memory = stimulus, memory
         if stimulus is not None:
             stimulus.arrays()  # validates the patterns now
+        if memory is not None:
+            memory.check_beats(generics)
         if mode == "fast":
             self.plans = [fast.plan_layer(l.shape, l.weight, l.bias, l.m0, l.n, l.name) for l in qnet.layers]
             # The schedule's counts do not depend on the data: computed once.
-            self.fast_cycles = np.array([layer_cycles(l.shape, generics) for l in qnet.layers], dtype=np.int64)
-            self._fast_reports = [layer_report(l.name, l.shape, generics, int(c))
+            self.fast_cycles = np.array([fast.cycles(l.shape, generics, memory, l.name) for l in qnet.layers],
+                                        dtype=np.int64)
+            self._fast_reports = [layer_report(l.name, l.shape, generics, int(c), memory)
                                   for l, c in zip(qnet.layers, self.fast_cycles)]
         else:
             if params is None:
@@ -189,8 +200,9 @@ class NetworkSimulator:
         if self.mode == "fast":
             reports = self._fast_reports
         else:
-            reports = [layer_report(l.name, l.shape, self.generics, int(cycles[0, k])) for k, l in enumerate(layers)]
-        report = network_report(reports, self.generics, self.clock_mhz, self.mode)
+            reports = [layer_report(l.name, l.shape, self.generics, int(cycles[0, k]), self.memory)
+                       for k, l in enumerate(layers)]
+        report = network_report(reports, self.generics, self.clock_mhz, self.mode, self.memory)
         tr = None
         if trace:
             tr = np.concatenate(traces) if traces else np.zeros(0, _LAYER_TRACE_DTYPE)
@@ -216,7 +228,7 @@ class NetworkSimulator:
         t = x
         for k, layer in enumerate(self.qnet.layers):
             res = cycle.run_layer(t, layer.shape, self.params[k], self.generics, self.stimulus,
-                                  trace=traces is not None, name=layer.name)
+                                  trace=traces is not None, name=layer.name, memory=self.memory)
             t = res.output
             cycles[i, k] = res.cycles
             if acts is not None:
@@ -238,6 +250,6 @@ _LAYER_TRACE_DTYPE = np.dtype([("layer", np.int64)] + cycle.TRACE_DTYPE.descr)
 def simulate(qnet: QuantizedNetwork, x_q: np.ndarray, generics: HardwareGenerics, mode: str = "fast",
              **kwargs) -> SimulationResult:
     """One-call form: `NetworkSimulator(qnet, generics, mode).run(x_q)`; kwargs split
-    between the constructor (params, stimulus, clock_mhz) and run (trace, return_activations, show_progress)."""
-    ctor = {k: kwargs.pop(k) for k in ("params", "stimulus", "clock_mhz") if k in kwargs}
+    between the constructor (params, stimulus, clock_mhz, memory) and run (trace, return_activations, show_progress)."""
+    ctor = {k: kwargs.pop(k) for k in ("params", "stimulus", "clock_mhz", "memory") if k in kwargs}
     return NetworkSimulator(qnet, generics, mode, **ctor).run(x_q, **kwargs)

@@ -23,9 +23,19 @@ Definitions (per layer; tiles t of the layer, `cg_t` channel groups each):
   beats: header, requantization and weights, = the layer's share of params.bin),
   activations written `tiles * H_out * W_out * PO` (act_out beats).
 
+* external memory (`rep_accel.memory`): bytes = the three payloads' sum; minimum bytes
+  = `memory.minimum_bytes` (input read once, output written once, weights and
+  requantization parameters once); unlimited cycles = `layout.layer_cycles` (every stream
+  one beat per cycle); stall cycles = cycles - unlimited cycles; memory cycles =
+  `MemoryModel.memory_cycles(bytes)` = latency + ceil(bytes / bytes per cycle), the
+  least time the memory needs for the layer's traffic (0 without a memory model); bound =
+  "memory" if memory cycles > unlimited cycles (the memory alone needs longer than the
+  engine alone), else "compute".
+
 Network totals: sums of the layers (buffer sizes: the maximum), utilization of the
 sums, bottleneck the class with the most cycles, and frames/s = clock / total cycles
-(layers back to back; the head runs on the host and is not counted).
+(layers back to back; the head runs on the host and is not counted); the same at
+unlimited memory from the unlimited cycles.
 """
 
 from __future__ import annotations
@@ -33,9 +43,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rep_accel.generics import KERNEL_BYTES, HardwareGenerics
-from rep_accel.layout import LayerShape, plan_tiles, tile_param_beats
+from rep_accel.layout import LayerShape, layer_cycles, plan_tiles, tile_param_beats
+from rep_accel.memory import MemoryModel, minimum_bytes
 
 BOTTLENECKS = ("compute", "input", "parameters")
+#: What limits a layer under the memory model (see the module docstring).
+BOUNDS = ("compute", "memory")
 
 
 @dataclass
@@ -65,6 +78,12 @@ class LayerReport:
     act_read_bytes: int
     weight_read_bytes: int
     act_write_bytes: int
+    bytes: int = 0
+    min_bytes: int = 0
+    unlimited_cycles: int = 0
+    stall_cycles: int = 0
+    memory_cycles: int = 0
+    bound: str = "compute"
 
 
 @dataclass
@@ -86,14 +105,22 @@ class NetworkReport:
     act_write_bytes: int = 0
     frames_per_second: float = 0.0
     latency_ms: float = 0.0
+    bytes: int = 0
+    min_bytes: int = 0
+    unlimited_cycles: int = 0
+    stall_cycles: int = 0
+    frames_per_second_unlimited: float = 0.0
+    memory: dict | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def layer_report(name: str, shape: LayerShape, generics: HardwareGenerics, cycles: int) -> LayerReport:
-    """The report of one layer that took `cycles` cycles on hardware `generics`."""
+def layer_report(name: str, shape: LayerShape, generics: HardwareGenerics, cycles: int,
+                 memory: MemoryModel | None = None) -> LayerReport:
+    """The report of one layer that took `cycles` cycles on hardware `generics`, its
+    streams served by `memory` (None: unlimited)."""
     g = generics
     tiles = plan_tiles(shape, g)
     ho, wo = shape.out_height, shape.out_width
@@ -109,19 +136,27 @@ def layer_report(name: str, shape: LayerShape, generics: HardwareGenerics, cycle
     else:
         bottleneck = "compute"
     macs = shape.macs
+    act_read, weight_read, act_write = sum_cg * hw * g.pi, param_beats * g.param_beat_bytes, len(tiles) * ho * wo * g.po
+    total = act_read + weight_read + act_write
+    unlimited = layer_cycles(shape, g)
+    mem_cycles = memory.memory_cycles(total) if memory is not None else 0
     return LayerReport(
         name=name, cin=shape.cin, cout=shape.cout, groups=shape.groups, stride=shape.stride,
         height=shape.height, width=shape.width, out_height=ho, out_width=wo, tiles=len(tiles), max_cg=max_cg,
         cycles=int(cycles), macs=macs, utilization=macs / (KERNEL_BYTES * g.pi * g.po * cycles),
         compute_demand=compute, input_demand=inputs, param_demand=param_beats, bottleneck=bottleneck,
         line_buffer_bytes=g.pi * shape.width * max_cg * 2, weight_buffer_bytes=g.pi * g.po * max_cg * KERNEL_BYTES,
-        act_read_bytes=sum_cg * hw * g.pi, weight_read_bytes=param_beats * g.param_beat_bytes,
-        act_write_bytes=len(tiles) * ho * wo * g.po)
+        act_read_bytes=act_read, weight_read_bytes=weight_read, act_write_bytes=act_write, bytes=total,
+        min_bytes=minimum_bytes(shape), unlimited_cycles=unlimited, stall_cycles=int(cycles) - unlimited,
+        memory_cycles=mem_cycles, bound="memory" if mem_cycles > unlimited else "compute")
 
 
-def network_report(layers: list[LayerReport], generics: HardwareGenerics, clock_mhz: float, mode: str) -> NetworkReport:
-    """Totals over `layers` (per picture) and frames/s at `clock_mhz` MHz."""
-    r = NetworkReport(mode=mode, generics=generics.to_dict(), clock_mhz=float(clock_mhz), layers=list(layers))
+def network_report(layers: list[LayerReport], generics: HardwareGenerics, clock_mhz: float, mode: str,
+                   memory: MemoryModel | None = None) -> NetworkReport:
+    """Totals over `layers` (per picture) and frames/s at `clock_mhz` MHz, the layers'
+    streams served by `memory` (None: unlimited)."""
+    r = NetworkReport(mode=mode, generics=generics.to_dict(), clock_mhz=float(clock_mhz), layers=list(layers),
+                      memory=memory.to_dict() if memory is not None else None)
     if not layers:
         return r
     r.cycles = sum(lr.cycles for lr in layers)
@@ -132,11 +167,14 @@ def network_report(layers: list[LayerReport], generics: HardwareGenerics, clock_
     r.bottleneck = max(BOTTLENECKS, key=lambda b: by_class[b])
     r.line_buffer_bytes = max(lr.line_buffer_bytes for lr in layers)
     r.weight_buffer_bytes = max(lr.weight_buffer_bytes for lr in layers)
-    for k in ("act_read_bytes", "weight_read_bytes", "act_write_bytes"):
+    for k in ("act_read_bytes", "weight_read_bytes", "act_write_bytes", "bytes", "min_bytes", "unlimited_cycles",
+              "stall_cycles"):
         setattr(r, k, sum(getattr(lr, k) for lr in layers))
     r.frames_per_second = clock_mhz * 1e6 / r.cycles
+    r.frames_per_second_unlimited = clock_mhz * 1e6 / r.unlimited_cycles
     r.latency_ms = r.cycles / (clock_mhz * 1e3)
     r.extra["cycles_by_bottleneck"] = by_class
+    r.extra["cycles_by_bound"] = {b: sum(lr.cycles for lr in layers if lr.bound == b) for b in BOUNDS}
     return r
 
 
@@ -148,21 +186,35 @@ def format_table(r: NetworkReport) -> str:
     """The report as a fixed-width text table (one row per layer, then the totals)."""
     head = (f"{'layer':<12} {'shape CxHxW -> CxHxW':<24} {'s':>1} {'g':>2} {'tiles':>5} {'cycles':>11} "
             f"{'MACs':>13} {'util':>6} {'bottleneck':>10} {'LB KiB':>7} {'WB KiB':>7} "
-            f"{'act rd KiB':>10} {'wt rd KiB':>9} {'act wr KiB':>10}")
+            f"{'act rd KiB':>10} {'wt rd KiB':>9} {'act wr KiB':>10} {'x min':>5} {'stalls':>9} {'bound':>7}")
     lines = [head, "-" * len(head)]
     for lr in r.layers:
         shp = f"{lr.cin}x{lr.height}x{lr.width}->{lr.cout}x{lr.out_height}x{lr.out_width}"
         lines.append(f"{lr.name[:12]:<12} {shp:<24} {lr.stride:>1} {lr.groups:>2} {lr.tiles:>5} {lr.cycles:>11,} "
                      f"{lr.macs:>13,} {lr.utilization:>6.1%} {lr.bottleneck:>10} {_kib(lr.line_buffer_bytes):>7} "
                      f"{_kib(lr.weight_buffer_bytes):>7} {_kib(lr.act_read_bytes):>10} "
-                     f"{_kib(lr.weight_read_bytes):>9} {_kib(lr.act_write_bytes):>10}")
+                     f"{_kib(lr.weight_read_bytes):>9} {_kib(lr.act_write_bytes):>10} {lr.bytes / lr.min_bytes:>5.2f} "
+                     f"{lr.stall_cycles:>9,} {lr.bound:>7}")
     lines.append("-" * len(head))
     lines.append(f"{'total':<12} {'':<24} {'':>1} {'':>2} {sum(lr.tiles for lr in r.layers):>5} {r.cycles:>11,} "
                  f"{r.macs:>13,} {r.utilization:>6.1%} {r.bottleneck:>10} {_kib(r.line_buffer_bytes):>7} "
                  f"{_kib(r.weight_buffer_bytes):>7} {_kib(r.act_read_bytes):>10} {_kib(r.weight_read_bytes):>9} "
-                 f"{_kib(r.act_write_bytes):>10}")
+                 f"{_kib(r.act_write_bytes):>10} {r.bytes / r.min_bytes:>5.2f} {r.stall_cycles:>9,} {'':>7}")
     g = HardwareGenerics.from_dict(r.generics)
     lines.append(f"PI={g.pi} PO={g.po} ({r.mode} mode): {r.cycles:,} cycles per frame = {r.latency_ms:.3f} ms "
                  f"at {r.clock_mhz:g} MHz, {r.frames_per_second:.2f} frames/s; buffers on chip: line "
                  f"{_kib(g.line_buffer_bytes)} KiB, weights {_kib(g.weight_buffer_bytes)} KiB")
+    lines.append(f"external memory: {r.bytes / 1e6:.2f} MB per frame, {r.bytes / r.min_bytes:.2f}x the minimum "
+                 f"{r.min_bytes / 1e6:.2f} MB (each feature map read and written once, each parameter read once)")
+    if r.memory is None:
+        lines.append("memory: unlimited (every stream one beat per cycle)")
+    else:
+        m = r.memory
+        bound = r.extra.get("cycles_by_bound", {}).get("memory", 0)
+        lines.append(f"memory {m['name']} ({m['description']}): {m['bytes_per_cycle']:.3f} bytes/cycle = "
+                     f"{m['peak_bytes_per_cycle']:.3f} peak x efficiency {m['efficiency']:g} (assumed), latency "
+                     f"{m['latency_cycles']} cycles per layer, FIFO {m['fifo_bytes']} B: {r.frames_per_second:.2f} "
+                     f"frames/s against {r.frames_per_second_unlimited:.2f} with unlimited memory; "
+                     f"{sum(lr.bound == 'memory' for lr in r.layers)} of {len(r.layers)} layers memory-bound "
+                     f"({bound:,} cycles)")
     return "\n".join(lines)

@@ -21,6 +21,12 @@ The input is quantized with the build's input scale. Prints a table per layer: c
 MAC utilization, bottleneck, on-chip buffer use, external memory traffic, and frames/s
 at --clock-mhz (docs/architecture.md, "Simulator").
 
+--memory models the external memory the streams come from (docs/architecture.md,
+"External memory"): a preset named by the memory, or peak bytes per cycle at the
+accelerator clock, optionally ",efficiency=E,latency=CYCLES,fifo=BYTES". The report then
+says per layer whether it is compute- or memory-bound and gives frames/s at that memory
+beside frames/s with unlimited memory; both modes count the same cycles.
+
 Modes: fast (outputs bit-exact, cycles from the schedule formula; the default) and
 cycle (every clock stepped through the engine; --trace writes its port activity).
 
@@ -28,6 +34,8 @@ examples:
   rep-accel simulate build/ --input x.npy --out logits.npy
   rep-accel simulate build/ --input x.npy --mode cycle --trace trace.csv --json report.json
   rep-accel simulate build/ --input x.npy --clock-mhz 200
+  rep-accel simulate build/ --input x.npy --memory ddr3-16-800
+  rep-accel simulate build/ --input x.npy --memory 4.5,efficiency=0.8,latency=20
 """
 
 
@@ -44,6 +52,10 @@ def add_arguments(p) -> None:
     p.add_argument("--json", help="write the report (same figures as the table) and predictions to this .json")
     p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ,
                    help=f"clock for frames/s and latency (default {DEFAULT_CLOCK_MHZ:g} MHz)")
+    from rep_accel.memory import PRESETS
+    p.add_argument("--memory", metavar="PRESET|BYTES_PER_CYCLE",
+                   help=f"external memory model: unlimited (default), {', '.join(PRESETS)}, or peak bytes per "
+                        f"accelerator cycle; options ,efficiency=E ,latency=CYCLES ,fifo=BYTES")
     p.add_argument("--trace", help="cycle mode: write the first input's per-cycle port trace (.csv or .npz)")
 
 
@@ -103,7 +115,10 @@ def run(args) -> int:
     qnet = build.qnet
     x = load_input(args.input, qnet.input_size)
     params = [build.layer_params(i) for i in range(len(qnet.layers))] if args.mode == "cycle" else None
-    sim = NetworkSimulator(qnet, g, args.mode, params=params, clock_mhz=args.clock_mhz)  # every check, no simulation
+    from rep_accel import memory
+    mem = memory.parse(args.memory, args.clock_mhz)
+    sim = NetworkSimulator(qnet, g, args.mode, params=params, clock_mhz=args.clock_mhz,
+                           memory=mem)  # every check, no simulation
     x_q = numerics.quantize_input(x, qnet.input_scale)
 
     result = sim.run(x_q, trace=trace_path is not None)

@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from .. import synth
+from .. import memory, synth
+from ..sim.network import schedule_report
 from ..errors import RepAccelError
 from ..fsutil import atomic_write_bytes
 
@@ -22,7 +23,8 @@ memory bits).
 With --build (a folder from `rep-accel compile`) or --model (a zoo variant such as A0, or
 a checkpoint .pt, at --input-size), the same report gives the cycles per frame of that
 network on this array (the simulator's schedule, layout.layer_cycles) and frames/s at the
-achieved Fmax (or at --clock-mhz).
+achieved Fmax (or at --clock-mhz). --memory PRESET|BYTES_PER_CYCLE gives them with the
+host streams served by that external memory (docs/architecture.md, "External memory").
 
 For ECP5, generate the Verilog with `rep-accel rtl --dsp ecp5`: its multipliers are
 MULT18X18D blocks with their own registers (Yosys leaves generic multipliers' registers in
@@ -64,6 +66,8 @@ def add_arguments(p) -> None:
     p.add_argument("--clock-mhz", type=float, default=None,
                    help="clock for frames/s (default: the achieved Fmax; required for --target generic)")
     p.add_argument("--timeout", type=float, default=None, help="stop a tool that runs longer than this (seconds)")
+    p.add_argument("--memory", metavar="PRESET|BYTES_PER_CYCLE",
+                   help="external memory for the frames/s of --build/--model (as `rep-accel simulate --memory`)")
 
 
 def _workload(args):
@@ -168,6 +172,9 @@ def run(args) -> int:
     _check_options(args)
     design = synth.load_design(args.rtl, args.top)
     workload = _workload(args)
+    if args.memory is not None and workload is None:
+        raise RepAccelError("--memory sets the memory of a frames/s figure: give --build or --model too")
+    memory.parse(args.memory, 100.0)  # the spec is checked now; the clock is known after the tools
     if workload is not None and design.generics is None:
         raise RepAccelError(f"{args.rtl}: frames/s need the accelerator's generics; give a folder written by "
                             f"`rep-accel rtl`, not a bare Verilog file")
@@ -194,8 +201,14 @@ def run(args) -> int:
         clock, source = (args.clock_mhz, "--clock-mhz") if args.clock_mhz is not None else \
             (result.fmax_mhz, "achieved Fmax")
         report = synth.workload_report(workload, design.generics, clock)
+        mem = memory.parse(args.memory, clock)
+        if mem is not None:  # the same layers, the engine's timing replayed under the memory model
+            report = schedule_report(list(zip(workload.names, workload.shapes)), design.generics, clock, mem)
         out["model"] = {"name": workload.name, "clock_source": source, **report.to_dict()}
         text.append(model_lines(report, workload, source))
+        if mem is not None:
+            text.append(f"memory {mem.label()}: {report.frames_per_second:.2f} frames/s "
+                        f"({report.frames_per_second_unlimited:.2f} with unlimited memory)")
         if args.clock_mhz is not None and result.fmax_mhz is not None and args.clock_mhz > result.fmax_mhz:
             text.append(f"note: --clock-mhz {args.clock_mhz:g} is above the achieved Fmax {result.fmax_mhz:.2f} MHz")
     dsp = (design.description or {}).get("dsp")
