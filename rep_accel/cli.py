@@ -12,6 +12,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+import warnings
 
 from .errors import RepAccelError
 
@@ -53,14 +54,27 @@ def main(argv=None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    try:
-        return int(args._run(args) or 0)
-    except RepAccelError as e:
-        print(f"rep-accel {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"rep-accel {args.command}: interrupted", file=sys.stderr)
-        return 130
+    # Warnings (numpy's RuntimeWarnings on bad data, say) are held back until the command
+    # ends: a user error then prints its one line alone; a success shows them after.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            status = int(args._run(args) or 0)
+        except RepAccelError as e:
+            print(f"rep-accel {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            # A file the user named cannot be read or written (permissions, a full disk,
+            # a file where a folder should be): their mistake to fix, not a traceback.
+            where = f" {e.filename}" if e.filename else ""
+            print(f"rep-accel {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"rep-accel {args.command}: interrupted", file=sys.stderr)
+            return 130
+    for w in caught:
+        print(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, None).rstrip(), file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

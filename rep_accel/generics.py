@@ -27,6 +27,14 @@ KERNEL_BYTES = 9
 #: (row PI-1 is PI-1 hops down, column PO-1 is PO-1 hops right). See
 #: docs/architecture.md, "Pipeline".
 LATENCY_FIXED = 18
+#: Bounds of the buffer generics: what a real device can hold, and what the RTL
+#: generator elaborates in seconds. The largest ECP5 (LFE5U-85F) has 208 block RAMs of
+#: 2 KiB; these bounds leave room for larger FPGAs without letting a typo ask for
+#: gigabytes.
+MAX_CG_LIMIT = 4096
+LINE_DEPTH_LIMIT = 65536
+#: Line buffers and weight buffers together, bytes.
+ON_CHIP_BYTES_LIMIT = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -55,12 +63,21 @@ class HardwareGenerics:
                 raise RepAccelError(f"generic {name}={value!r} must be a positive integer")
         if self.pi > 64 or self.po > 64:
             raise RepAccelError(f"array {self.pi}x{self.po} is larger than the 64x64 supported; use --pi/--po <= 64")
-        if not isinstance(self.w_max, int) or self.w_max < 3:
+        if not isinstance(self.w_max, int) or isinstance(self.w_max, bool) or self.w_max < 3:
             raise RepAccelError(f"generic w_max={self.w_max!r} must be an integer >= 3 (a 3x3 window needs 3 pixels)")
         if self.w_max >= 1 << DIM_BITS:
             raise RepAccelError(f"generic w_max={self.w_max} exceeds {(1 << DIM_BITS) - 1}, the descriptor's width field")
-        if self.max_cg >= 1 << CHANNEL_BITS:
-            raise RepAccelError(f"generic max_cg={self.max_cg} exceeds {(1 << CHANNEL_BITS) - 1}")
+        if self.max_cg > MAX_CG_LIMIT:
+            raise RepAccelError(f"generic max_cg={self.max_cg} exceeds {MAX_CG_LIMIT}, the most kernels per unit "
+                                f"supported; use --max-cg <= {MAX_CG_LIMIT}")
+        if self.line_depth > LINE_DEPTH_LIMIT:
+            raise RepAccelError(f"generic line_depth={self.line_depth} exceeds {LINE_DEPTH_LIMIT}, the deepest "
+                                f"line buffer supported; use --line-depth <= {LINE_DEPTH_LIMIT}")
+        on_chip = self.line_buffer_bytes + self.weight_buffer_bytes
+        if on_chip > ON_CHIP_BYTES_LIMIT:
+            raise RepAccelError(f"generics {self.pi}x{self.po}, max_cg={self.max_cg}, line_depth={self.line_depth} "
+                                f"need {on_chip:,} bytes of on-chip buffers, more than the {ON_CHIP_BYTES_LIMIT:,} "
+                                f"supported; lower --max-cg or --line-depth")
 
     # Derived quantities: computed here so no other module restates them.
     @property
@@ -91,6 +108,8 @@ class HardwareGenerics:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HardwareGenerics":
+        if not isinstance(d, dict):
+            raise RepAccelError(f"hardware generics must be an object of name: value, found {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:

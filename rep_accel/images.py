@@ -37,6 +37,15 @@ from .fsutil import atomic_output_dir
 from .generics import HardwareGenerics
 from .layout import LayerShape, Tile, pack_tile_params, plan_tiles, tile_param_beats
 from .qnetwork import QuantizedHead, QuantizedLayer, QuantizedNetwork
+from .untrusted import check_allocation, contained_path, expect, float_in_range, int_in_range, read_limited
+
+#: Largest manifest and largest data file read from a build (bytes); RepVGG-B3's
+#: params.bin is about 110 MB.
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_FILE_BYTES = 1 << 30
+#: Largest channel count and input size a build may claim (RepVGG-B3 has 2560 channels).
+MAX_CHANNELS = 8192
+MAX_CLASSES = 1 << 20
 
 BUILD_FORMAT = "rep-accel-build"
 #: Bumped whenever the meaning of a field or file changes; load_build accepts only this one.
@@ -119,9 +128,42 @@ def layer_param_beats(layer: QuantizedLayer, generics: HardwareGenerics) -> list
 # Writing
 # ----------------------------------------------------------------------------------
 
+def _positive_scale(value, what: str) -> None:
+    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
+        raise RepAccelError(f"{what} = {value!r} must be a finite positive scale")
+
+
 def _check_qnet(qnet: QuantizedNetwork) -> None:
-    """Refuse a network the images cannot hold exactly (types and ranges of the contract)."""
+    """Refuse a network outside the contract's types and ranges (docs/numerics.md).
+
+    Called on every network written to a build and on every build loaded, so a build
+    whose values were edited (with the checksums recomputed) is refused, not run."""
+    _positive_scale(qnet.input_scale, "input scale")
+    if len(qnet.input_size) != 3 or any(not 1 <= int(v) < (1 << 12) for v in qnet.input_size[1:]) \
+            or not 1 <= int(qnet.input_size[0]) <= MAX_CHANNELS:
+        raise RepAccelError(f"input size {tuple(qnet.input_size)} must be C,H,W with C <= {MAX_CHANNELS}, H, W < 4096")
+    h = qnet.head
+    if not (0 <= int(h.pool_m0) < 1 << 31) or not (1 <= int(h.pool_n) <= numerics.N_MAX):
+        raise RepAccelError(f"head: pool multiplier M0={h.pool_m0}, n={h.pool_n} outside M0 in [0, 2^31), "
+                            f"n in [1, {numerics.N_MAX}]")
+    for name in ("s_feat", "s_pool", "s_fc", "logit_scale"):
+        _positive_scale(getattr(h, name), f"head: {name}")
+    fc_w = np.asarray(h.fc_weight)
+    if fc_w.dtype != np.int8 or fc_w.ndim != 2 or fc_w.shape[0] < 1 or np.any(fc_w == -128):
+        raise RepAccelError(f"head: FC weight must be int8 (classes >= 1, C) in [-127, 127], got {fc_w.dtype} {fc_w.shape}")
+    if np.asarray(h.fc_bias).shape != (fc_w.shape[0],):
+        raise RepAccelError(f"head: FC bias has shape {np.asarray(h.fc_bias).shape}, expected ({fc_w.shape[0]},)")
+    if qnet.layers and fc_w.shape[1] != qnet.layers[-1].shape.cout:
+        raise RepAccelError(f"head: FC takes {fc_w.shape[1]} channels, the last layer gives {qnet.layers[-1].shape.cout}")
     for layer in qnet.layers:
+        _positive_scale(layer.s_x, f"layer {layer.name}: s_x")
+        _positive_scale(layer.s_y, f"layer {layer.name}: s_y")
+        s_w = np.asarray(layer.s_w, dtype=np.float64)
+        if not np.all(np.isfinite(s_w)) or np.any(s_w <= 0):
+            raise RepAccelError(f"layer {layer.name}: weight scales s_w must be finite and positive")
+        n = np.asarray(layer.n, dtype=np.int64)
+        if np.any(n < numerics.N_MIN) or np.any(n > numerics.N_MAX):
+            raise RepAccelError(f"layer {layer.name}: n outside [{numerics.N_MIN}, {numerics.N_MAX}]")
         w = np.asarray(layer.weight)
         if w.dtype != np.int8 or w.shape != (layer.shape.cout, layer.shape.cin_per_group, 3, 3):
             raise RepAccelError(f"layer {layer.name}: weight must be int8 (C_out, C_in/groups, 3, 3), got {w.dtype} {w.shape}")
@@ -136,11 +178,12 @@ def _check_qnet(qnet: QuantizedNetwork) -> None:
 
 
 def write_build(qnet: QuantizedNetwork, generics: HardwareGenerics, out_dir, report=None,
-                source: dict | None = None) -> Path:
+                source: dict | None = None, force: bool = False) -> Path:
     """Write the build folder for `qnet` laid out for `generics` (its PI and PO) atomically.
 
     report: a QuantReport (or dict) stored in the manifest; source: a JSON-able dict
-    describing where the network came from. Returns the output folder.
+    describing where the network came from. force: write into a folder that holds files
+    `rep-accel compile` did not write (fsutil.atomic_output_dir). Returns the output folder.
     """
     _check_qnet(qnet)
     beat_bytes = generics.param_beat_bytes
@@ -202,7 +245,7 @@ def write_build(qnet: QuantizedNetwork, generics: HardwareGenerics, out_dir, rep
     }
     manifest["manifest_sha256"] = _sha256(_canonical(manifest))
     text = _dumps(manifest).encode() + b"\n"
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, "compile", force) as tmp:
         (tmp / HEX_DIR).mkdir()
         for name, data in files.items():
             (tmp / name).write_bytes(data)
@@ -301,10 +344,12 @@ def load_build(path) -> Build:
         raise RepAccelError(f"{root} is not a build folder (run `rep-accel compile model.pt -o {root}`)")
     if not mpath.is_file():
         raise RepAccelError(f"{mpath} not found: {root} is not a build folder (run `rep-accel compile`)")
+    if mpath.is_symlink():
+        _fail(mpath, "is a link; a build's files must be its own")
     try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        _fail(mpath, f"not readable JSON ({e})")
+        manifest = json.loads(read_limited(mpath, MAX_MANIFEST_BYTES, "manifest"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        _fail(mpath, f"not readable JSON ({type(e).__name__})")
     if not isinstance(manifest, dict) or manifest.get("format") != BUILD_FORMAT:
         _fail(mpath, f"not a rep-accel build manifest (format != {BUILD_FORMAT!r})")
     version = manifest.get("version")
@@ -320,20 +365,29 @@ def load_build(path) -> Build:
         return _load_checked(root, manifest)
     except RepAccelError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        _fail(mpath, f"inconsistent content ({type(e).__name__}: {e})")
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
+        _fail(mpath, f"inconsistent content ({type(e).__name__}: {str(e)[:200]})")
 
 
 def _read_files(root: Path, manifest: dict) -> dict[str, bytes]:
-    files = _get(manifest, "files", "", root / MANIFEST)
+    mpath = root / MANIFEST
+    files = expect(_get(manifest, "files", "", mpath), dict, "files", mpath)
     data = {}
     for name, info in files.items():
-        p = root / name
-        if not p.is_file():
-            _fail(p, "missing")
-        blob = p.read_bytes()
-        if len(blob) != info["bytes"]:
-            _fail(p, f"is {len(blob)} bytes, the manifest says {info['bytes']} (truncated or overwritten)")
+        # A name from the manifest must stay inside the build folder: no absolute path,
+        # no '..', no link that leaves (which would read, or disclose the size of, any file).
+        p = contained_path(root, name, f"files.{name[:60]}", mpath)
+        expect(info, dict, f"files.{name}", mpath)
+        size = int_in_range(info.get("bytes"), 0, MAX_FILE_BYTES, f"files.{name}.bytes", mpath)
+        expect(info.get("sha256"), str, f"files.{name}.sha256", mpath)
+        if p.is_symlink() or not p.is_file():
+            _fail(p, "missing (or not a regular file)")
+        actual = p.stat().st_size
+        if actual != size:
+            _fail(p, f"is {actual} bytes, the manifest says {size} (truncated or overwritten)")
+        blob = read_limited(p, size, name)
+        if len(blob) != size:
+            _fail(p, f"is {len(blob)} bytes, the manifest says {size} (truncated or overwritten)")
         if _sha256(blob) != info["sha256"]:
             _fail(p, "sha256 does not match the manifest (the file was modified)")
         data[name] = blob
@@ -343,20 +397,83 @@ def _read_files(root: Path, manifest: dict) -> dict[str, bytes]:
     return data
 
 
+def _layer_shape(entry, mpath) -> LayerShape:
+    """A layer's shape from the manifest, every field type- and range-checked."""
+    s = expect(_get(entry, "shape", "layers[].", mpath), dict, "layers[].shape", mpath)
+    f = "layers[].shape."
+    cin = int_in_range(s.get("cin"), 1, MAX_CHANNELS, f + "cin", mpath)
+    cout = int_in_range(s.get("cout"), 1, MAX_CHANNELS, f + "cout", mpath)
+    groups = int_in_range(s.get("groups"), 1, cin, f + "groups", mpath)
+    stride = int_in_range(s.get("stride"), 1, 2, f + "stride", mpath)
+    height = int_in_range(s.get("height"), 1, (1 << 12) - 1, f + "height", mpath)
+    width = int_in_range(s.get("width"), 1, (1 << 12) - 1, f + "width", mpath)
+    signed = expect(s.get("input_signed"), bool, f + "input_signed", mpath)
+    if cin % groups or cout % groups:
+        _fail(mpath, f"layer {entry.get('name')!r:.40}: groups {groups} does not divide C_in {cin} and C_out {cout}")
+    return LayerShape(cin=cin, cout=cout, groups=groups, stride=stride, height=height, width=width,
+                      input_signed=signed)
+
+
+def _check_structure(manifest: dict, mpath: Path) -> None:
+    """The types of the manifest's fields, before any of them is used."""
+    expect(_get(manifest, "generics", "", mpath), dict, "generics", mpath)
+    expect(_get(manifest, "param_beat_bytes", "", mpath), int, "param_beat_bytes", mpath)
+    layers = expect(_get(manifest, "layers", "", mpath), list, "layers", mpath)
+    if not layers:
+        _fail(mpath, "lists no layers")
+    for k, entry in enumerate(layers):
+        expect(entry, dict, f"layers[{k}]", mpath)
+        expect(_get(entry, "name", f"layers[{k}].", mpath), str, f"layers[{k}].name", mpath)
+        expect(_get(entry, "tiles", f"layers[{k}].", mpath), list, f"layers[{k}].tiles", mpath)
+        expect(_get(entry, "params", f"layers[{k}].", mpath), dict, f"layers[{k}].params", mpath)
+        expect(_get(entry, "hex", f"layers[{k}].", mpath), str, f"layers[{k}].hex", mpath)
+        for key in ("bias", "m0", "n", "s_w"):
+            values = expect(_get(entry, key, f"layers[{k}].", mpath), list, f"layers[{k}].{key}", mpath)
+            kinds = (int, float) if key == "s_w" else int
+            for v in values:
+                expect(v, kinds, f"layers[{k}].{key}[]", mpath)
+        for key in ("s_x", "s_y"):
+            float_in_range(_get(entry, key, f"layers[{k}].", mpath), 0.0, 1e30, f"layers[{k}].{key}", mpath,
+                           open_low=True)
+    head = expect(_get(manifest, "head", "", mpath), dict, "head", mpath)
+    int_in_range(_get(head, "pool_m0", "head.", mpath), 0, (1 << 31) - 1, "head.pool_m0", mpath)
+    int_in_range(_get(head, "pool_n", "head.", mpath), 1, numerics.N_MAX, "head.pool_n", mpath)
+    for key in ("s_feat", "s_pool", "s_fc", "logit_scale"):
+        float_in_range(_get(head, key, "head.", mpath), 0.0, 1e30, f"head.{key}", mpath, open_low=True)
+    for key in ("fc_weight", "fc_bias"):
+        d = expect(_get(head, key, "head.", mpath), dict, f"head.{key}", mpath)
+        shape = expect(_get(d, "shape", f"head.{key}.", mpath), list, f"head.{key}.shape", mpath)
+        for v in shape:
+            int_in_range(v, 1, max(MAX_CLASSES, MAX_CHANNELS), f"head.{key}.shape[]", mpath)
+        for f in ("offset", "bytes"):
+            int_in_range(_get(d, f, f"head.{key}.", mpath), 0, MAX_FILE_BYTES, f"head.{key}.{f}", mpath)
+    inp = expect(_get(manifest, "input", "", mpath), dict, "input", mpath)
+    size = expect(_get(inp, "size", "input.", mpath), list, "input.size", mpath)
+    if len(size) != 3:
+        _fail(mpath, f"input.size has {len(size)} entries; it must be C,H,W")
+    int_in_range(size[0], 1, MAX_CHANNELS, "input.size[0] (C)", mpath)
+    for v in size[1:]:
+        int_in_range(v, 1, (1 << 12) - 1, "input.size (H, W)", mpath)
+    float_in_range(_get(inp, "scale", "input.", mpath), 0.0, 1e30, "input.scale", mpath, open_low=True)
+    expect(manifest.get("meta", {}), dict, "meta", mpath)
+
+
 def _load_checked(root: Path, manifest: dict) -> Build:
     mpath = root / MANIFEST
+    _check_structure(manifest, mpath)
     generics = HardwareGenerics.from_dict(manifest["generics"])
     if manifest["param_beat_bytes"] != generics.param_beat_bytes:
         _fail(mpath, "param_beat_bytes does not match the generics")
+    # Every shape is checked, and the memory its weights need counted, before a file is read.
+    shapes = [_layer_shape(entry, mpath) for entry in manifest["layers"]]
+    check_allocation(sum(s.cout * s.cin_per_group * 9 for s in shapes), f"{mpath}: the layers' weights",
+                     "the build claims layers larger than any real network")
     data = _read_files(root, manifest)
     params = data[PARAMS]
     beat_bytes = generics.param_beat_bytes
     layers = []
     offset = 0
-    for i, entry in enumerate(manifest["layers"]):
-        s = entry["shape"]
-        shape = LayerShape(cin=s["cin"], cout=s["cout"], groups=s["groups"], stride=s["stride"],
-                           height=s["height"], width=s["width"], input_signed=bool(s["input_signed"]))
+    for i, (entry, shape) in enumerate(zip(manifest["layers"], shapes)):
         tiles = plan_tiles(shape, generics)
         if [_tile_dict(t) for t in tiles] != [{k: v for k, v in r.items() if k not in ("offset", "beats")}
                                               for r in entry["tiles"]]:
@@ -414,4 +531,8 @@ def _load_checked(root: Path, manifest: dict) -> Build:
     inp = manifest["input"]
     qnet = QuantizedNetwork(input_size=tuple(int(v) for v in inp["size"]), input_scale=float(inp["scale"]),
                             layers=layers, head=head, meta=manifest["meta"])
+    try:
+        _check_qnet(qnet)   # the contract's ranges: an edited value is refused, not run
+    except RepAccelError as e:
+        _fail(mpath, str(e))
     return Build(root, manifest, generics, qnet, params)

@@ -238,6 +238,11 @@ def check_fused(fused: FusedNetwork) -> None:
         raise RepAccelError(f"head: fc weight shape {fused.fc_weight.shape} does not take the last layer's {cin} channels")
 
 
+#: Largest |x| of a calibration input. Inputs are normalized (a few units); far larger
+#: values are a mistake, and near float32's limit they overflow the observers' sums.
+MAX_CALIBRATION_ABS = 1e6
+
+
 def check_calibration(calib, in_channels: int, input_size=None) -> np.ndarray:
     """Validate calibration inputs and return them as float32 (N, C, H, W)."""
     calib = np.asarray(calib)
@@ -260,6 +265,10 @@ def check_calibration(calib, in_channels: int, input_size=None) -> np.ndarray:
     if not finite.all():
         raise RepAccelError(f"calibration data has NaN/inf in {int((~finite).sum())} inputs "
                             f"(first: input {int(np.argmin(finite))})")
+    peak = float(np.abs(calib).max())
+    if peak > MAX_CALIBRATION_ABS:
+        raise RepAccelError(f"calibration data reaches |x| = {peak:.3g}, beyond the {MAX_CALIBRATION_ABS:g} a "
+                            f"normalized input can have; normalize it as the network takes it")
     return calib.astype(np.float32, copy=False)
 
 

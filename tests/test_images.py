@@ -104,7 +104,7 @@ def test_deterministic(tmp_path, qnet_and_report):
         outs.append(images.write_build(qnet, GENERICS[1], tmp_path / f"b{k}", report=report))
     files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file())
-    assert len(files) == 3 + 3  # manifest, params, head, one hex per layer
+    assert len(files) == 4 + 3  # manifest, params, head, ownership file, one hex per layer
     for f in files:
         assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import images, quantize
 from ..errors import RepAccelError
-from ..fsutil import check_output_dir
+from ..fsutil import add_force_argument, check_output_folder
+from ..untrusted import check_allocation, parse_input_size
 from ..generics import HardwareGenerics
 from ..layout import check_fits, plan_tiles
 
@@ -32,6 +33,8 @@ examples:
       --std 0.229,0.224,0.225 --input-size 3,64,64 --observer mse --num-calib 256
 """
 
+#: Largest image read for calibration (pixels): 8K x 8K.
+MAX_IMAGE_PIXELS = 8192 * 8192
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp"}
 
 
@@ -54,21 +57,12 @@ def add_arguments(p) -> None:
     p.add_argument("--max-cg", type=int, help="check against this weight-buffer depth (default: derived)")
     p.add_argument("--line-depth", type=int, help="check against this line-buffer depth (default: derived)")
     p.add_argument("--json", action="store_true", help="print the quantization report as JSON instead of the table")
+    add_force_argument(p)
 
 
 # ----------------------------------------------------------------------------------
 # Inputs
 # ----------------------------------------------------------------------------------
-
-def parse_input_size(text: str) -> tuple[int, int, int]:
-    try:
-        size = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        size = ()
-    if len(size) != 3 or min(size) < 1:
-        raise RepAccelError(f"--input-size {text!r} must be three positive integers C,H,W, e.g. 1,28,28")
-    return size
-
 
 def _parse_floats(text: str, option: str, channels: int) -> np.ndarray:
     try:
@@ -86,11 +80,14 @@ def load_calib_npy(path: Path, limit: int) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise RepAccelError(f"--calib {path}: not a readable .npy file ({e})") from None
+        raise RepAccelError(f"--calib {path}: not a readable .npy file ({str(e)[:200]})") from None
     if not isinstance(arr, np.ndarray):
         raise RepAccelError(f"--calib {path}: holds several arrays; give one N x C x H x W array")
     if arr.ndim == 4:
         arr = arr[:limit]
+    # The header's shape is checked (memory-mapped, nothing read yet) before the copy.
+    check_allocation(arr.size * max(arr.dtype.itemsize, 4), f"--calib {path}: {limit} inputs of {arr.shape[1:]}",
+                     "give fewer or smaller inputs (--num-calib)")
     return np.array(arr)
 
 
@@ -105,6 +102,8 @@ def load_calib_folder(folder: Path, input_size, mean: str | None, std: str | Non
         raise RepAccelError(f"--calib {folder}: a folder of images needs --mean and --std (the normalization the "
                             f"model was trained with, e.g. --mean 0.1307 --std 0.3081 for MNIST)")
     c, h, w = input_size
+    check_allocation(limit * c * h * w * 4, f"--calib {folder}: up to {limit} images of {c}x{h}x{w}",
+                     "give a smaller --input-size or --num-calib")
     if c not in (1, 3):
         raise RepAccelError(f"--calib {folder}: images give 1 (grey) or 3 (RGB) channels, the input has {c}")
     m, s = _parse_floats(mean, "--mean", c), _parse_floats(std, "--std", c)
@@ -117,10 +116,15 @@ def load_calib_folder(folder: Path, input_size, mean: str | None, std: str | Non
     for i, f in enumerate(files):
         try:
             with Image.open(f) as im:
+                # The header's size is checked before a pixel is decoded (a small file can
+                # claim gigapixels: a decompression bomb).
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise RepAccelError(f"--calib {f}: {im.width}x{im.height} pixels, more than the "
+                                        f"{MAX_IMAGE_PIXELS:,} an input image may have")
                 im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
                 a = np.asarray(im, dtype=np.float32).reshape(h, w, c).transpose(2, 0, 1)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise RepAccelError(f"--calib {f}: not a readable image ({e})") from None
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            raise RepAccelError(f"--calib {f}: not a readable image ({str(e)[:200]})") from None
         out[i] = (a / np.float32(255.0) - m[:, None, None]) / s[:, None, None]
     return out
 
@@ -239,23 +243,28 @@ def summary_table(qnet, report, generics: HardwareGenerics) -> str:
 
 
 def compile_model(model, output, calib: np.ndarray, observer: str = quantize.DEFAULT_OBSERVER,
-                  pi: int = 8, po: int = 8, w_max=None, max_cg=None, line_depth=None, source=None):
+                  pi: int = 8, po: int = 8, w_max=None, max_cg=None, line_depth=None, source=None,
+                  force: bool = False):
     """Quantize a fused network on `calib` (N, C, H, W) and write its build to `output`.
+    force: write into a folder holding files `compile` did not write (fsutil).
     Returns (QuantizedNetwork, QuantReport, HardwareGenerics)."""
-    check_output_dir(output)
+    check_output_folder(output, "compile", force)
     quantize.check_fused(model)
     calib = quantize.check_calibration(calib, model.in_channels)
     shapes = quantize.layer_shapes(model, calib.shape[1:])
     generics = fit_generics(shapes, [l.name for l in model.layers], pi, po, w_max, max_cg, line_depth)
     qnet, report = quantize.quantize_network(model, calib, observer, return_report=True)
-    images.write_build(qnet, generics, output, report=report, source=source)
+    images.write_build(qnet, generics, output, report=report, source=source, force=force)
     return qnet, report, generics
 
 
 def run(args) -> int:
     from ..datasets import default_model_path
 
-    output = check_output_dir(args.output)
+    output = check_output_folder(args.output, "compile", args.force)
+    for given, what in ((args.model, "the model"), (args.calib, "the calibration data")):
+        if given is not None and Path(given).resolve() == output.resolve():
+            raise RepAccelError(f"-o {output} is {what} given as input; write the build to another folder")
     if args.num_calib < 1:
         raise RepAccelError(f"--num-calib {args.num_calib} must be at least 1")
     model_path = Path(args.model) if args.model else default_model_path()
@@ -264,7 +273,7 @@ def run(args) -> int:
     calib, calib_source = load_calibration(args, model_path, args.num_calib)
     source = {"model": model_path.name, "calibration": calib_source}
     qnet, report, generics = compile_model(fused, output, calib, args.observer, args.pi, args.po,
-                                           args.w_max, args.max_cg, args.line_depth, source)
+                                           args.w_max, args.max_cg, args.line_depth, source, args.force)
     if args.json:
         print(json.dumps(images._jsonable(report.to_dict()), indent=1))
     else:

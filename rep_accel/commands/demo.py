@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RepAccelError
-from ..fsutil import atomic_write_bytes, check_output_dir
+from ..fsutil import add_force_argument, atomic_output_dir, atomic_write_bytes, check_output_folder
+from ..untrusted import check_clock_mhz, strict_json
 
 HELP = "run the whole flow on the bundled default model: fuse, compile, simulate, RTL, verify"
 DESCRIPTION = """\
@@ -77,6 +78,7 @@ def add_arguments(p) -> None:
                    help="skip Verilog generation and RTL verification (the slow stages)")
     p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ,
                    help=f"clock for frames/s and latency (default {DEFAULT_CLOCK_MHZ:g} MHz)")
+    add_force_argument(p)
 
 
 def pick_images(n_test: int, n: int) -> np.ndarray:
@@ -213,7 +215,7 @@ def _rtl(out: Path) -> tuple:
     from . import rtl
 
     ns = argparse.Namespace(build=str(out / BUILD), out=str(out / RTL), pi=None, po=None, w_max=None, max_cg=None,
-                            line_depth=None, dsp="generic", lint=True)
+                            line_depth=None, dsp="generic", lint=True, force=False)
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         rtl.run(ns)
@@ -240,7 +242,6 @@ def _verify(out: Path, x0: np.ndarray) -> tuple:
     Verilator): every output, the cycle count and the port trace compared with the simulator
     (the testbench's scoreboard, rep_accel.verification)."""
     import argparse
-    import shutil
 
     from .. import images, numerics
     from ..verification import cases, runner
@@ -255,7 +256,6 @@ def _verify(out: Path, x0: np.ndarray) -> tuple:
     rtl = runner.build_rtl(generics, "verilator")
     build_s = time.perf_counter() - t
     job_dir = out / VERIFY
-    shutil.rmtree(job_dir, ignore_errors=True)
     x_q = numerics.quantize_input(x0, qnet.input_scale)
     cases.write_job(job_dir, cases.Job(generics, network=cases.NetworkJob(str((out / BUILD).resolve()), x_q, [k])))
     outcome = runner.run_job(rtl, job_dir)
@@ -323,15 +323,28 @@ def _report(out: Path, facts: dict, total_s: float, rtl: bool) -> list[str]:
 
 
 def run(args) -> int:
-    from ..datasets import mnist_split
-
     if not 1 <= args.images <= 1000:
         raise RepAccelError(f"--images {args.images}: give 1 to 1000 (the held-out digits)")
-    if not args.clock_mhz > 0:
-        raise RepAccelError(f"--clock-mhz {args.clock_mhz} must be positive")
-    out = check_output_dir(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    check_clock_mhz(args.clock_mhz)
+    out = check_output_folder(args.output, "demo", args.force)
     rtl = not args.no_rtl
+    # Every stage writes into a temporary folder that becomes `out` only when the whole
+    # demo succeeded: a failure at any stage leaves nothing behind and changes nothing.
+    with atomic_output_dir(out, "demo", args.force) as work:
+        facts = _run_stages(args, out, work, rtl)
+    print("\n".join(_report(out, facts, facts["seconds"], rtl)))
+    sys.stdout.flush()
+    # The RTL differing from the simulator is a finding, not a user error: exit 1, as `rep-accel verify` does.
+    return 0 if not rtl or facts["verify"]["passed"] else 1
+
+
+def _run_stages(args, out: Path, work: Path, rtl: bool) -> dict:
+    """Run the stages writing into `work`; messages and facts name the final folder `out`."""
+    from ..datasets import mnist_split
+
+    def shown(lines):
+        return [line.replace(str(work), str(out)) for line in lines]
+
     stages = _Stages(["fuse", "compile", "simulate"] + (["rtl", "verify"] if rtl else []))
     t0 = time.perf_counter()
     print(f"rep-accel demo: the whole flow on the bundled default model, files in {out}/", flush=True)
@@ -341,33 +354,30 @@ def run(args) -> int:
     x_sel, y_sel = x_test[idx], y_test[idx]
     buf = io.BytesIO()
     np.save(buf, x_sel)
-    atomic_write_bytes(out / INPUTS, buf.getvalue())
+    atomic_write_bytes(work / INPUTS, buf.getvalue())
     facts: dict = {"output": str(out)}
 
     stages.start("fuse")
-    fused, lines, facts["fuse"] = _fuse(out, x_test)
-    stages.done(*lines)
+    fused, lines, facts["fuse"] = _fuse(work, x_test)
+    stages.done(*shown(lines))
 
     stages.start("compile")
-    _, _, _, lines, facts["compile"] = _compile(out, fused, x_train, x_test, y_test)
-    stages.done(*lines)
+    _, _, _, lines, facts["compile"] = _compile(work, fused, x_train, x_test, y_test)
+    stages.done(*shown(lines))
 
     stages.start("simulate")
-    facts["simulate"], lines = _simulate(out, fused, x_sel, y_sel, args.clock_mhz)
-    stages.done(*lines)
+    facts["simulate"], lines = _simulate(work, fused, x_sel, y_sel, args.clock_mhz)
+    stages.done(*shown(lines))
 
     if rtl:
         stages.start("rtl")
-        facts["rtl"], lines = _rtl(out)
-        stages.done(*lines)
+        facts["rtl"], lines = _rtl(work)
+        stages.done(*shown(lines))
         stages.start("verify")
-        facts["verify"], lines = _verify(out, x_sel[:1])
-        stages.done(*lines)
+        facts["verify"], lines = _verify(work, x_sel[:1])
+        stages.done(*shown(lines))
 
-    total = time.perf_counter() - t0
-    facts["seconds"] = total
-    atomic_write_bytes(out / REPORT, (json.dumps(facts, indent=2) + "\n").encode())
-    print("\n".join(_report(out, facts, total, rtl)))
-    sys.stdout.flush()
-    # The RTL differing from the simulator is a finding, not a user error: exit 1, as `rep-accel verify` does.
-    return 0 if not rtl or facts["verify"]["passed"] else 1
+    facts["seconds"] = time.perf_counter() - t0
+    text = strict_json(facts, indent=2).replace(json.dumps(str(work))[1:-1], json.dumps(str(out))[1:-1])
+    atomic_write_bytes(work / REPORT, (text + "\n").encode())
+    return json.loads(text)

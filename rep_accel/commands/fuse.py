@@ -7,6 +7,7 @@ import torch
 
 from ..checkpoints import LAYOUTS, fused_parameter_count, load_checkpoint, save_deploy
 from ..errors import RepAccelError
+from ..fsutil import check_output_file
 
 HELP = "fuse a RepVGG checkpoint into plain 3x3 conv layers (a deploy checkpoint)"
 
@@ -34,8 +35,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--layout", choices=("same",) + LAYOUTS, default="same",
                         help="key convention of the output (default: the input's)")
     parser.add_argument("--check-size", type=int, default=64, metavar="PIXELS",
-                        help="side of the random input used to compare fused and train-time outputs "
-                             "(0 = skip the check; default 64)")
+                        help=f"side of the random input used to compare fused and train-time outputs "
+                             f"(0 = skip the check; at most {MAX_CHECK_SIZE}; default 64)")
+
+
+#: Largest --check-size (pixels a side): the check runs the float network twice on it.
+MAX_CHECK_SIZE = 1024
 
 
 def _stage_summary(config) -> str:
@@ -43,8 +48,10 @@ def _stage_summary(config) -> str:
 
 
 def run(args) -> int:
-    if args.check_size < 0:
-        raise RepAccelError(f"--check-size must be >= 0, got {args.check_size}")
+    if not 0 <= args.check_size <= MAX_CHECK_SIZE:
+        raise RepAccelError(f"--check-size must be in [0, {MAX_CHECK_SIZE}] pixels, got {args.check_size}")
+    # Before anything is read: the output is a writable file name and not the input.
+    check_output_file(args.output, "-o", [args.model])
     loaded = load_checkpoint(args.model)
     layout = loaded.layout if args.layout == "same" else args.layout
     cfg, net = loaded.config, loaded.network

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 from ..errors import RepAccelError
-from ..fsutil import atomic_output_dir, check_output_dir
-from ..generics import HardwareGenerics
+from ..fsutil import add_force_argument, atomic_output_dir, check_output_dir
+from ..generics import LINE_DEPTH_LIMIT, MAX_CG_LIMIT, ON_CHIP_BYTES_LIMIT, HardwareGenerics
 
 HELP = "generate the accelerator's Verilog (Amaranth) and a JSON of its ports and generics"
 DESCRIPTION = """\
@@ -31,6 +31,9 @@ Given a build folder (from `rep-accel compile`), the array shape PI x PO is the 
 (its parameter images are laid out for it), every layer is checked to fit, and W_MAX,
 max_cg and line_depth not given on the command line are the smallest the model needs.
 Generics out of range or a model that does not fit are reported before anything is written.
+Limits: PI, PO <= 64; W_MAX < 4096; max_cg <= 4096; line_depth <= 65536; line and weight
+buffers together <= 16 MiB. The output folder must be new, empty or an earlier
+`rep-accel rtl` output (--force to write beside other files).
 
 examples:
   rep-accel rtl -o rtl/
@@ -53,13 +56,17 @@ def add_arguments(p) -> None:
     p.add_argument("--po", type=int, help=f"array columns = output lanes (default {d.po}, or the build's)")
     p.add_argument("--w-max", type=int, help=f"widest input row in pixels (default {d.w_max}, or the model's)")
     p.add_argument("--max-cg", type=int,
-                   help=f"weight-buffer depth in channel groups per tile (default {d.max_cg}, or the model's)")
+                   help=f"weight-buffer depth in channel groups per tile, 1..{MAX_CG_LIMIT} "
+                        f"(default {d.max_cg}, or the model's)")
     p.add_argument("--line-depth", type=int,
-                   help=f"line-buffer entries per lane, width x channel groups (default {d.line_depth}, or the model's)")
+                   help=f"line-buffer entries per lane, width x channel groups, 1..{LINE_DEPTH_LIMIT} "
+                        f"(default {d.line_depth}, or the model's; buffers together <= "
+                        f"{ON_CHIP_BYTES_LIMIT >> 20} MiB)")
     from ..hdl.unit import DSP_STYLES
     p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
                    help="multiplier style: generic (any tool) or ecp5 (MULT18X18D with its registers); default generic")
     p.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall on the result; fail on warnings")
+    add_force_argument(p)
 
 
 def _model_needs(build) -> dict:
@@ -119,13 +126,15 @@ def lint(folder: Path, models: list[str] = ()) -> str:
 def run(args) -> int:
     out = check_output_dir(args.out)
     generics, build = resolve_generics(args)
+    if build is not None and Path(args.build).resolve() == out.resolve():
+        raise RepAccelError(f"-o {out} is the build folder given as input; write the Verilog to another folder")
     from ..hdl.verilog import TOP_NAME, describe_json, generate, simulation_models, waivers_path
     dsp = args.dsp
     text, desc = generate(generics, dsp)
     desc["lint_waivers"] = WAIVERS
     if build is not None:
         desc["build"] = {"path": str(args.build), "layers": len(build.qnet.layers)}
-    with atomic_output_dir(out) as tmp:
+    with atomic_output_dir(out, "rtl", args.force) as tmp:
         (tmp / VERILOG).write_text(text)
         (tmp / DESCRIPTION_JSON).write_text(describe_json(desc))
         (tmp / WAIVERS).write_text(waivers_path().read_text())

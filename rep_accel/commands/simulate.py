@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import sys
 from pathlib import Path
 
@@ -11,7 +9,8 @@ import numpy as np
 
 from .. import images, numerics
 from ..errors import RepAccelError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import check_output_file, write_outputs_together
+from ..untrusted import check_allocation, check_clock_mhz, strict_json
 
 HELP = "simulate a compiled build on inputs, bit- and cycle-exactly, and report cycles and traffic"
 DESCRIPTION = """\
@@ -59,12 +58,10 @@ def add_arguments(p) -> None:
     p.add_argument("--trace", help="cycle mode: write the first input's per-cycle port trace (.csv or .npz)")
 
 
-def _check_output_path(option: str, path: str | None, suffixes: tuple[str, ...]) -> Path | None:
+def _check_output_path(option: str, path: str | None, suffixes: tuple[str, ...], inputs=()) -> Path | None:
     if path is None:
         return None
-    p = Path(path)
-    if p.is_dir():
-        raise RepAccelError(f"{option} {p} is a folder; give a file name")
+    p = check_output_file(path, option, inputs)
     if p.suffix.lower() not in suffixes:
         raise RepAccelError(f"{option} {p}: use a {' or '.join(suffixes)} file name")
     return p
@@ -76,15 +73,18 @@ def load_input(path: str, input_size) -> np.ndarray:
     if not p.is_file():
         raise RepAccelError(f"--input {p}: no such file")
     try:
-        x = np.load(p, allow_pickle=False)
+        x = np.load(p, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise RepAccelError(f"--input {p}: not a readable .npy file ({e})") from None
+        raise RepAccelError(f"--input {p}: not a readable .npy file ({str(e)[:200]})") from None
     if not isinstance(x, np.ndarray):
         raise RepAccelError(f"--input {p}: holds several arrays; give one N x C x H x W array")
     want = tuple(int(v) for v in input_size)
     if x.ndim != 4 or tuple(x.shape[1:]) != want or x.shape[0] < 1:
         raise RepAccelError(f"--input {p}: shape {tuple(x.shape)} does not match the build's input N x "
                             f"{want[0]} x {want[1]} x {want[2]}")
+    # Checked from the header (memory-mapped) before the data is read.
+    check_allocation(x.size * 8, f"--input {p}: {x.shape[0]} inputs", "simulate fewer inputs at a time")
+    x = np.array(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise RepAccelError(f"--input {p}: dtype {x.dtype}; give float32 normalized inputs")
     if not np.all(np.isfinite(x)):
@@ -97,13 +97,16 @@ def run(args) -> int:
     from rep_accel.sim.network import NetworkSimulator
     from rep_accel.sim.report import format_table
 
-    out_path = _check_output_path("--out", args.out, (".npy",))
-    json_path = _check_output_path("--json", args.json, (".json",))
-    trace_path = _check_output_path("--trace", args.trace, (".csv", ".npz"))
+    inputs = [args.input, Path(args.build) / images.MANIFEST]
+    out_path = _check_output_path("--out", args.out, (".npy",), inputs)
+    json_path = _check_output_path("--json", args.json, (".json",), inputs)
+    trace_path = _check_output_path("--trace", args.trace, (".csv", ".npz"), inputs)
+    chosen = [p.resolve() for p in (out_path, json_path, trace_path) if p is not None]
+    if len(set(chosen)) != len(chosen):
+        raise RepAccelError("--out, --json and --trace must name different files")
     if trace_path is not None and args.mode != "cycle":
         raise RepAccelError("--trace needs --mode cycle (the fast mode does not step clocks)")
-    if not args.clock_mhz > 0:
-        raise RepAccelError(f"--clock-mhz {args.clock_mhz} must be positive")
+    check_clock_mhz(args.clock_mhz)
 
     build = images.load_build(args.build)
     g = build.generics
@@ -128,19 +131,23 @@ def run(args) -> int:
     print(format_table(result.report))
     shown = ", ".join(str(int(p)) for p in predictions[:20]) + (", ..." if len(predictions) > 20 else "")
     print(f"{len(predictions)} input(s) from {args.input}: predicted classes {shown}")
+    # The outputs appear together or not at all.
+    writers, written = {}, []
     if out_path is not None:
-        buf = io.BytesIO()
-        np.save(buf, logits)
-        atomic_write_bytes(out_path, buf.getvalue())
-        print(f"logits (float32 {logits.shape[0]} x {logits.shape[1]}) written to {out_path}")
+        writers[out_path] = lambda p: np.save(p, logits)
+        written.append(f"logits (float32 {logits.shape[0]} x {logits.shape[1]}) written to {out_path}")
     if json_path is not None:
         doc = {"build": str(args.build), "input": str(args.input), "images": int(x.shape[0]),
                "report": result.report.to_dict(), "predictions": [int(p) for p in predictions],
                "cycles_per_image": [int(c) for c in result.cycles.sum(axis=1)]}
-        atomic_write_bytes(json_path, (json.dumps(doc, indent=2) + "\n").encode())
-        print(f"report written to {json_path}")
+        text = (strict_json(doc, indent=2) + "\n").encode()
+        writers[json_path] = lambda p: p.write_bytes(text)
+        written.append(f"report written to {json_path}")
     if trace_path is not None:
-        write_trace(trace_path, result.trace)
-        print(f"port trace of input 0 ({len(result.trace):,} cycles, all layers) written to {trace_path}")
+        writers[trace_path] = lambda p: write_trace(p, result.trace)
+        written.append(f"port trace of input 0 ({len(result.trace):,} cycles, all layers) written to {trace_path}")
+    write_outputs_together(writers)
+    for line in written:
+        print(line)
     sys.stdout.flush()
     return 0

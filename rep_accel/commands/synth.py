@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 from .. import memory, synth
 from ..sim.network import schedule_report
 from ..errors import RepAccelError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import add_force_argument, atomic_write_bytes, check_output_dir, check_output_file
+from ..untrusted import check_clock_mhz, parse_input_size, strict_json
 
 HELP = "synthesize and place the Verilog (Yosys + nextpnr, ECP5 or generic): resources, Fmax, frames/s"
 DESCRIPTION = """\
@@ -68,6 +70,7 @@ def add_arguments(p) -> None:
     p.add_argument("--timeout", type=float, default=None, help="stop a tool that runs longer than this (seconds)")
     p.add_argument("--memory", metavar="PRESET|BYTES_PER_CYCLE",
                    help="external memory for the frames/s of --build/--model (as `rep-accel simulate --memory`)")
+    add_force_argument(p)
 
 
 def _workload(args):
@@ -76,7 +79,7 @@ def _workload(args):
     if args.build:
         return synth.build_workload(args.build)
     if args.model:
-        return synth.zoo_workload(args.model, synth.parse_input_size(args.input_size))
+        return synth.zoo_workload(args.model, parse_input_size(args.input_size))
     if args.clock_mhz is not None:
         raise RepAccelError("--clock-mhz sets the clock of a frames/s figure: give --build or --model too")
     return None
@@ -88,14 +91,21 @@ def _check_options(args) -> None:
                                 ("--freq", args.freq)) if v is not None]
         if given:
             raise RepAccelError(f"--target generic has no device: drop {', '.join(given)}")
-    if args.clock_mhz is not None and not args.clock_mhz > 0:
-        raise RepAccelError(f"--clock-mhz {args.clock_mhz:g} must be positive")
-    if args.timeout is not None and not args.timeout > 0:
-        raise RepAccelError(f"--timeout {args.timeout:g} must be positive (seconds)")
+    if args.clock_mhz is not None:
+        check_clock_mhz(args.clock_mhz)
+    if args.freq is not None:
+        check_clock_mhz(args.freq, "--freq")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise RepAccelError(f"--timeout {args.timeout:g} must be a positive number of seconds")
+    if args.package is not None and args.package not in synth.ECP5_PACKAGES:
+        raise RepAccelError(f"--package {args.package!r:.40}: choose one of {', '.join(synth.ECP5_PACKAGES)}")
+    check_output_dir(args.output)
+    inputs = [args.rtl, args.build]
     if args.json is not None:
-        jp = Path(args.json)
-        if jp.is_dir():
-            raise RepAccelError(f"--json {jp} is a folder; give a file name")
+        check_output_file(args.json, "--json", inputs)
+    for given in inputs:
+        if given is not None and Path(given).resolve() == Path(args.output).resolve():
+            raise RepAccelError(f"-o {args.output} is also an input; write the results to another folder")
 
 
 # ----------------------------------------------------------------------------------
@@ -184,7 +194,7 @@ def run(args) -> int:
     if args.target == "generic" and workload is not None and args.clock_mhz is None:
         raise RepAccelError("--target generic has no Fmax: give --clock-mhz for frames/s")
 
-    options = {"timeout_s": args.timeout}
+    options = {"timeout_s": args.timeout, "force": args.force}
     if args.target == "ecp5":
         options.update(device=args.device or synth.DEFAULT_DEVICE, speed=args.speed or synth.DEFAULT_SPEED,
                        package=args.package, freq_mhz=args.freq, seed=args.seed)
@@ -217,7 +227,7 @@ def run(args) -> int:
                     "`rep-accel rtl --dsp ecp5` uses the DSP blocks' own registers and reaches a higher Fmax")
     text.append(f"logs and results: {Path(args.output)}/ ({', '.join(sorted(result.logs))}, {synth.RESULT})")
     if args.json:
-        atomic_write_bytes(args.json, (json.dumps(out, indent=1) + "\n").encode())
+        atomic_write_bytes(args.json, (strict_json(out, indent=1) + "\n").encode())
     print("\n".join(text), file=sys.stdout, flush=True)
     if timing_error is not None:
         raise timing_error
