@@ -17,7 +17,7 @@ import warnings
 from .errors import RepAccelError
 
 #: Subcommands in the order of the flow.
-COMMANDS = ("demo", "fuse", "compile", "simulate", "evaluate", "rtl", "verify", "synth")
+COMMANDS = ("demo", "fuse", "compile", "simulate", "evaluate", "rtl", "verify", "synth", "export")
 
 
 def _load_commands():
