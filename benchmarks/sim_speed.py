@@ -1,6 +1,7 @@
 """Simulator speed: fast mode on RepVGG-A0 at 224x224 against PyTorch's fbgemm int8
 network of the same shape, in the same run; fast-mode time per GMAC across A0, A1 and
-B0; cycle-mode simulated cycles per second on a stride-1 112x112x48 layer (PI=PO=8).
+B0; cycle-mode simulated cycles per second on a stride-1 112x112x48 layer (PI=PO=8),
+also under the external-memory model (16-bit DDR3-800 and SDR SDRAM-166 at 150 MHz).
 
     python benchmarks/sim_speed.py [--repeats 20] [--check]
 
@@ -91,7 +92,7 @@ def bench_model(name: str, hw: int, repeats: int, check: bool, clock=time.perf_c
     return gmac, float(np.median(t_sim)), float(np.median(t_fb))
 
 
-def bench_cycle(repeats: int, clock=time.perf_counter) -> tuple[int, float, float]:
+def bench_cycle(repeats: int, clock=time.perf_counter, memory=None) -> tuple[int, float, float]:
     rng = np.random.default_rng(0)
     shape = LayerShape(48, 48, 1, 1, 112, 112)
     qnet = synthetic.random_qnetwork([(48, 48, 1, 1)], (48, 112, 112), seed=0)
@@ -100,9 +101,10 @@ def bench_cycle(repeats: int, clock=time.perf_counter) -> tuple[int, float, floa
     g = HardwareGenerics(pi=8, po=8)
     x = rng.integers(0, 256, (48, 112, 112)).astype(np.uint8)
     params = cycle.layer_params(layer, g)
-    res = cycle.run_layer(x, shape, params, g)
-    t_total = median_time(lambda: cycle.run_layer(x, shape, params, g), repeats, clock)
-    t_trace = median_time(lambda: cycle.run_layer(x, shape, params, g, trace=True), max(1, repeats // 3), clock)
+    res = cycle.run_layer(x, shape, params, g, memory=memory)
+    t_total = median_time(lambda: cycle.run_layer(x, shape, params, g, memory=memory), repeats, clock)
+    t_trace = median_time(lambda: cycle.run_layer(x, shape, params, g, trace=True, memory=memory),
+                          max(1, repeats // 3), clock)
     return res.cycles, t_total, t_trace
 
 
@@ -126,6 +128,11 @@ def main() -> None:
     cycles, t_cyc, t_trace = bench_cycle(max(3, args.repeats // 4), clock)
     print(f"cycle mode, 112x112x48 -> 48 stride 1, PI=PO=8: {cycles:,} cycles in {t_cyc * 1e3:.1f} ms = "
           f"{cycles / t_cyc / 1e6:.2f} M cycles/s ({cycles / t_trace / 1e6:.2f} M cycles/s with the port trace)")
+    from rep_accel import memory
+    for spec in ("ddr3-16-800", "sdr16-166"):
+        cycles, t_cyc, t_trace = bench_cycle(max(3, args.repeats // 4), clock, memory.parse(spec, 150.0))
+        print(f"cycle mode, same layer, memory {spec} at 150 MHz: {cycles:,} cycles in {t_cyc * 1e3:.1f} ms = "
+              f"{cycles / t_cyc / 1e6:.2f} M cycles/s ({cycles / t_trace / 1e6:.2f} M cycles/s with the port trace)")
 
     rows = {}
     for name in ("A0", "A1", "B0"):

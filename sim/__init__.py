@@ -2,7 +2,8 @@
 
 Modules:
   fast       fast mode: exact outputs (an independent Numba convolution), cycles from the
-             schedule formula (`layout.layer_cycles`)
+             schedule formula (`layout.layer_cycles`), or under an external-memory model
+             (`rep_accel.memory`) from the engine's timing replay (`cycle.timing_cycles`)
   cycle      cycle mode: the layer engine stepped clock by clock on the real parameter and
              activation streams, with stall patterns and a per-cycle port trace
   network    whole networks (`NetworkSimulator`, `simulate`, `schedule_report`)

@@ -250,3 +250,14 @@ def test_simulate_cli_takes_memory(tmp_path, capsys):
     rc = cli.main(["simulate", str(tmp_path / "build"), "--input", str(tmp_path / "x.npy"), "--memory", "ddr5"])
     out, err = capsys.readouterr()
     assert rc == 2 and "--memory 'ddr5'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_synth_memory_needs_a_workload_and_a_valid_spec(tmp_path, capsys):
+    from rep_accel import cli
+    v = tmp_path / "top.v"
+    v.write_text("module top(input a, output b); assign b = a; endmodule\n")
+    for argv, match in ((["--memory", "ddr3-16-800"], "give --build or --model"),
+                        (["--model", "A0", "--memory", "fast"], "--memory 'fast'")):
+        rc = cli.main(["synth", str(v), "--top", "top", "--target", "generic", "-o", str(tmp_path / "out"), *argv])
+        out, err = capsys.readouterr()
+        assert rc == 2 and match in err, err
