@@ -2,6 +2,7 @@
 
     python benchmarks/synth_sweep.py [--configs 1x1,2x2,4x4,8x8] [--out out/synth_sweep]
                                      [--doc docs/synthesis.md] [--reuse] [--timeout S]
+                                     [--workers N | --address ADDR | --serial]
 
 For every configuration: `rep-accel rtl --dsp ecp5` (MULT18X18D blocks with their own
 registers) with W_MAX = 224 and buffers sized exactly for RepVGG-A0 at 224x224
@@ -11,6 +12,15 @@ registers) with W_MAX = 224 and buffers sized exactly for RepVGG-A0 at 224x224
 simulator's schedule). Prints the table and writes docs/synthesis.md (table, commands,
 tool versions, date, critical paths). A configuration that does not fit the device is a
 result (its utilization is reported), not an error.
+
+Every configuration is one Ray task (`rep_accel.distributed`: a local Ray instance of
+--workers CPUs, all cores by default, or the cluster at --address; serially in this
+process with --serial or without Ray). Each task writes only its own rtl_PIxPO/ and
+synth_PIxPO/ folders and returns its row, so the table is the same whichever way it ran
+(only the tool seconds differ); on a cluster without a shared file system the logs stay
+on the worker that ran the configuration. --target generic, --model and --input-size
+give a quick sweep (Yosys alone, e.g. for tests); docs/synthesis.md is only written for
+the ECP5 sweep it describes.
 
 A benchmark run on demand (tens of minutes: the 8x8 synthesis dominates), not a test.
 """
@@ -25,9 +35,10 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from rep_accel import synth
+from rep_accel import distributed, synth
 from rep_accel.commands.synth import critical_path_summary
 
 MODEL, INPUT_SIZE = "A0", (3, 224, 224)
@@ -36,15 +47,38 @@ TARGET_MHZ = synth.DEFAULT_TARGET_MHZ
 REPO = Path(__file__).resolve().parent.parent
 
 
-def rtl_command(out: Path, g) -> list[str]:
+@dataclass(frozen=True)
+class Sweep:
+    """What every configuration of a sweep shares: the workload, the flow, the work folder."""
+
+    root: Path
+    model: str = MODEL
+    input_size: tuple = INPUT_SIZE
+    target: str = "ecp5"
+    device: str = DEVICE
+    speed: int = SPEED
+    timeout_s: float | None = None
+
+    @property
+    def is_default(self) -> bool:
+        """The sweep docs/synthesis.md describes (A0 224x224 on the LFE5U-85F, speed 8)."""
+        return (self.model, tuple(self.input_size), self.target, self.device, self.speed) == \
+            (MODEL, INPUT_SIZE, "ecp5", DEVICE, SPEED)
+
+
+def rtl_command(out: Path, g, target: str = "ecp5") -> list[str]:
     return ["rep-accel", "rtl", "-o", str(out), "--pi", str(g.pi), "--po", str(g.po), "--w-max", str(g.w_max),
-            "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth), "--dsp", "ecp5"]
+            "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth),
+            "--dsp", "ecp5" if target == "ecp5" else "generic"]
 
 
-def synth_command(rtl: Path, out: Path) -> list[str]:
-    size = ",".join(map(str, INPUT_SIZE))
-    return ["rep-accel", "synth", str(rtl), "--target", "ecp5", "--device", DEVICE, "--speed", str(SPEED),
-            "-o", str(out), "--model", MODEL, "--input-size", size]
+def synth_command(rtl: Path, out: Path, sweep: Sweep | None = None) -> list[str]:
+    sweep = sweep or Sweep(Path("."))
+    size = ",".join(map(str, sweep.input_size))
+    device = ["--device", sweep.device, "--speed", str(sweep.speed)] if sweep.target == "ecp5" else \
+        ["--clock-mhz", f"{TARGET_MHZ:g}"]
+    return ["rep-accel", "synth", str(rtl), "--target", sweep.target, *device,
+            "-o", str(out), "--model", sweep.model, "--input-size", size]
 
 
 def _shown(path: Path) -> Path:
@@ -55,20 +89,26 @@ def _shown(path: Path) -> Path:
         return path
 
 
-def run_config(pi: int, po: int, root: Path, work, timeout_s) -> dict:
-    """Generate, synthesize, place and route one configuration; return its row (a dict)."""
+def run_config(config: tuple[int, int], sweep: Sweep) -> dict:
+    """Generate, synthesize, place and route one configuration (PI, PO); return its row (a
+    dict). Runs as a Ray task: it writes only below sweep.root/{rtl,synth}_PIxPO."""
+    pi, po = config
+    root = sweep.root
+    work = synth.zoo_workload(sweep.model, sweep.input_size)
     g = synth.sized_generics(work, pi, po)
     rtl, out = root / f"rtl_{pi}x{po}", root / f"synth_{pi}x{po}"
-    row = {"pi": pi, "po": po, "generics": g.to_dict(), "rtl_command": shlex.join(rtl_command(_shown(rtl), g)),
-           "synth_command": shlex.join(synth_command(_shown(rtl), _shown(out)))}
+    row = {"pi": pi, "po": po, "generics": g.to_dict(), "workload": work.name,
+           "rtl_command": shlex.join(rtl_command(_shown(rtl), g, sweep.target)),
+           "synth_command": shlex.join(synth_command(_shown(rtl), _shown(out), sweep))}
     t0 = time.monotonic()
     row["rtl_source"] = rtl_source_version()
-    subprocess.run(rtl_command(rtl, g), check=True)
+    subprocess.run(rtl_command(rtl, g, sweep.target), check=True)
     row["rtl_seconds"] = time.monotonic() - t0
     design = synth.load_design(rtl)
     assert design.generics == g, (design.generics, g)
+    options = {"device": sweep.device, "speed": sweep.speed} if sweep.target == "ecp5" else {}
     try:
-        result = synth.run_ecp5(design, out, device=DEVICE, speed=SPEED, timeout_s=timeout_s)
+        result = synth.run(design, out, sweep.target, timeout_s=sweep.timeout_s, **options)
         row["status"] = "ok"
     except synth.DoesNotFitError as e:
         result, row["status"] = e.result, "does not fit"
@@ -116,8 +156,29 @@ def _cell(res: dict, name: str) -> str:
     return f"{u['used']:,} / {u['available']:,} ({100 * u['used'] / u['available']:.0f}%)"
 
 
+def generic_table(rows: list[dict]) -> str:
+    """Rows of the generic flow (Yosys alone: gates, no device, no Fmax) as a Markdown table,
+    frames/s at TARGET_MHZ."""
+    head = (f"| PI x PO | gates (Yosys) | flip-flops | memories (bits) | cycles / frame | workload | "
+            f"frames/s at {TARGET_MHZ:g} MHz | yosys (s) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        res = r.get("result") or {}
+        summary = res.get("summary", {})
+        fps = r.get("frames_per_second_at_target")
+        yosys = res.get("seconds", {}).get("yosys")
+        lines.append(
+            f"| {r['pi']}x{r['po']} | {summary.get('gates', 0):,} | {summary.get('flip_flops', 0):,} | "
+            f"{summary.get('memories', 0)} ({summary.get('memory_bits', 0):,}) | {r['cycles']:,} | "
+            f"{r.get('workload', '')} | {f'{fps:.2f}' if fps is not None else '-'} | "
+            f"{f'{yosys:.0f}' if yosys is not None else ''} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
-    """The results as a Markdown table."""
+    """The results as a Markdown table (generic_table for rows of the generic flow)."""
+    if rows and all((r.get("result") or {}).get("target") == "generic" for r in rows):
+        return generic_table(rows)
     head = ("| PI x PO | LUT4 (Yosys) | logic cells TRELLIS_COMB | flip-flops | MULT18X18D | DP16KD | "
             "fits | Fmax (MHz) | >= 150 MHz | cycles / frame | A0 224x224 frames/s | yosys + nextpnr (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -221,25 +282,41 @@ def main(argv=None) -> int:
     p.add_argument("--doc", default=str(REPO / "docs" / "synthesis.md"), help="Markdown file to write ('' for none)")
     p.add_argument("--reuse", action="store_true", help="reuse a configuration's row.json from an earlier run")
     p.add_argument("--timeout", type=float, default=None, help="time limit per tool run (s)")
+    p.add_argument("--target", choices=synth.TARGETS, default="ecp5",
+                   help="ecp5 (default: Yosys + nextpnr) or generic (Yosys alone, no Fmax)")
+    p.add_argument("--model", default=MODEL, help=f"zoo model the buffers are sized for (default {MODEL})")
+    p.add_argument("--input-size", default=",".join(map(str, INPUT_SIZE)),
+                   help=f"C,H,W of that model's input (default {','.join(map(str, INPUT_SIZE))})")
+    p.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: all cores)")
+    p.add_argument("--address", help="run on this Ray cluster (host:port from `ray start --head`, or auto)")
+    p.add_argument("--serial", action="store_true", help="run the configurations one after the other here")
     args = p.parse_args(argv)
 
     source_version = rtl_source_version()
     root = Path(args.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    work = synth.zoo_workload(MODEL, INPUT_SIZE)
-    rows = []
-    for cfg in args.configs.split(","):
-        pi, po = (int(v) for v in cfg.lower().split("x"))
+    sweep = Sweep(root, args.model, tuple(int(v) for v in args.input_size.split(",")), args.target,
+                  timeout_s=args.timeout)
+    if args.doc and not sweep.is_default:
+        p.error(f"--doc describes the ECP5 sweep of {MODEL} {'x'.join(map(str, INPUT_SIZE))}; "
+                f"give --doc '' with --target/--model/--input-size")
+    configs = [tuple(int(v) for v in cfg.lower().split("x")) for cfg in args.configs.split(",")]
+    rows: dict[tuple, dict] = {}
+    for pi, po in configs:
         row_file = root / f"row_{pi}x{po}.json"
         if args.reuse and row_file.is_file():
-            rows.append(json.loads(row_file.read_text()))
-            print(f"{cfg}: reused {row_file}", file=sys.stderr)
-            continue
-        print(f"== {pi}x{po}", file=sys.stderr, flush=True)
-        row = run_config(pi, po, root, work, args.timeout)
-        row_file.write_text(json.dumps(row, indent=1) + "\n")
-        rows.append(row)
-        print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
+            rows[(pi, po)] = json.loads(row_file.read_text())
+            print(f"{pi}x{po}: reused {row_file}", file=sys.stderr)
+    todo = [c for c in configs if c not in rows]
+    with distributed.session(args.workers, args.address, args.serial) as engine:
+        print(f"{len(todo)} configuration(s) on {engine.name}: {', '.join(f'{a}x{b}' for a, b in todo)}",
+              file=sys.stderr, flush=True)
+        for index, row in engine.map(run_config, todo, sweep):
+            pi, po = todo[index]
+            (root / f"row_{pi}x{po}.json").write_text(json.dumps(row, indent=1) + "\n")
+            rows[(pi, po)] = row
+            print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
+    rows = [rows[c] for c in configs]
 
     versions = {}
     for r in rows:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -80,6 +81,11 @@ class RayEngine:
 
     def _task(self, function: Callable):
         if function not in self._remote:
+            name = getattr(function, "__module__", None) or "__main__"
+            if name != "__main__" and name.split(".")[0] != "rep_accel" and name in sys.modules:
+                # A function of a script or test module (benchmarks/, tests/) that a worker cannot
+                # import by name: it travels by value, as functions of __main__ do.
+                self._ray.cloudpickle.register_pickle_by_value(sys.modules[name])
             self._remote[function] = self._ray.remote(num_cpus=1, max_retries=self.max_retries,
                                                       retry_exceptions=False)(function)
         return self._remote[function]

@@ -1,0 +1,70 @@
+"""benchmarks/synth_sweep.py through Ray: two configurations as Ray tasks on a local
+2-CPU cluster give the same table and rows as the serial path (only the tools' seconds
+differ). The smallest arrays (1x1, 1x2, buffers for nano 3x16x16) on the generic flow
+(Yosys alone) keep it to a minute or two; it is marked slow."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from rep_accel.testing import REPO_ROOT
+
+ray = pytest.importorskip("ray")
+
+ARGS = ["--configs", "1x1,1x2", "--target", "generic", "--model", "nano", "--input-size", "3,16,16", "--doc", ""]
+
+
+@pytest.fixture(scope="module")
+def sweep_module():
+    spec = importlib.util.spec_from_file_location("synth_sweep", REPO_ROOT / "benchmarks" / "synth_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["synth_sweep"] = module  # its dataclass looks its module up while being defined
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("synth_sweep", None)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _without_seconds(row: dict) -> dict:
+    row = dict(row, result=dict(row["result"]))
+    row.pop("rtl_seconds")
+    row["result"].pop("seconds")
+    row["result"].pop("tools")  # tool versions: the same, but probed with timings inside
+    return row
+
+
+def _table_without_seconds(text: str) -> list[str]:
+    return ["|".join(line.split("|")[:-2]) for line in text.strip().splitlines() if line.startswith("|")]
+
+
+@pytest.mark.slow
+def test_sweep_on_ray_equals_serial(sweep_module, cluster, tmp_path, capsys):
+    assert sweep_module.main([*ARGS, "--out", str(tmp_path / "serial"), "--serial"]) == 0
+    serial_out = capsys.readouterr()
+    assert sweep_module.main([*ARGS, "--out", str(tmp_path / "ray")]) == 0
+    ray_out = capsys.readouterr()
+    assert "on Ray (already running in this process), 2 CPU(s)" in ray_out.err
+    assert "on serial" in serial_out.err
+    serial_table, ray_table = _table_without_seconds(serial_out.out), _table_without_seconds(ray_out.out)
+    assert len(serial_table) == 4 and serial_table == ray_table
+    for cfg in ("1x1", "1x2"):
+        a = json.loads((tmp_path / "serial" / f"row_{cfg}.json").read_text())
+        b = json.loads((tmp_path / "ray" / f"row_{cfg}.json").read_text())
+        assert a["status"] == b["status"] == "ok" and a["result"]["summary"]["gates"] > 0
+        # The rows name their own folders; apart from those and the seconds they are equal.
+        for r in (a, b):
+            for k in ("rtl_command", "synth_command"):
+                r[k] = r[k].replace(str(tmp_path / "serial"), "OUT").replace(str(tmp_path / "ray"), "OUT")
+        assert _without_seconds(a) == _without_seconds(b)
