@@ -176,3 +176,38 @@ def test_export_errors_are_one_line(exported, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nobuild" in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("source", ["bundled", "qarepvgg"])
+def test_fuse_onnx_writes_the_float_deploy_network(tmp_path, capsys, source):
+    if source == "bundled":
+        path = default_model_path()
+    else:
+        from checkpoints_layouts import qarepvgg_from, trained_like
+        path = tmp_path / "qa.pth"
+        torch.save(qarepvgg_from(trained_like("tiny", seed=1, in_channels=3, num_classes=10), seed=2).state_dict(),
+                   path)
+    out = cli(capsys, "fuse", path, "-o", tmp_path / "deploy.pt", "--onnx", tmp_path / "deploy.onnx")
+    assert "deploy.onnx" in out
+    onnx.checker.check_model(str(tmp_path / "deploy.onnx"), full_check=True)
+    model = onnx.load(str(tmp_path / "deploy.onnx"))
+    net = load_checkpoint(path).network
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Relu"] * len(net.layers) + \
+        ["GlobalAveragePool", "Flatten", "Gemm"]
+    deployed = load_fused(tmp_path / "deploy.pt")
+    for a, b in zip(deployed.layers, net.layers):
+        assert np.array_equal(a.weight, b.weight)
+    # Any input size: the spatial dimensions are symbolic.
+    for side in (28, 40):
+        x = np.random.default_rng(side).standard_normal((3, net.in_channels, side, side)).astype(np.float32)
+        got = session(model).run(None, {"input": x})[0]
+        ref = net.forward(x)
+        assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_fuse_onnx_refuses_a_bad_name_before_writing(tmp_path, capsys):
+    rc = main(["fuse", str(default_model_path()), "-o", str(tmp_path / "d.pt"), "--onnx", str(tmp_path / "d.pt")])
+    assert rc == 2 and "also an input" in capsys.readouterr().err
+    rc = main(["fuse", str(default_model_path()), "-o", str(tmp_path / "d.pt"), "--onnx", str(tmp_path / "d.bin")])
+    assert rc == 2 and ".onnx" in capsys.readouterr().err
+    assert not (tmp_path / "d.pt").exists()

@@ -7,6 +7,7 @@ import torch
 
 from ..checkpoints import LAYOUTS, fused_parameter_count, load_checkpoint, save_deploy
 from ..errors import RepAccelError
+from .export import check_onnx_output
 from ..fsutil import check_output_file
 
 HELP = "fuse a RepVGG checkpoint into plain 3x3 conv layers (a deploy checkpoint)"
@@ -26,6 +27,7 @@ The file is read with torch.load(weights_only=True): it never runs code from the
 example:
   rep-accel fuse model.pt -o deploy.pt
   rep-accel fuse RepVGG-A0-train.pth -o RepVGG-A0-deploy.pth --layout rep_accel
+  rep-accel fuse model.pt -o deploy.pt --onnx deploy.onnx
 """
 
 
@@ -37,6 +39,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--check-size", type=int, default=64, metavar="PIXELS",
                         help=f"side of the random input used to compare fused and train-time outputs "
                              f"(0 = skip the check; at most {MAX_CHECK_SIZE}; default 64)")
+    parser.add_argument("--onnx", metavar="FILE",
+                        help="also write the fused float network as ONNX (.onnx: Conv+Relu per layer, "
+                             "GlobalAveragePool, Gemm; needs pip install 'rep-accel[onnx]')")
 
 
 #: Largest --check-size (pixels a side): the check runs the float network twice on it.
@@ -52,6 +57,7 @@ def run(args) -> int:
         raise RepAccelError(f"--check-size must be in [0, {MAX_CHECK_SIZE}] pixels, got {args.check_size}")
     # Before anything is read: the output is a writable file name and not the input.
     check_output_file(args.output, "-o", [args.model])
+    onnx_path = check_onnx_output(args.onnx, "--onnx", [args.model, args.output]) if args.onnx else None
     loaded = load_checkpoint(args.model)
     layout = loaded.layout if args.layout == "same" else args.layout
     cfg, net = loaded.config, loaded.network
@@ -92,4 +98,10 @@ def run(args) -> int:
               f"{args.check_size}x{args.check_size} input (max |output| {verified[1]:.3g})")
     print(f"wrote     {args.output}: {layout.removesuffix('-deploy')} deploy keys "
           f"({len(ckpt['state_dict'] if 'state_dict' in ckpt else ckpt)} tensors, float32)")
+    if onnx_path is not None:
+        from .. import onnx_export
+
+        nbytes = onnx_export.save(onnx_export.float_model(net), onnx_path)
+        print(f"wrote     {onnx_path}: the fused float network as ONNX (opset {onnx_export.OPSET}, "
+              f"{len(net.layers)} Conv+Relu, GlobalAveragePool, Gemm; {nbytes:,} bytes; checked by onnx.checker)")
     return 0
