@@ -486,6 +486,19 @@ def run_layer_q(layer, x: np.ndarray, generics: HardwareGenerics, stimulus: Stim
     return run_layer(x, layer.shape, layer_params(layer, generics), generics, stimulus, trace, layer.name, memory)
 
 
+def memory_stimulus(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: HardwareGenerics,
+                    memory: MemoryModel, stimulus: Stimulus | None = None) -> Stimulus:
+    """The memory model's stall pattern for this layer as plain patterns (a `Stimulus` of
+    one entry per cycle): params_valid / act_in_valid / act_out_ready of the host that
+    `memory` (and `stimulus`) give, from a cycle-mode run with the port trace. A host that
+    replays patterns (the cocotb testbench, `run_layer` without `memory`) then drives an
+    engine exactly as the memory model does, as long as the engine answers as the
+    simulator does: the memory host reacts only to the engine's valid/ready, so an engine
+    that differs shows it in its trace, which the verification compares row by row."""
+    t = run_layer(x, shape, params, generics, stimulus, trace=True, memory=memory).trace
+    return Stimulus(t["params_valid"].copy(), t["act_in_valid"].copy(), t["act_out_ready"].copy())
+
+
 def timing_cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryModel | None = None,
                   stimulus: Stimulus | None = None, name: str = "layer") -> int:
     """The cycles `run_layer` counts for this layer under `memory` and `stimulus`, without

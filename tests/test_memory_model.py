@@ -261,3 +261,21 @@ def test_synth_memory_needs_a_workload_and_a_valid_spec(tmp_path, capsys):
         rc = cli.main(["synth", str(v), "--top", "top", "--target", "generic", "-o", str(tmp_path / "out"), *argv])
         out, err = capsys.readouterr()
         assert rc == 2 and match in err, err
+
+
+@pytest.mark.parametrize("case", LAYER_CASES[::3], ids=case_id)
+def test_memory_stall_pattern_replayed_as_patterns(case):
+    """The memory's stall pattern as plain patterns (what the cocotb testbench replays)
+    drives the engine to the same trace, cycle for cycle, as the memory model itself."""
+    rng = np.random.default_rng(SEED + 50 + LAYER_CASES.index(case))
+    layer = random_layer(case, rng)
+    x = random_input(layer.shape, rng)[0]
+    g = _generics(2, 3, layer.shape)
+    params = cycle.layer_params(layer, g)
+    m = memory.model(1.7, 0.8, 11, 64)
+    base = cycle.Stimulus.random(5, 0.9, 0.8, 0.7, length=31)
+    want = cycle.run_layer(x, layer.shape, params, g, base, trace=True, memory=m)
+    stim = cycle.memory_stimulus(x, layer.shape, params, g, m, base)
+    got = cycle.run_layer(x, layer.shape, params, g, stim, trace=True)
+    assert got.cycles == want.cycles > layer_cycles(layer.shape, g)
+    assert np.array_equal(got.trace, want.trace) and np.array_equal(got.output, want.output)
