@@ -35,6 +35,7 @@ examples:
   rep-accel verify build/ --input x.npy
   rep-accel verify build/ --input x.npy --images 4 --layers 0,1 --sim icarus
   rep-accel verify build/ --input x.npy --images 1 --waves          # writes verify_waves.vcd
+  rep-accel verify build/ --input x.npy --images 1 --memory sdr16-166 --clock-mhz 150
 """
 
 #: Default waveform file name, without its suffix (.vcd from Verilator, .fst from Icarus).
@@ -65,6 +66,10 @@ def add_arguments(p) -> None:
                                          "~/.cache/rep-accel/sim_build)")
     p.add_argument("--opt", default=DEFAULT_OPT, choices=("-O0", "-O1", "-O2", "-Os"),
                    help=f"C++ optimization of the Verilator model (default {DEFAULT_OPT}: fastest to compile)")
+    p.add_argument("--memory", metavar="PRESET|BYTES_PER_CYCLE",
+                   help="the host streams as the external-memory model gives them (as `rep-accel simulate --memory`); "
+                        "the RTL must match the simulator cycle for cycle under its stall pattern")
+    p.add_argument("--clock-mhz", type=float, default=150.0, help="the accelerator clock of --memory (default 150)")
     p.add_argument("--json", help="write the summary and every layer's record to this .json")
     p.add_argument("--keep", action="store_true", help="keep the job folder (testbench log, results) and print it")
 
@@ -151,6 +156,9 @@ def run(args) -> int:
             raise RepAccelError(f"--waves {args.waves}: {args.sim} writes {suffix[1:].upper()}; give a {suffix} file name")
     if args.images is not None and args.images < 1:
         raise RepAccelError(f"--images {args.images}: must be at least 1")
+    from .. import memory
+    memory.parse(args.memory, args.clock_mhz)  # a bad spec fails before the build
+    stall = C.Stall(memory=args.memory, clock_mhz=args.clock_mhz) if args.memory is not None else None
     build = images.load_build(args.build)
     generics, _ = resolve_generics(Namespace(build=args.build, pi=args.pi, po=args.po, w_max=args.w_max,
                                              max_cg=args.max_cg, line_depth=args.line_depth))
@@ -170,7 +178,7 @@ def run(args) -> int:
                       dsp=args.dsp)
     print(f"  {'found in the cache' if rtl.cached else f'built in {rtl.seconds:.0f} s'}: {rtl.build_dir}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="rep-accel-verify-"))
-    job = C.Job(g, network=C.NetworkJob(str(Path(args.build).resolve()), x_q, layers))
+    job = C.Job(g, network=C.NetworkJob(str(Path(args.build).resolve()), x_q, layers, stall=stall))
     C.write_job(work, job)
     n_run = len(layers) if layers is not None else len(qnet.layers)
     print(f"running {x_q.shape[0]} input(s) x {n_run} layer(s) on the RTL ...", flush=True)

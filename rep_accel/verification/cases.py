@@ -55,14 +55,31 @@ class Stall:
     p_act_in: float = 1.0
     p_act_out: float = 1.0
     seed: int = 0
+    #: An external-memory model (a `--memory` spec, rep_accel.memory) at `clock_mhz`, whose
+    #: stall pattern combines with the seeded one; None: no memory model.
+    memory: str | None = None
+    clock_mhz: float = 150.0
 
     def stimulus(self):
         from ..sim.cycle import Stimulus
         return Stimulus.random(self.seed, self.p_params, self.p_act_in, self.p_act_out)
 
+    def memory_model(self):
+        from ..memory import parse
+        return parse(self.memory, self.clock_mhz)
+
+    def stimulus_for(self, x, shape, params, generics):
+        """The host of one layer: the seeded patterns, and under a memory model the
+        memory's stall pattern of this layer as patterns (`sim.cycle.memory_stimulus`)."""
+        from ..sim.cycle import memory_stimulus
+        model = self.memory_model()
+        if model is None:
+            return self.stimulus()
+        return memory_stimulus(x, shape, params, generics, model, self.stimulus())
+
     @property
     def stalls(self) -> bool:
-        return min(self.p_params, self.p_act_in, self.p_act_out) < 1.0
+        return min(self.p_params, self.p_act_in, self.p_act_out) < 1.0 or self.memory is not None
 
 
 @dataclass

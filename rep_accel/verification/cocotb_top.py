@@ -62,7 +62,7 @@ async def _run_case(tb: AcceleratorTB, sb: Scoreboard, layer, x, stall, reset_at
     shape = layer.shape
     params = simcycle.layer_params(layer, g)
     act = simcycle.layer_streams(x, shape, g)
-    stim = stall.stimulus() if stall is not None else None
+    stim = stall.stimulus_for(x, shape, params, g) if stall is not None else None
     extra = dict(extra or {})
     failures = []
     if reset_at is not None:
@@ -113,7 +113,8 @@ async def _run_network(dut, tb: AcceleratorTB, job, results: dict) -> None:
     params = [build.layer_params(k) for k in range(len(qnet.layers))]
     # The references, each on its own: the simulator's whole network (cycle mode, the build's
     # beats, the same host) and the golden model's.
-    sim_res = NetworkSimulator(qnet, g, mode="cycle", params=params, stimulus=stim).run(
+    sim_res = NetworkSimulator(qnet, g, mode="cycle", params=params, stimulus=stim,
+                               memory=net.stall.memory_model() if net.stall is not None else None).run(
         x_q, return_activations=True, show_progress=False)
     gold_logits, gold_acts = golden.run_network(qnet, x_q, return_activations=True)
     sb = Scoreboard(g)
