@@ -279,3 +279,19 @@ def test_memory_stall_pattern_replayed_as_patterns(case):
     got = cycle.run_layer(x, layer.shape, params, g, stim, trace=True)
     assert got.cycles == want.cycles > layer_cycles(layer.shape, g)
     assert np.array_equal(got.trace, want.trace) and np.array_equal(got.output, want.output)
+
+
+def test_repvgg_a0_fast_equals_cycle_under_memories():
+    """RepVGG-A0's 22 layer shapes (at 32x32, so that cycle mode takes a second) on the 4x4
+    array: fast mode's count equals cycle mode's under both presets, outputs unchanged."""
+    qnet = synthetic.random_zoo_qnetwork("A0", 32, seed=SEED, num_classes=10)
+    x = synthetic.random_input(qnet, 1, seed=2)
+    g = HardwareGenerics(pi=4, po=4, w_max=32, max_cg=48, line_depth=768)
+    ref = NetworkSimulator(qnet, g, "fast").run(x, show_progress=False)
+    for spec in ("ddr3-16-800", "sdr16-166"):
+        m = memory.parse(spec, 150.0)
+        rf = NetworkSimulator(qnet, g, "fast", memory=m).run(x, show_progress=False)
+        rc = NetworkSimulator(qnet, g, "cycle", memory=m).run(x, show_progress=False)
+        assert np.array_equal(rf.cycles, rc.cycles) and np.array_equal(rc.logits, ref.logits)
+        assert np.all(rc.cycles > ref.cycles)
+        print(spec, rc.report.cycles, ref.report.cycles)
