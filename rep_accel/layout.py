@@ -165,6 +165,39 @@ def check_fits(shape: LayerShape, generics: HardwareGenerics, name: str = "layer
                 f"entries per lane, more than line_depth={g.line_depth}; rebuild with a larger line_depth or PI")
 
 
+#: Policies of size_generics: "smallest" buffers that run the layers (what `rep-accel
+#: synth --model` and `rtl BUILD` build), or "defaults": at least HardwareGenerics'
+#: defaults (or `base`'s), larger where a layer needs it (what `compile` lays out for).
+SIZING_POLICIES = ("smallest", "defaults")
+
+
+def size_generics(shapes, pi: int, po: int, policy: str = "smallest", *, names=None,
+                  base: HardwareGenerics | None = None, w_max: int | None = None,
+                  max_cg: int | None = None, line_depth: int | None = None) -> HardwareGenerics:
+    """The one sizing rule of the hardware for a network: generics of a pi x po array whose
+    buffers run every layer of `shapes` (LayerShapes; `names` for the messages).
+
+    Needed per layer (docs/architecture.md, "Generics"): w_max >= its width, max_cg >= the
+    channel groups of each tile, line_depth >= width x those groups. policy "smallest" takes
+    exactly the largest need (w_max at least 3); "defaults" takes at least `base`'s values
+    (default HardwareGenerics()). w_max / max_cg / line_depth given explicitly are taken as
+    they are. Every layer is checked with check_fits (RepAccelError naming the layer)."""
+    if policy not in SIZING_POLICIES:
+        raise ValueError(f"sizing policy {policy!r}: one of {SIZING_POLICIES}")
+    shapes = list(shapes)
+    names = list(names) if names is not None else [f"layer {i}" for i in range(len(shapes))]
+    probe = (base or HardwareGenerics()).replace(pi=pi, po=po)
+    tiles = [(s, t) for s in shapes for t in plan_tiles(s, probe)]
+    need = {"w_max": max([3] + [s.width for s in shapes]), "max_cg": max([1] + [t.cg for _, t in tiles]),
+            "line_depth": max([1] + [s.width * t.cg for s, t in tiles])}
+    floor = {k: (getattr(probe, k) if policy == "defaults" else 0) for k in need}
+    given = {"w_max": w_max, "max_cg": max_cg, "line_depth": line_depth}
+    g = probe.replace(**{k: given[k] if given[k] is not None else max(floor[k], need[k]) for k in need})
+    for shape, name in zip(shapes, names):
+        check_fits(shape, g, name)
+    return g
+
+
 # ----------------------------------------------------------------------------------
 # Layer descriptor: one beat on the `desc` stream starts a layer (docs/architecture.md,
 # "Interfaces"). Fields from bit 0 up: (name, bits).

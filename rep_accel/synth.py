@@ -830,15 +830,7 @@ def workload_report(work: Workload, generics: HardwareGenerics, clock_mhz: float
 
 
 def sized_generics(work: Workload, pi: int, po: int) -> HardwareGenerics:
-    """The smallest buffers a pi x po array needs to run `work`: w_max = the widest input
-    row, max_cg = the most channel groups of a tile, line_depth = the largest width x cg
-    (docs/architecture.md, "Generics"); checked with layout.check_fits."""
-    from .layout import check_fits, plan_tiles
-
-    probe = HardwareGenerics(pi=pi, po=po)
-    tiles = [(s, t) for s in work.shapes for t in plan_tiles(s, probe)]
-    g = probe.replace(w_max=max(3, max(s.width for s in work.shapes)), max_cg=max(t.cg for _, t in tiles),
-                      line_depth=max(s.width * t.cg for s, t in tiles))
-    for name, shape in zip(work.names, work.shapes):
-        check_fits(shape, g, name)
-    return g
+    """The smallest buffers a pi x po array needs to run `work` (layout.size_generics,
+    policy "smallest")."""
+    from .layout import size_generics
+    return size_generics(work.shapes, pi, po, "smallest", names=work.names)

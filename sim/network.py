@@ -19,7 +19,7 @@ import numpy as np
 from rep_accel import golden
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import check_fits, plan_tiles, tile_param_beats
+from rep_accel.layout import check_fits, plan_tiles, size_generics, tile_param_beats
 from rep_accel.memory import MemoryModel
 from rep_accel.progress import progress
 from rep_accel.qnetwork import QuantizedNetwork
@@ -59,14 +59,10 @@ def check_network(qnet: QuantizedNetwork, generics: HardwareGenerics) -> None:
 
 def generics_for(qnet: QuantizedNetwork, pi: int = 8, po: int = 8, base: HardwareGenerics | None = None) -> HardwareGenerics:
     """`base` (default HardwareGenerics()) with PI, PO set and W_MAX, max_cg and line_depth
-    raised where needed so that every layer of `qnet` fits."""
-    g = (base or HardwareGenerics()).replace(pi=pi, po=po)
-    w_max, max_cg, depth = g.w_max, g.max_cg, g.line_depth
-    for layer in qnet.layers:
-        s = layer.shape
-        cg = max(t.cg for t in plan_tiles(s, g))
-        w_max, max_cg, depth = max(w_max, s.width), max(max_cg, cg), max(depth, s.width * cg)
-    return g.replace(w_max=w_max, max_cg=max_cg, line_depth=depth)
+    raised where needed so that every layer of `qnet` fits (layout.size_generics, policy
+    "defaults")."""
+    return size_generics([l.shape for l in qnet.layers], pi, po, "defaults", names=[l.name for l in qnet.layers],
+                         base=base)
 
 
 def schedule_report(layers, generics: HardwareGenerics, clock_mhz: float = DEFAULT_CLOCK_MHZ,

@@ -151,3 +151,26 @@ def test_check_fits_names_layer_and_limit():
     with pytest.raises(RepAccelError, match="stride 3"):
         check_fits(LayerShape(8, 8, 1, 3, 4, 4), g, "l")
     check_fits(LayerShape(16, 8, 1, 1, 4, 10), g, "l")
+
+
+def test_size_generics_policies():
+    """The one sizing rule: 'smallest' takes the largest need, 'defaults' at least the
+    defaults, explicit sizes as given, and a layer that cannot fit is refused by name."""
+    import pytest
+
+    from rep_accel.errors import RepAccelError
+    from rep_accel.generics import HardwareGenerics
+    from rep_accel.layout import LayerShape, size_generics
+
+    shapes = [LayerShape(cin=3, cout=8, groups=1, stride=2, height=20, width=20, input_signed=True),
+              LayerShape(cin=40, cout=8, groups=1, stride=1, height=10, width=10, input_signed=False)]
+    small = size_generics(shapes, 4, 4, "smallest")
+    assert (small.w_max, small.max_cg, small.line_depth) == (20, 10, 100)   # 40 / PI 4 = 10 groups, 10 x 10
+    d = HardwareGenerics()
+    dflt = size_generics(shapes, 4, 4, "defaults")
+    assert (dflt.w_max, dflt.max_cg, dflt.line_depth) == (d.w_max, d.max_cg, d.line_depth)
+    big = size_generics([LayerShape(cin=4096, cout=8, groups=1, stride=1, height=4, width=300,
+                                    input_signed=False)], 8, 8, "defaults")
+    assert (big.w_max, big.max_cg, big.line_depth) == (300, 512, 300 * 512)
+    with pytest.raises(RepAccelError, match="conv7"):
+        size_generics(shapes, 4, 4, "smallest", names=["stem", "conv7"], max_cg=4)

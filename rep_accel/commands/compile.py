@@ -13,7 +13,7 @@ from ..errors import RepAccelError
 from ..fsutil import add_force_argument, check_output_folder
 from ..untrusted import check_allocation, parse_input_size
 from ..generics import HardwareGenerics
-from ..layout import check_fits, plan_tiles
+from ..layout import size_generics
 
 HELP = "quantize a model to integers (calibrating on data) and write its weight images"
 DESCRIPTION = """\
@@ -185,20 +185,10 @@ def load_model(path: Path):
 # ----------------------------------------------------------------------------------
 
 def fit_generics(shapes, names, pi: int, po: int, w_max=None, max_cg=None, line_depth=None) -> HardwareGenerics:
-    """Generics for an array of pi x po whose buffers take every layer (the defaults, or larger
-    where a layer needs it), or exactly the given sizes; every layer is checked with
-    layout.check_fits. The images depend only on pi and po."""
-    base = HardwareGenerics(pi=pi, po=po)
-    need_w = max(s.width for s in shapes)
-    tiles = [(s, t) for s in shapes for t in plan_tiles(s, base)]
-    need_cg = max(t.cg for _, t in tiles)
-    need_line = max(s.width * t.cg for s, t in tiles)
-    g = base.replace(w_max=w_max if w_max is not None else max(base.w_max, need_w),
-                     max_cg=max_cg if max_cg is not None else max(base.max_cg, need_cg),
-                     line_depth=line_depth if line_depth is not None else max(base.line_depth, need_line))
-    for shape, name in zip(shapes, names):
-        check_fits(shape, g, name)
-    return g
+    """Generics for an array of pi x po whose buffers take every layer: the defaults, or
+    larger where a layer needs it, or exactly the given sizes (layout.size_generics, policy
+    "defaults"). The images depend only on pi and po."""
+    return size_generics(shapes, pi, po, "defaults", names=names, w_max=w_max, max_cg=max_cg, line_depth=line_depth)
 
 
 # ----------------------------------------------------------------------------------

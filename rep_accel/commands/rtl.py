@@ -69,19 +69,6 @@ def add_arguments(p) -> None:
     add_force_argument(p)
 
 
-def _model_needs(build) -> dict:
-    """The smallest w_max, max_cg and line_depth that run every layer of the build."""
-    from ..layout import plan_tiles
-    w_max, max_cg, line_depth = 3, 1, 1
-    for layer in build.qnet.layers:
-        s = layer.shape
-        w_max = max(w_max, s.width)
-        for t in plan_tiles(s, build.generics):
-            max_cg = max(max_cg, t.cg)
-            line_depth = max(line_depth, s.width * t.cg)
-    return {"w_max": w_max, "max_cg": max_cg, "line_depth": line_depth}
-
-
 def resolve_generics(args) -> tuple[HardwareGenerics, object]:
     """The generics from the options and the optional build; (generics, build or None).
     Raises RepAccelError for generics out of range or a model that does not fit."""
@@ -101,15 +88,13 @@ def resolve_generics(args) -> tuple[HardwareGenerics, object]:
                     f"--{name} {given[name]} differs from the build's {name}={own} ({args.build} is laid out "
                     f"for a {build.generics.pi}x{build.generics.po} array); drop --{name} or recompile with --{name} {given[name]}")
             given[name] = own
-        for name, value in _model_needs(build).items():
-            if given[name] is None:
-                given[name] = value
-    generics = HardwareGenerics(**{k: v for k, v in given.items() if v is not None})
-    if build is not None:
-        from ..layout import check_fits
-        for layer in build.qnet.layers:
-            check_fits(layer.shape, generics, name=f"{args.build}: layer {layer.name}")
-    return generics, build
+        from ..layout import size_generics
+        layers = build.qnet.layers
+        generics = size_generics([l.shape for l in layers], given["pi"], given["po"], "smallest",
+                                 names=[f"{args.build}: layer {l.name}" for l in layers],
+                                 w_max=given["w_max"], max_cg=given["max_cg"], line_depth=given["line_depth"])
+        return generics, build
+    return HardwareGenerics(**{k: v for k, v in given.items() if v is not None}), None
 
 
 def lint(folder: Path, models: list[str] = ()) -> str:
