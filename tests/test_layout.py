@@ -169,8 +169,8 @@ def test_size_generics_policies():
     d = HardwareGenerics()
     dflt = size_generics(shapes, 4, 4, "defaults")
     assert (dflt.w_max, dflt.max_cg, dflt.line_depth) == (d.w_max, d.max_cg, d.line_depth)
-    big = size_generics([LayerShape(cin=4096, cout=8, groups=1, stride=1, height=4, width=300,
+    big = size_generics([LayerShape(cin=1024, cout=8, groups=1, stride=1, height=4, width=300,
                                     input_signed=False)], 8, 8, "defaults")
-    assert (big.w_max, big.max_cg, big.line_depth) == (300, 512, 300 * 512)
+    assert (big.w_max, big.max_cg, big.line_depth) == (300, 128, 300 * 128)
     with pytest.raises(RepAccelError, match="conv7"):
         size_generics(shapes, 4, 4, "smallest", names=["stem", "conv7"], max_cg=4)
