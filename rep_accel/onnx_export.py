@@ -24,6 +24,13 @@ weight scales are the float32 values nearest to s_w[c] whose float32 multiplier 
 float32 value nearest to M0 * 2^-n, so only the rounding of the multiplier to 24 bits
 and the rounding rule remain.
 
+`integer_model(qnet, requantization="integer")` (`rep-accel export --requantization
+integer`) writes each layer instead as `ConvInteger` (uint8 x int8 -> int32), `Add` of
+the int32 bias and the contract's requantization in int64 (`Mul` by M0, `Add` 2^(n-1),
+`Div` by 2^n, `Max`/`Min` to [0, 255], `Cast` to uint8), the same operators as the
+head: every output then equals the golden model's, in any runtime with exact integer
+arithmetic, at the cost of a graph that quantization tools do not see as QLinearConv.
+
 `float_model(net)` is the fused float network (Conv + Relu per layer,
 GlobalAveragePool, Gemm), for `rep-accel fuse --onnx`.
 
@@ -82,16 +89,48 @@ def float32_weight_scales(s_x: float, s_y: float, m0: np.ndarray, n: np.ndarray,
     return out
 
 
-def integer_model(qnet: QuantizedNetwork, name: str = "rep_accel_int8", intermediate_outputs: bool = False):
+#: How a conv layer is requantized in the graph (`integer_model(requantization=...)`).
+REQUANTIZATIONS = ("qlinear", "integer")
+
+
+def _integer_requantization(helper, TensorProto, const, prefix: str, value: str, m0, n, out: str) -> list:
+    """Nodes computing the contract's clamp((v * m0 + 2^(n-1)) >> n, 0, 255) as uint8 `out`
+    from the int32 tensor `value`, in int64; m0 and n are int64 arrays that broadcast
+    against it. The division truncates where >> floors, which differs only for a
+    negative numerator, whose result both clamp to 0."""
+    n = np.asarray(n, np.int64)
+    return [
+        helper.make_node("Cast", [value], [f"{prefix}_i64"], to=TensorProto.INT64, name=f"{prefix}_to_i64"),
+        helper.make_node("Mul", [f"{prefix}_i64", const(f"{prefix}_m0", np.asarray(m0, np.int64))],
+                         [f"{prefix}_product"], name=f"{prefix}_multiply"),
+        helper.make_node("Add", [f"{prefix}_product", const(f"{prefix}_half", np.left_shift(np.int64(1), n - 1))],
+                         [f"{prefix}_rounded"], name=f"{prefix}_round"),
+        helper.make_node("Div", [f"{prefix}_rounded", const(f"{prefix}_divisor", np.left_shift(np.int64(1), n))],
+                         [f"{prefix}_shifted"], name=f"{prefix}_shift"),
+        helper.make_node("Max", [f"{prefix}_shifted", const(f"{prefix}_low", np.int64(0))], [f"{prefix}_relu"],
+                         name=f"{prefix}_relu"),
+        helper.make_node("Min", [f"{prefix}_relu", const(f"{prefix}_high", np.int64(255))], [f"{prefix}_clamped"],
+                         name=f"{prefix}_clamp"),
+        helper.make_node("Cast", [f"{prefix}_clamped"], [out], to=TensorProto.UINT8, name=f"{prefix}_to_uint8"),
+    ]
+
+
+def integer_model(qnet: QuantizedNetwork, name: str = "rep_accel_int8", intermediate_outputs: bool = False,
+                  requantization: str = "qlinear"):
     """The integer network as an onnx.ModelProto (opset 13; the module docstring gives the graph).
 
     Input `input` float32 (batch, C, H, W) of qnet.input_size, normalized as the float
     network takes it; outputs `logits` int32 (batch, classes) and `logits_real` float32.
     intermediate_outputs: also output every layer's uint8 activation (`<layer>_out`),
-    the quantized input (`input_q`) and the pooled vector (`pooled`)."""
+    the quantized input (`input_q`) and the pooled vector (`pooled`).
+    requantization: 'qlinear' (one QLinearConv per layer, rescaled in float32 by the
+    runtime) or 'integer' (ConvInteger, Add of the bias and the contract's Q31
+    requantization in int64: the golden model's outputs exactly, in plain operators)."""
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
+    if requantization not in REQUANTIZATIONS:
+        raise RepAccelError(f"requantization {requantization!r}: choose one of {', '.join(REQUANTIZATIONS)}")
     inits, nodes = [], []
 
     def const(name_, array):
@@ -107,8 +146,22 @@ def integer_model(qnet: QuantizedNetwork, name: str = "rep_accel_int8", intermed
     for layer in qnet.layers:
         s = layer.shape
         p = layer.name
-        w_scale = float32_weight_scales(layer.s_x, layer.s_y, layer.m0, layer.n, layer.s_w)
         y = f"{p}_out"
+        if requantization == "integer":
+            channel = (s.cout, 1, 1)
+            nodes += [
+                helper.make_node("ConvInteger", [x, const(f"{p}_weight", np.asarray(layer.weight, np.int8)), x_zp],
+                                 [f"{p}_acc"], name=p, kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                                 strides=[s.stride, s.stride], group=s.groups),
+                helper.make_node("Add", [f"{p}_acc", const(f"{p}_bias",
+                                                            np.asarray(layer.bias, np.int32).reshape(channel))],
+                                 [f"{p}_v"], name=f"{p}_bias_add"),
+                *_integer_requantization(helper, TensorProto, const, p, f"{p}_v", np.reshape(layer.m0, channel),
+                                         np.reshape(layer.n, channel), y)]
+            x, x_zp = y, const(f"{p}_output_zero_point", np.uint8(0))
+            activations.append((y, [s.cout, s.out_height, s.out_width]))
+            continue
+        w_scale = float32_weight_scales(layer.s_x, layer.s_y, layer.m0, layer.n, layer.s_w)
         nodes.append(helper.make_node(
             "QLinearConv",
             [x, x_scale, x_zp, const(f"{p}_weight", np.asarray(layer.weight, np.int8)),
@@ -126,17 +179,8 @@ def integer_model(qnet: QuantizedNetwork, name: str = "rep_accel_int8", intermed
         helper.make_node("Cast", [x], ["features_i32"], to=TensorProto.INT32, name="head_cast"),
         helper.make_node("ReduceSum", ["features_i32", const("pool_axes", np.array([2, 3], np.int64))],
                          ["pool_sums_i32"], keepdims=0, name="pool_sum"),
-        helper.make_node("Cast", ["pool_sums_i32"], ["pool_sums"], to=TensorProto.INT64, name="pool_cast"),
-        helper.make_node("Mul", ["pool_sums", const("pool_m0", np.int64(hd.pool_m0))], ["pool_product"],
-                         name="pool_multiply"),
-        helper.make_node("Add", ["pool_product", const("pool_half", np.int64(1) << np.int64(int(hd.pool_n) - 1))],
-                         ["pool_rounded"], name="pool_round"),
-        # S >= 0, so truncating division is the contract's floor (arithmetic shift).
-        helper.make_node("Div", ["pool_rounded", const("pool_divisor", np.int64(1) << np.int64(int(hd.pool_n)))],
-                         ["pool_shifted"], name="pool_shift"),
-        helper.make_node("Min", ["pool_shifted", const("pool_max", np.int64(255))], ["pool_clamped"],
-                         name="pool_clamp"),
-        helper.make_node("Cast", ["pool_clamped"], ["pooled"], to=TensorProto.UINT8, name="pool_to_uint8"),
+        *_integer_requantization(helper, TensorProto, const, "pool", "pool_sums_i32", np.int64(hd.pool_m0),
+                                 np.int64(hd.pool_n), "pooled"),
         helper.make_node("MatMulInteger", ["pooled", const("fc_weight_t", np.ascontiguousarray(
             np.asarray(hd.fc_weight, np.int8).T)), const("pooled_zero_point", np.uint8(0)),
             const("fc_weight_zero_point", np.int8(0))], ["fc_sums"], name="fc"),
@@ -151,7 +195,8 @@ def integer_model(qnet: QuantizedNetwork, name: str = "rep_accel_int8", intermed
                helper.make_tensor_value_info("logits_real", TensorProto.FLOAT, ["batch", classes])]
     if intermediate_outputs:
         outputs += [helper.make_tensor_value_info(a, TensorProto.UINT8, ["batch", *dims]) for a, dims in activations]
-        outputs.append(helper.make_tensor_value_info("pooled", TensorProto.UINT8, ["batch", int(hd.fc_weight.shape[1])]))
+        outputs.append(helper.make_tensor_value_info("pooled", TensorProto.UINT8,
+                                                     ["batch", int(hd.fc_weight.shape[1])]))
     graph = helper.make_graph(
         nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", c_in, h, w])], outputs,
         initializer=inits,

@@ -1,8 +1,10 @@
-"""Test helpers: the checkpoint layouts of the official RepVGG repository and of timm,
-produced by renaming the keys of this package's own models (no timm or official code).
+"""Test helpers: the checkpoint layouts of the official RepVGG repository, timm, mmpretrain
+and QARepVGG, produced from this package's own models' keys and weights (no code of
+those projects).
 
 The key conventions are written out here independently of rep_accel.checkpoints, from
-the issue text and the two projects' module names:
+the issue text and the projects' module names (mmpretrain and QARepVGG: below, and
+docs/checkpoints.md):
 
 - official (DingXiaoH/RepVGG): stem `stage0.`, stage S>=1 block B `stageS.B.`; branches
   `rbr_dense`, `rbr_1x1`, `rbr_identity`, deploy `rbr_reparam`; head `linear`.
@@ -22,12 +24,15 @@ from rep_accel.models import RepVGG, create_model, randomize_batchnorm
 BRANCHES = {
     "official": {"conv3x3": "rbr_dense", "conv1x1": "rbr_1x1", "identity": "rbr_identity", "fused": "rbr_reparam"},
     "timm": {"conv3x3": "conv_kxk", "conv1x1": "conv_1x1", "identity": "identity", "fused": "reparam_conv"},
+    "mmpretrain": {"conv3x3": "branch_3x3", "conv1x1": "branch_1x1", "identity": "branch_norm",
+                   "fused": "branch_reparam"},
 }
-HEAD = {"official": "linear", "timm": "head.fc"}
+HEAD = {"official": "linear", "timm": "head.fc", "mmpretrain": "head.fc"}
 
 
 def rename_key(key: str, family: str) -> str:
-    """A key of rep_accel.models.RepVGG in the official or timm convention."""
+    """A key of rep_accel.models.RepVGG in the official, timm or mmpretrain convention
+    (mmpretrain's below)."""
     m = re.match(r"^head\.(weight|bias)$", key)
     if m:
         return f"{HEAD[family]}.{m.group(1)}"
@@ -36,6 +41,10 @@ def rename_key(key: str, family: str) -> str:
     s, b, branch, rest = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
     if family == "official":
         prefix = "stage0" if s == 0 else f"stage{s}.{b}"
+    elif family == "mmpretrain":
+        prefix = "backbone.stem" if s == 0 else f"backbone.stage_{s}.{b}"
+        if branch in ("conv3x3", "conv1x1"):
+            rest = re.sub(r"^bn\.", "norm.", rest)
     else:
         prefix = "stem" if s == 0 else f"stages.{s - 1}.{b}"
     assert s != 0 or b == 0
@@ -60,32 +69,13 @@ def trained_like(name: str, seed: int, in_channels: int = 3, num_classes: int = 
 # deploy `branch_reparam`; head `head.fc` (LinearClsHead). The file is an mmengine
 # checkpoint {"meta", "state_dict", "message_hub", "optimizer", ...}.
 
-MMPRETRAIN_BRANCHES = {"conv3x3": "branch_3x3", "conv1x1": "branch_1x1", "identity": "branch_norm",
-                       "fused": "branch_reparam"}
-
-
-def mmpretrain_key(key: str) -> str:
-    """A key of rep_accel.models.RepVGG in mmpretrain's ImageClassifier convention."""
-    m = re.match(r"^head\.(weight|bias)$", key)
-    if m:
-        return f"head.fc.{m.group(1)}"
-    m = re.match(r"^stages\.(\d+)\.(\d+)\.(conv3x3|conv1x1|identity|fused)\.(.+)$", key)
-    assert m, key
-    s, b, branch, rest = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
-    assert s != 0 or b == 0
-    prefix = "backbone.stem" if s == 0 else f"backbone.stage_{s}.{b}"
-    if branch in ("conv3x3", "conv1x1"):
-        rest = re.sub(r"^bn\.", "norm.", rest)
-    return f"{prefix}.{MMPRETRAIN_BRANCHES[branch]}.{rest}"
-
-
 def mmengine_checkpoint(model: RepVGG) -> dict:
     """model's weights as mmengine's Runner saves them (meta, state_dict, optimizer)."""
     return {
         "meta": {"epoch": 120, "iter": 600600, "mmengine_version": "0.10.4", "seed": 0,
                  "dataset_meta": {"classes": tuple(f"class {i}" for i in range(model.config.num_classes))},
                  "experiment_name": "repvgg-A0_8xb32_in1k"},
-        "state_dict": {mmpretrain_key(k): v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": renamed_state_dict(model, "mmpretrain"),
         "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0, 1]}]},
     }
 

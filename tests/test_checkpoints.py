@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints_layouts import HEAD, mmengine_checkpoint, mmpretrain_key, rename_key, renamed_state_dict, trained_like
+from checkpoints_layouts import HEAD, mmengine_checkpoint, rename_key, renamed_state_dict, trained_like
 from rep_accel.checkpoints import (LAYOUTS, load_checkpoint, load_fused, model_checkpoint, save_deploy,
                                    save_model)
 from rep_accel.errors import RepAccelError
@@ -143,8 +143,6 @@ def expected_deploy_keys(model: RepVGG, family: str) -> dict:
     sd = deploy.state_dict()
     if family == "rep_accel":
         return {k: tuple(v.shape) for k, v in sd.items()}
-    if family == "mmpretrain":
-        return {mmpretrain_key(k): tuple(v.shape) for k, v in sd.items()}
     return {rename_key(k, family): tuple(v.shape) for k, v in sd.items()}
 
 

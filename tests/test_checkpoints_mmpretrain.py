@@ -15,16 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints_layouts import mmengine_checkpoint, mmpretrain_key, trained_like
+from checkpoints_layouts import mmengine_checkpoint, rename_key, trained_like
 from rep_accel import golden, images
 from rep_accel.checkpoints import load_checkpoint, save_deploy
 from rep_accel.cli import main
 from rep_accel.datasets import default_model_path, mnist_split
-from rep_accel.errors import RepAccelError
 from rep_accel.fusion import fuse_model
 from rep_accel.models import GROUPWISE_LAYERS, RepVGG
 from rep_accel.testing import assert_qnet_equal
-from test_checkpoints import assert_matches_model, assert_same_network
+from test_checkpoints import _WritesMarker, assert_matches_model, assert_same_network, expect_error
 
 
 class HistoryBuffer:
@@ -84,7 +83,7 @@ def test_training_checkpoint_with_message_hub_loads_fuses_and_writes_deploy(tmp_
     deployed = RepVGG(model.config)
     deployed.load_state_dict(model.state_dict())
     deployed.eval().switch_to_deploy()
-    want = {mmpretrain_key(k): tuple(v.shape) for k, v in deployed.state_dict().items()}
+    want = {rename_key(k, "mmpretrain"): tuple(v.shape) for k, v in deployed.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in raw["state_dict"].items()} == want
     assert all(k.endswith(("branch_reparam.weight", "branch_reparam.bias")) or k.startswith("head.fc.")
                for k in want)
@@ -116,16 +115,6 @@ def test_groupwise_variant_b1g4(tmp_path):
     assert_same_network(loaded.network, fuse_model(model))
 
 
-def expect_error(path, *fragments):
-    with pytest.raises(RepAccelError) as info:
-        load_checkpoint(path)
-    msg = str(info.value)
-    assert "\n" not in msg and str(path) in msg
-    for f in fragments:
-        assert f in msg, msg
-    return msg
-
-
 def test_d2se_and_other_backbones_are_not_supported(tmp_path):
     ckpt = mmengine_checkpoint(trained_like("nano", 0))
     # D2se: mmpretrain's SELayer in every block (se_layer.conv1/conv2 ConvModules).
@@ -145,14 +134,6 @@ def test_d2se_and_other_backbones_are_not_supported(tmp_path):
     missing = {k: v for k, v in ckpt["state_dict"].items() if k != "backbone.stage_1.0.branch_1x1.norm.running_var"}
     torch.save(dict(ckpt, state_dict=missing), tmp_path / "missing.pth")
     expect_error(tmp_path / "missing.pth", "inconsistent", "backbone.stage_1.0", "branch_1x1.norm.running_var")
-
-
-class _WritesMarker:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
 
 
 def test_mmengine_objects_do_not_open_the_door_to_code(tmp_path, monkeypatch):
@@ -177,7 +158,7 @@ def test_cli_fuse_compile_simulate_on_an_mmpretrain_checkpoint(tmp_path, capsys)
     """The bundled model saved in mmpretrain's layout compiles to the very same integer
     network as the bundled file itself, and simulates to the golden predictions."""
     bundled = torch.load(default_model_path(), weights_only=True)
-    mm = {"meta": {"epoch": 30}, "state_dict": {mmpretrain_key(k): v for k, v in bundled["state_dict"].items()}}
+    mm = {"meta": {"epoch": 30}, "state_dict": {rename_key(k, "mmpretrain"): v for k, v in bundled["state_dict"].items()}}
     torch.save(mm, tmp_path / "mnist_mmpretrain.pth")
     x_train, _, x_test, _ = mnist_split()
     np.save(tmp_path / "calib.npy", x_train[:64])

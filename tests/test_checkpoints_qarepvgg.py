@@ -3,7 +3,7 @@
 YOLOv6's deploy form with its kept BN; fused exactly, written as the deploy keys of
 QARepVGG's own deploy model; the CLI's fuse, compile and simulate on one.
 
-The train-time truth is tests/checkpoints_layouts.QARepVGGReference: the reference code's
+The train-time truth is tests/checkpoints_layouts.QARepVGGReference (via qarepvgg_from): the reference code's
 module names and forward, holding our own models' conv weights (no QARepVGG code).
 """
 
@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from checkpoints_layouts import QARepVGGReference, qarepvgg_from, rename_key, trained_like
+from checkpoints_layouts import qarepvgg_from, rename_key, trained_like
 from rep_accel import golden, images, quantize
 from rep_accel.checkpoints import load_checkpoint, load_fused, save_deploy
 from rep_accel.cli import main
-from rep_accel.errors import RepAccelError
-from rep_accel.models import RepVGG, create_model
-from test_checkpoints import REL_TOL, assert_same_network
+from rep_accel.models import create_model
+from test_checkpoints import REL_TOL, assert_same_network, expect_error
 
 
 def assert_matches_reference(net, reference, side=24, seed=0):
@@ -93,16 +92,6 @@ def test_yolov6_deploy_form_keeps_its_bn(tmp_path):
     back = load_checkpoint(tmp_path / "plain.pt")
     assert_same_network(back.network, loaded.network)
     assert not any(k.endswith("bn.weight") for k in torch.load(tmp_path / "plain.pt", weights_only=True))
-
-
-def expect_error(path, *fragments):
-    with pytest.raises(RepAccelError) as info:
-        load_checkpoint(path)
-    msg = str(info.value)
-    assert "\n" not in msg and str(path) in msg
-    for f in fragments:
-        assert f in msg, msg
-    return msg
 
 
 def test_bad_qarepvgg_files(tmp_path):

@@ -78,7 +78,7 @@ def test_graph_passes_the_checker_and_holds_the_integer_network(exported, capsys
         assert attrs["strides"] == [layer.shape.stride] * 2 and attrs["group"] == layer.shape.groups
         assert attrs["kernel_shape"] == [3, 3] and attrs["pads"] == [1, 1, 1, 1]
     head_ops = {n.op_type for n in nodes[1 + len(convs):]}
-    assert head_ops == {"Cast", "ReduceSum", "Mul", "Add", "Div", "Min", "MatMulInteger", "DequantizeLinear"}
+    assert head_ops == {"Cast", "ReduceSum", "Mul", "Add", "Div", "Max", "Min", "MatMulInteger", "DequantizeLinear"}
     assert [o.name for o in model.graph.output] == ["logits", "logits_real"]
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
 
@@ -148,8 +148,9 @@ def test_onnxruntime_matches_the_golden_model_on_held_out_digits(exported):
         sub = extractor.extract_model([name], [f"{layer.name}_out"])
         theirs = session(sub).run(None, {name: x_in})[0].astype(np.int64)
         signed_in = x_in.astype(np.int16) - 128 if name == "input_q" else x_in
-        v = golden.conv_accumulate(signed_in.astype(np.int8 if name == "input_q" else np.uint8), layer.weight,
-                                   layer.shape.stride, layer.shape.groups) + layer.bias.astype(np.int64)[None, :, None, None]
+        acc = golden.conv_accumulate(signed_in.astype(np.int8 if name == "input_q" else np.uint8), layer.weight,
+                                     layer.shape.stride, layer.shape.groups)
+        v = acc + layer.bias.astype(np.int64)[None, :, None, None]
         assert np.array_equal(numerics.requantize_nchw(v, np.zeros(layer.shape.cout, np.int64), layer.m0, layer.n),
                               ours)
         n_diff, n_ties = check_conv_differences(layer, v, ours.astype(np.int64), theirs)
@@ -166,6 +167,22 @@ def test_onnxruntime_matches_the_golden_model_on_held_out_digits(exported):
           f"{sum(counts)} of {outputs:,} differ by 1 LSB ({ties} at exact float32 ties), per layer {counts}; "
           f"logits differ on {images_differing} images; predictions equal; top-1 "
           f"{(ort_logits.argmax(1) == y_test).mean():.3f}")
+
+
+def test_integer_requantization_equals_the_golden_model_everywhere(exported, capsys):
+    root, qnet, x_test, _ = exported
+    out = cli(capsys, "export", root / "build", "-o", root / "exact.onnx", "--requantization", "integer",
+              "--intermediate")
+    assert "ConvInteger" in out and "QLinearConv" not in out
+    onnx.checker.check_model(str(root / "exact.onnx"), full_check=True)
+    model = onnx.load(str(root / "exact.onnx"))
+    assert all(node.domain == "" for node in model.graph.node)
+    names = [o.name for o in model.graph.output]
+    results = dict(zip(names, session(model).run(None, {"input": x_test})))
+    logits, acts = golden.run_network(qnet, golden.quantize_input(x_test, qnet), return_activations=True)
+    for layer, ours in zip(qnet.layers, acts):
+        assert np.array_equal(results[f"{layer.name}_out"], ours), layer.name
+    assert np.array_equal(results["logits"], logits)
 
 
 def test_export_errors_are_one_line(exported, tmp_path, capsys):

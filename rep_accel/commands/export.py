@@ -21,20 +21,27 @@ int32 (the contract's integer logits) and `logits_real` float32. The graph passe
 onnx.checker before it is written.
 
 onnxruntime rescales each QLinearConv in float32 where the contract uses a Q31 integer
-multiplier: a few outputs in a million differ by one, at rounding ties
-(docs/numerics.md, "ONNX export").
+multiplier: about one output in a million differs by one, at a rounding tie
+(docs/numerics.md, "ONNX export"). --requantization integer writes each layer as
+ConvInteger and the contract's integer requantization instead: every output then equals
+the golden model's.
 
 Needs the onnx package: pip install 'rep-accel[onnx]'.
 
 examples:
   rep-accel compile -o build/ && rep-accel export build/ -o model.onnx
   rep-accel export build/ -o model.onnx --intermediate
+  rep-accel export build/ -o model-exact.onnx --requantization integer
 """
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("build", help="build folder written by `rep-accel compile`")
     parser.add_argument("-o", "--output", required=True, help="ONNX file to write (.onnx)")
+    parser.add_argument("--requantization", choices=("qlinear", "integer"), default="qlinear",
+                        help="qlinear: one QLinearConv per layer (the runtime rescales in float32; default); "
+                             "integer: ConvInteger + the contract's Q31 requantization in int64 operators, "
+                             "equal to the golden model on every output")
     parser.add_argument("--intermediate", action="store_true",
                         help="also output the quantized input, every layer's uint8 activation and the pooled vector")
 
@@ -53,7 +60,8 @@ def run(args) -> int:
     out = check_onnx_output(args.output, "-o", [Path(args.build) / images.MANIFEST])
     build = images.load_build(args.build)
     qnet = build.qnet
-    model = onnx_export.integer_model(qnet, intermediate_outputs=args.intermediate)
+    model = onnx_export.integer_model(qnet, intermediate_outputs=args.intermediate,
+                                      requantization=args.requantization)
     nbytes = onnx_export.save(model, out)
     ops = Counter(node.op_type for node in model.graph.node)
     c, h, w = qnet.input_size
