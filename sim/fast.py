@@ -440,4 +440,15 @@ def cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryModel | 
     (`cycle.timing_cycles`, datapath off), which cycle mode counts exactly too."""
     if memory is None:
         return layer_cycles(shape, generics)
-    return timing_cycles(shape, generics, memory, name=name)
+    key = (shape, generics, memory)
+    if key not in _REPLAYED:  # networks repeat shapes (RepVGG-A0: 22 layers, 9 shapes)
+        if len(_REPLAYED) >= REPLAY_CACHE_SIZE:
+            _REPLAYED.clear()
+        _REPLAYED[key] = timing_cycles(shape, generics, memory, name=name)
+    return _REPLAYED[key]
+
+
+#: Replayed counts kept by `cycles`, keyed by (shape, generics, memory): all frozen
+#: dataclasses, and the count depends on nothing else.
+_REPLAYED: dict = {}
+REPLAY_CACHE_SIZE = 4096
