@@ -381,7 +381,12 @@ class _Prepared:
     """A worker's copy of the model with its simulator constructed (once per worker)."""
 
     def __init__(self, model: EvalModel):
+        import copy
+
         from .sim.network import NetworkSimulator
+        # Arrays that come out of Ray's object store are read-only views of shared memory;
+        # torch warns on those (and would refuse to write them): the worker keeps its own copy.
+        model = copy.deepcopy(model)
         self.model = model
         self.simulator = NetworkSimulator(model.qnet, model.generics, model.mode, params=model.params,
                                           clock_mhz=model.clock_mhz)
