@@ -6,7 +6,7 @@ docs/architecture.md "External memory").
     python benchmarks/memory_model.py [--clock-mhz 150] [--pi 4 --po 4] [--models A0 B0]
                                       [--memory unlimited ddr3-16-800 sdr16-166]
 
-The buffers are sized as `rep-accel synth --model A0` sizes them (`synth.sized_generics`:
+The buffers are sized as `rep-accel synth --model A0` sizes them (`workload.sized_generics`:
 the smallest w_max, max_cg and line_depth the network needs), and the line and weight
 buffers are compared with the LFE5U-85F's block RAM. Cycles are fast mode's
 (`sim.network.schedule_report`: `layout.layer_cycles` with unlimited memory, the engine's
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from rep_accel import memory, synth
+from rep_accel import memory, workload
 from rep_accel.generics import KERNEL_BYTES
 from rep_accel.sim.network import schedule_report
 
@@ -57,8 +57,8 @@ def main() -> None:
     for spec, m in memories:
         print(f"memory {spec}: " + ("every stream one beat per cycle" if m is None else m.label()))
     for name in args.models:
-        work = synth.zoo_workload(name, (3, 224, 224))
-        g = synth.sized_generics(work, args.pi, args.po)
+        work = workload.zoo_workload(name, (3, 224, 224))
+        g = workload.sized_generics(work, args.pi, args.po)
         on_chip = g.line_buffer_bytes + g.weight_buffer_bytes
         print(f"\n{work.name} on PI={g.pi} PO={g.po} (w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}): "
               f"line buffer {g.line_buffer_bytes / 1024:.1f} KiB + weight buffer {g.weight_buffer_bytes / 1024:.1f} KiB "

@@ -6,7 +6,7 @@
 
 For every configuration: `rep-accel rtl --dsp ecp5` (MULT18X18D blocks with their own
 registers) with W_MAX = 224 and buffers sized exactly for RepVGG-A0 at 224x224
-(`rep_accel.synth.sized_generics`), then the `rep-accel synth` flow
+(`rep_accel.workload.sized_generics`), then the `rep-accel synth` flow
 (Yosys synth_ecp5 + nextpnr-ecp5, out of context, aiming at 150 MHz), then RepVGG-A0
 224x224 frames/s at the achieved Fmax (layer cycles from `layout.layer_cycles`, the
 simulator's schedule). Prints the table and writes docs/synthesis.md (table, commands,
@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rep_accel import distributed, synth
+from rep_accel import distributed, synth, workload
 from rep_accel.commands.synth import critical_path_summary
 
 MODEL, INPUT_SIZE = "A0", (3, 224, 224)
@@ -94,8 +94,8 @@ def run_config(config: tuple[int, int], sweep: Sweep) -> dict:
     dict). Runs as a Ray task: it writes only below sweep.root/{rtl,synth}_PIxPO."""
     pi, po = config
     root = sweep.root
-    work = synth.zoo_workload(sweep.model, sweep.input_size)
-    g = synth.sized_generics(work, pi, po)
+    work = workload.zoo_workload(sweep.model, sweep.input_size)
+    g = workload.sized_generics(work, pi, po)
     rtl, out = root / f"rtl_{pi}x{po}", root / f"synth_{pi}x{po}"
     row = {"pi": pi, "po": po, "generics": g.to_dict(), "workload": work.name,
            "rtl_command": shlex.join(rtl_command(_shown(rtl), g, sweep.target)),
@@ -120,10 +120,10 @@ def run_config(config: tuple[int, int], sweep: Sweep) -> dict:
     if (out / synth.NETLIST).is_file():
         row["high_fanout"] = high_fanout_nets(out / synth.NETLIST)
     if result is not None and result.fmax_mhz is not None:
-        rep = synth.workload_report(work, g, result.fmax_mhz)
+        rep = workload.workload_report(work, g, result.fmax_mhz)
         row.update(cycles=rep.cycles, frames_per_second=rep.frames_per_second, mac_utilization=rep.utilization)
     else:
-        rep = synth.workload_report(work, g, TARGET_MHZ)
+        rep = workload.workload_report(work, g, TARGET_MHZ)
         row.update(cycles=rep.cycles, frames_per_second=None, mac_utilization=rep.utilization,
                    frames_per_second_at_target=rep.frames_per_second)
     return row
@@ -214,7 +214,7 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         f"after routing (placement seed 1). "
         f"Buffers sized exactly for RepVGG-{MODEL} at {'x'.join(map(str, INPUT_SIZE))} (W_MAX = "
         f"{g0.get('w_max')}; max_cg and line_depth per configuration in the notes). Frames/s: the "
-        f"{len(synth.zoo_workload(MODEL, INPUT_SIZE).shapes)} conv layers back to back at the achieved Fmax, "
+        f"{len(workload.zoo_workload(MODEL, INPUT_SIZE).shapes)} conv layers back to back at the achieved Fmax, "
         f"cycles per frame from the schedule (`layout.layer_cycles`, what the simulator and the RTL's `cycles` "
         f"count, no stalls); the head (average pooling + FC) runs on the host and is not counted.",
         "",

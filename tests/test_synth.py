@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rep_accel import synth
+from rep_accel import synth, workload
 from rep_accel.cli import main
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
@@ -42,8 +42,8 @@ def _write_rtl(folder: Path, g: HardwareGenerics, dsp: str = "ecp5") -> Path:
 def small(tmp_path_factory):
     """The smallest top: PI = PO = 1, buffers just large enough for nano 3x16x16, with the
     ECP5 DSP blocks' own registers (`--dsp ecp5`, what the ECP5 flow is for)."""
-    work = synth.zoo_workload(*NANO)
-    g = synth.sized_generics(work, 1, 1)
+    work = workload.zoo_workload(*NANO)
+    g = workload.sized_generics(work, 1, 1)
     root = tmp_path_factory.mktemp("synth_small")
     return root, _write_rtl(root / "rtl", g), g, work
 
@@ -182,7 +182,7 @@ def test_generic_counts(small, capsys):
     assert g.line_depth in depths and g.max_cg in depths
     m = rep["model"]
     assert m["clock_mhz"] == 100.0 and m["clock_source"] == "--clock-mhz" and len(m["layers"]) == 3
-    assert m["cycles"] == sum(layer_cycles(shape, g) for shape in synth.build_workload(build).shapes)
+    assert m["cycles"] == sum(layer_cycles(shape, g) for shape in workload.build_workload(build).shapes)
     assert "frames/s" in text and f"memories {summ['memories']}" in text
     assert (out / synth.YOSYS_LOG).is_file() and (out / synth.MEMORIES).is_file()
 
@@ -312,14 +312,14 @@ def test_options_rejected_before_tools_run(tmp_path, capsys):
 
 
 def test_workload_does_not_fit_names_layer():
-    work = synth.zoo_workload("A0", (3, 224, 224))
+    work = workload.zoo_workload("A0", (3, 224, 224))
     with pytest.raises(RepAccelError, match=r"stage0\.0.*W_MAX=16"):
-        synth.workload_report(work, HardwareGenerics(pi=1, po=1, w_max=16), 100.0)
+        workload.workload_report(work, HardwareGenerics(pi=1, po=1, w_max=16), 100.0)
 
 
 def test_sized_generics_are_minimal():
-    work = synth.zoo_workload("A0", (3, 224, 224))
-    g = synth.sized_generics(work, 4, 4)
+    work = workload.zoo_workload("A0", (3, 224, 224))
+    g = workload.sized_generics(work, 4, 4)
     assert (g.w_max, g.max_cg, g.line_depth) == (224, 48, 1344)  # 192/4 groups; 112 px x 48/4 groups
     from rep_accel.layout import check_fits
     for field in ("max_cg", "line_depth"):
@@ -337,13 +337,13 @@ def test_build_workload(tmp_path, small, capsys):
     net = random_fused_network(seed)
     calib = np.random.default_rng(seed).normal(size=(4, 2, 12, 12)).astype(np.float32)
     compile_model(net, tmp_path / "build", calib, pi=2, po=4)
-    work = synth.build_workload(tmp_path / "build")
+    work = workload.build_workload(tmp_path / "build")
     assert work.build_generics.pi == 2 and len(work.shapes) == 3
-    g = synth.sized_generics(work, 2, 4)
-    rep = synth.workload_report(work, g, 200.0)
+    g = workload.sized_generics(work, 2, 4)
+    rep = workload.workload_report(work, g, 200.0)
     assert rep.cycles == sum(layer_cycles(s, g) for s in work.shapes)
     with pytest.raises(RepAccelError, match="recompile with --pi 4 --po 4"):
-        synth.workload_report(work, g.replace(pi=4), 200.0)
+        workload.workload_report(work, g.replace(pi=4), 200.0)
     # The CLI checks the build against the RTL's array before running any tool.
     _, rtl, _, _ = small
     assert main(["synth", str(rtl), "--target", "generic", "--build", str(tmp_path / "build"), "--clock-mhz", "100",

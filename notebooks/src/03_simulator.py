@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 
-from rep_accel import golden, images, numerics, quantize, synth
+from rep_accel import golden, images, numerics, quantize, workload
 from rep_accel.checkpoints import load_fused
 from rep_accel.commands.compile import compile_model
 from rep_accel.datasets import default_model_path, mnist_split
@@ -141,7 +141,7 @@ plt.show()
 # ## Sizing the array: RepVGG-A0 at 224 × 224
 #
 # How fast could a bigger array run a real ImageNet network, and what does it cost on chip? For every PI × PO
-# below, `synth.sized_generics` gives the smallest buffers that run every layer of RepVGG-A0 (line buffer:
+# below, `workload.sized_generics` gives the smallest buffers that run every layer of RepVGG-A0 (line buffer:
 # PI lanes × W · cg entries × 2 rows; weight buffer: PI · PO units × max cg kernels × 9 bytes), and the cycles
 # are the schedule's (`layout.layer_cycles` over the 22 fused layer shapes; no convolution needs to run). The
 # line buffer barely depends on the array shape (its lanes hold a whole row of all channels: about
@@ -149,13 +149,13 @@ plt.show()
 # channels), and frames/s grow with PI · PO until the small late layers can no longer fill a large array.
 
 # %%
-a0 = synth.zoo_workload("A0", (3, 224, 224))
+a0 = workload.zoo_workload("A0", (3, 224, 224))
 sizes = [1, 2, 4, 8, 16, 32, 64]
 rows = []
 for pi in sizes:
     for po in sizes:
-        ga = synth.sized_generics(a0, pi, po)
-        ra = synth.workload_report(a0, ga, CLOCK_MHZ)
+        ga = workload.sized_generics(a0, pi, po)
+        ra = workload.workload_report(a0, ga, CLOCK_MHZ)
         rows.append((pi, po, ga.line_buffer_bytes / 1024, ga.weight_buffer_bytes / 1024, ra.frames_per_second,
                      ra.utilization))
 rows = np.array(rows)
@@ -192,7 +192,7 @@ plt.show()
 # Per layer at one array shape, the same picture as above for A0: where its cycles go on an 8 × 8 array.
 
 # %%
-ra = synth.workload_report(a0, synth.sized_generics(a0, 8, 8), CLOCK_MHZ)
+ra = workload.workload_report(a0, workload.sized_generics(a0, 8, 8), CLOCK_MHZ)
 stride2 = sum(lr.cycles for lr in ra.layers if lr.stride == 2) / ra.cycles
 print(f"the {sum(lr.stride == 2 for lr in ra.layers)} stride-2 layers take {stride2:.0%} of the cycles "
       f"(input-bound: three scan steps in four only fill the line buffers)")

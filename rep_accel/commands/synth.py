@@ -6,8 +6,7 @@ import math
 import sys
 from pathlib import Path
 
-from .. import memory, synth
-from ..sim.network import schedule_report
+from .. import memory, synth, workload
 from ..errors import RepAccelError
 from ..fsutil import add_force_argument, atomic_write_bytes, check_output_dir, check_output_file
 from ..untrusted import check_clock_mhz, parse_input_size, strict_json
@@ -76,9 +75,9 @@ def _workload(args):
     if args.build and args.model:
         raise RepAccelError("give either --build or --model, not both")
     if args.build:
-        return synth.build_workload(args.build)
+        return workload.build_workload(args.build)
     if args.model:
-        return synth.zoo_workload(args.model, parse_input_size(args.input_size))
+        return workload.zoo_workload(args.model, parse_input_size(args.input_size))
     if args.clock_mhz is not None:
         raise RepAccelError("--clock-mhz sets the clock of a frames/s figure: give --build or --model too")
     return None
@@ -180,17 +179,17 @@ def model_lines(report, workload, clock_source: str) -> str:
 def run(args) -> int:
     _check_options(args)
     design = synth.load_design(args.rtl, args.top)
-    workload = _workload(args)
-    if args.memory is not None and workload is None:
+    work = _workload(args)
+    if args.memory is not None and work is None:
         raise RepAccelError("--memory sets the memory of a frames/s figure: give --build or --model too")
     memory.parse(args.memory, 100.0)  # the spec is checked now; the clock is known after the tools
-    if workload is not None and design.generics is None:
+    if work is not None and design.generics is None:
         raise RepAccelError(f"{args.rtl}: frames/s need the accelerator's generics; give a folder written by "
                             f"`rep-accel rtl`, not a bare Verilog file")
-    if workload is not None:
+    if work is not None:
         # Check the network fits these generics before spending minutes in the tools.
-        synth.workload_report(workload, design.generics, 1.0)
-    if args.target == "generic" and workload is not None and args.clock_mhz is None:
+        workload.workload_report(work, design.generics, 1.0)
+    if args.target == "generic" and work is not None and args.clock_mhz is None:
         raise RepAccelError("--target generic has no Fmax: give --clock-mhz for frames/s")
 
     options = {"timeout_s": args.timeout, "force": args.force}
@@ -206,15 +205,14 @@ def run(args) -> int:
     report = None
     out = {"synthesis": result.to_dict(), "output": str(args.output)}
     text = [resources_table(result)]
-    if workload is not None:
+    if work is not None:
         clock, source = (args.clock_mhz, "--clock-mhz") if args.clock_mhz is not None else \
             (result.fmax_mhz, "achieved Fmax")
-        report = synth.workload_report(workload, design.generics, clock)
         mem = memory.parse(args.memory, clock)
-        if mem is not None:  # the same layers, the engine's timing replayed under the memory model
-            report = schedule_report(list(zip(workload.names, workload.shapes)), design.generics, clock, mem)
-        out["model"] = {"name": workload.name, "clock_source": source, **report.to_dict()}
-        text.append(model_lines(report, workload, source))
+        # With a memory model: the same layers, the engine's timing replayed under it.
+        report = workload.workload_report(work, design.generics, clock, mem)
+        out["model"] = {"name": work.name, "clock_source": source, **report.to_dict()}
+        text.append(model_lines(report, work, source))
         if mem is not None:
             text.append(f"memory {mem.label()}: {report.frames_per_second:.2f} frames/s "
                         f"({report.frames_per_second_unlimited:.2f} with unlimited memory)")

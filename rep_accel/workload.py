@@ -1,0 +1,100 @@
+"""The workload and performance model: what a network asks of the array, and how fast
+the array runs it, without synthesizing or simulating anything.
+
+A `Workload` is the conv layers of one network at one input size (from a zoo variant, a
+checkpoint or a compiled build). `workload_report` gives the schedule's figures of a
+workload on given generics (per-layer cycles, MAC utilization, frames/s at a clock, and
+with a memory model the external-memory stalls), the numbers `rep-accel synth`, the
+notebooks and the benchmarks print beside a synthesis result; `sized_generics` the
+smallest buffers a PI x PO array needs for it (`layout.size_generics`).
+
+The FPGA flow (Yosys, nextpnr) is `rep_accel.synth`; it does not depend on this module.
+Units: cycles, MHz, frames/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RepAccelError
+from .generics import HardwareGenerics
+
+
+@dataclass
+class Workload:
+    """The conv layers of one network for one input size: what the accelerator runs per frame.
+
+    name: a description (zoo variant and size, or build folder); names/shapes: per layer;
+    build_generics: the generics a compiled build's images are laid out for (or None)."""
+
+    name: str
+    names: list[str]
+    shapes: list
+    build_generics: HardwareGenerics | None = None
+
+
+def zoo_workload(model: str, input_size=(3, 224, 224)) -> Workload:
+    """The layers of a zoo variant (`rep_accel.models`, e.g. "A0") or of a checkpoint file,
+    fused, at `input_size` (C, H, W). No quantization: the cycles depend only on the shapes."""
+    from .quantize import layer_shapes
+
+    c, h, w = (int(v) for v in input_size)
+    path = Path(model)
+    if path.suffix == ".pt" or path.is_file():
+        if not path.is_file():
+            raise RepAccelError(f"--model {path}: no such checkpoint")
+        from .checkpoints import load_fused
+        fused = load_fused(path)
+        label = path.name
+    else:
+        from .fusion import fuse_model
+        from .models import create_model
+        net = create_model(model, in_channels=c)
+        fused = fuse_model(net)
+        label = f"RepVGG-{net.name or model}"
+    shapes = layer_shapes(fused, (c, h, w))
+    return Workload(f"{label} {c}x{h}x{w}", [layer.name for layer in fused.layers], shapes)
+
+
+def build_workload(path) -> Workload:
+    """The layers of a compiled build folder (`rep-accel compile`)."""
+    from .images import load_build
+    build = load_build(path)
+    layers = build.qnet.layers
+    s = layers[0].shape
+    return Workload(f"{Path(path).name} {s.cin}x{s.height}x{s.width}", [l.name for l in layers],
+                    [l.shape for l in layers], build.generics)
+
+
+def workload_report(work: Workload, generics: HardwareGenerics, clock_mhz: float, memory=None):
+    """The simulator's report of `work` on hardware `generics` at `clock_mhz` MHz
+    (`rep_accel.sim.report.NetworkReport`: per-layer cycles, utilization, frames/s).
+
+    Per-layer cycles are the never-stalling schedule (`layout.layer_cycles`, what the
+    simulator predicts in fast mode and the RTL's `cycles` reports); the layers run back to
+    back, the head runs on the host and is not counted. Raises RepAccelError when a layer
+    does not fit these generics or a build's images are laid out for another array.
+    memory: a `rep_accel.memory` model; the cycles are then the engine's timing replayed
+    under it (`sim.network.schedule_report`)."""
+    from .layout import check_fits, layer_cycles
+    from .sim.report import layer_report, network_report
+
+    bg = work.build_generics
+    if bg is not None and (bg.pi, bg.po) != (generics.pi, generics.po):
+        raise RepAccelError(f"build {work.name}: images laid out for a {bg.pi}x{bg.po} array, the RTL is "
+                            f"{generics.pi}x{generics.po}; recompile with --pi {generics.pi} --po {generics.po}")
+    for name, shape in zip(work.names, work.shapes):
+        check_fits(shape, generics, name)
+    if memory is not None:
+        from .sim.network import schedule_report
+        return schedule_report(list(zip(work.names, work.shapes)), generics, clock_mhz, memory)
+    reports = [layer_report(n, s, generics, layer_cycles(s, generics)) for n, s in zip(work.names, work.shapes)]
+    return network_report(reports, generics, clock_mhz, "fast")
+
+
+def sized_generics(work: Workload, pi: int, po: int) -> HardwareGenerics:
+    """The smallest buffers a pi x po array needs to run `work` (layout.size_generics,
+    policy "smallest")."""
+    from .layout import size_generics
+    return size_generics(work.shapes, pi, po, "smallest", names=work.names)
