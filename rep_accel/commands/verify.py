@@ -31,10 +31,18 @@ Compiled simulators are cached (--build-cache, default $REP_ACCEL_SIM_BUILD or
 ~/.cache/rep-accel/sim_build); the first run of a configuration compiles for 10 s to a
 few minutes (Verilator, 8x8 array).
 
+With --workers N (a local Ray instance of N CPUs) or --address ADDR (a Ray cluster),
+every input is one Ray task (pip install 'rep-accel[ray]'): the task gets the build's
+files and its input, and builds the RTL and runs its layers in a temporary folder of its
+own, with a Verilator cache of its own unless --build-cache names a shared one (each task
+then compiles the model once: minutes for an 8x8 array); the folder is removed however
+the task ends. The summary is the same as one run over all inputs.
+
 examples:
   rep-accel verify build/ --input x.npy
   rep-accel verify build/ --input x.npy --images 4 --layers 0,1 --sim icarus
   rep-accel verify build/ --input x.npy --images 1 --waves          # writes verify_waves.vcd
+  rep-accel verify build/ --input x.npy --images 8 --workers 4      # 8 RTL runs as Ray tasks
   rep-accel verify build/ --input x.npy --images 1 --memory sdr16-166 --clock-mhz 150
 """
 
@@ -58,7 +66,7 @@ def add_arguments(p) -> None:
     p.add_argument("--w-max", type=int, help="W_MAX of the RTL (default: the model's widest input)")
     p.add_argument("--max-cg", type=int, help="weight-buffer depth in channel groups (default: the model's need)")
     p.add_argument("--line-depth", type=int, help="line-buffer entries per lane (default: the model's need)")
-    from ..hdl.unit import DSP_STYLES
+    from ..families import DSP_STYLES
     p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
                    help="multiplier style of the RTL, as `rep-accel rtl --dsp` (ecp5: MULT18X18D, simulated "
                         "with its model); default generic")
@@ -72,6 +80,8 @@ def add_arguments(p) -> None:
     p.add_argument("--clock-mhz", type=float, default=150.0, help="the accelerator clock of --memory (default 150)")
     p.add_argument("--json", help="write the summary and every layer's record to this .json")
     p.add_argument("--keep", action="store_true", help="keep the job folder (testbench log, results) and print it")
+    p.add_argument("--workers", type=int, help="run every input as a Ray task on a local Ray instance of N CPUs")
+    p.add_argument("--address", help="run every input as a Ray task on this Ray cluster (host:port, or auto)")
 
 
 def parse_layers(text: str, n_layers: int) -> list[int] | None:
@@ -136,6 +146,42 @@ def summary_lines(results: dict, qnet) -> tuple[list[str], bool]:
     return lines, ok
 
 
+def _verify_as_tasks(args, build, generics, x_q, layers, stall, json_path, waves) -> int:
+    """`run` with every input as one RTL task (verification.runner.run_rtl_task) on Ray:
+    the same summary, JSON and exit status, from the tasks' merged results."""
+    from .. import distributed
+    from ..verification import runner as R
+    if waves is not None or args.keep:
+        raise RepAccelError("--waves and --keep keep the files of one run; drop them with --workers/--address")
+    qnet, g = build.qnet, generics
+    n_run = len(layers) if layers is not None else len(qnet.layers)
+    files = R.build_files(build)
+    tasks = [R.RtlTask(i, g, files, x_q[i:i + 1], i, layers, args.sim, args.opt, args.dsp, args.build_cache, stall)
+             for i in range(x_q.shape[0])]
+    parts = []
+    with distributed.session(args.workers, args.address) as engine:
+        if isinstance(engine, distributed.SerialEngine):
+            print(f"note: {engine.reason}", file=sys.stderr, flush=True)
+        cache = f"the cache {args.build_cache}" if args.build_cache else "a Verilator cache of its own"
+        print(f"running {len(tasks)} input(s) x {n_run} layer(s) on the RTL ({g.pi}x{g.po}, {args.sim}) as "
+              f"{len(tasks)} task(s) on {engine.name}, each with {cache} ...", flush=True)
+        for i, part in engine.map(R.run_rtl_task, tasks):
+            built = "found in the cache" if part["cached"] else f"RTL built in {part['rtl_build_seconds']:.0f} s"
+            print(f"  input {i}: {built}, {part['results'].get('rtl_seconds', 0):.1f} s on the RTL", flush=True)
+            parts.append(part["results"])
+    results = R.merge_results(parts)
+    lines, ok = summary_lines(results, qnet)
+    print("\n".join(lines))
+    if json_path is not None:
+        doc = {"build": str(args.build), "input": str(args.input), "sim": args.sim, "dsp": args.dsp,
+               "generics": g.to_dict(), "passed": ok, "results": results, "tasks": len(tasks)}
+        atomic_write_bytes(json_path, (json.dumps(doc, indent=1) + "\n").encode())
+        print(f"report written to {json_path}")
+    print("PASS: the RTL matches the simulator and the golden model" if ok else "FAIL: the RTL differs (see above)")
+    sys.stdout.flush()
+    return 0 if ok else 1
+
+
 def run(args) -> int:
     from argparse import Namespace
 
@@ -172,6 +218,8 @@ def run(args) -> int:
     x_q = numerics.quantize_input(x, qnet.input_scale)
 
     g = generics
+    if args.workers is not None or args.address is not None:
+        return _verify_as_tasks(args, build, g, x_q, layers, stall, json_path, waves)
     print(f"RTL {g.pi}x{g.po}, w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}: "
           f"building with {args.sim}{' (waves)' if waves else ''} ...", flush=True)
     rtl = R.build_rtl(g, args.sim, waves=waves is not None, cache_dir=args.build_cache, opt=args.opt,

@@ -417,3 +417,107 @@ def run_job(build: RtlBuild, job_dir: str | os.PathLike, waves_file: str | os.Pa
         raise RepAccelError(f"no cocotb results ({e}); see {log}") from None
     results = read_results(job_dir)
     return JobOutcome(results, tests, failed, seconds, log, waves)
+
+
+# ----------------------------------------------------------------------------------
+# RTL runs as independent tasks (rep-accel verify --workers/--address, on Ray)
+# ----------------------------------------------------------------------------------
+
+@dataclass
+class RtlTask:
+    """One RTL run of `rep-accel verify` that needs nothing from the machine it runs on:
+    the build folder's files themselves (relative name -> bytes, from `build_files`), the
+    images first_image.. of the run (x_q int8 (n, C, H, W)), the layers (None: all, then
+    the head), the RTL's generics and how to simulate it. cache_dir None: a Verilator
+    cache of the task's own (compiled from scratch, removed with the task's folder), so
+    that tasks never share files on a shared or remote worker."""
+
+    index: int
+    generics: HardwareGenerics
+    build_files: dict
+    x_q: object
+    first_image: int
+    layers: list | None
+    sim: str = "verilator"
+    opt: str = DEFAULT_OPT
+    dsp: str = "generic"
+    cache_dir: str | None = None
+    stall: object = None  # cases.Stall of the host, or None
+
+
+def build_files(build) -> dict:
+    """The files of a loaded build folder (images.Build), relative name -> bytes, as
+    load_build validated them: manifest.json and every file it lists."""
+    from ..images import MANIFEST
+    root = Path(build.path)
+    names = [MANIFEST, *build.manifest["files"]]
+    return {name: (root / name).read_bytes() for name in names}
+
+
+def _write_files(folder: Path, files: dict) -> None:
+    """Write `files` (relative name -> bytes) below `folder`; a name that leaves it is refused."""
+    top = folder.resolve()
+    for name, data in files.items():
+        path = (folder / name).resolve()
+        if top not in path.parents:
+            raise RepAccelError(f"build file name {name!r} leaves the build folder; the build is damaged")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def run_rtl_task(task: RtlTask) -> dict:
+    """Run one RtlTask in a temporary folder of its own (the build, the job, the private
+    Verilator cache), removed on every way out, errors included. Returns {"results": the
+    job's results with image numbers of the whole run, "rtl_build_seconds", "cached"}."""
+    import tempfile
+
+    from . import cases as C
+    with tempfile.TemporaryDirectory(prefix=f"rep-accel-verify-task{task.index}-") as tmp:
+        tmp = Path(tmp)
+        _write_files(tmp / "build", task.build_files)
+        cache = Path(task.cache_dir) if task.cache_dir is not None else tmp / "sim_build"
+        rtl = build_rtl(task.generics, task.sim, cache_dir=cache, opt=task.opt, dsp=task.dsp)
+        job = C.Job(task.generics, network=C.NetworkJob(str(tmp / "build"), task.x_q, task.layers, stall=task.stall))
+        C.write_job(tmp / "job", job)
+        results = run_job(rtl, tmp / "job").results
+    for r in results.get("records", []):
+        if r.get("image") is not None:
+            r["image"] += task.first_image
+    return {"results": results, "rtl_build_seconds": rtl.seconds, "cached": rtl.cached}
+
+
+#: Per-image arrays of a network job's summary, concatenated when tasks' results are merged.
+_PER_IMAGE = ("sim_logits", "golden_logits", "sim_cycles", "golden_pred", "rtl_logits", "rtl_pred", "labels")
+#: Verdicts of a network job's summary, true only if true in every task.
+_ALL_TRUE = ("logits_equal_sim", "logits_equal_golden", "pred_equal_golden", "head")
+
+
+def merge_results(parts: list[dict]) -> dict:
+    """The results of one run over all images from the results of its tasks (in image order):
+    records concatenated, seconds and cycles summed, complete only if every task completed,
+    the first error, per-image arrays concatenated and verdicts combined."""
+    if not parts:
+        raise ValueError("no results to merge")
+    out = {"kind": parts[0]["kind"], "generics": parts[0]["generics"],
+           "records": [r for p in parts for r in p["records"]],
+           "complete": all(p.get("complete", False) for p in parts)}
+    for key in ("seconds", "rtl_seconds", "clock_cycles"):
+        out[key] = sum(p.get(key, 0) for p in parts)
+    errors = [p["error"] for p in parts if p.get("error")]
+    if errors:
+        out["error"] = errors[0]
+    nets = [p.get("network") for p in parts]
+    if all(n is not None for n in nets):
+        net = {"images": sum(n["images"] for n in nets), "layers": nets[0]["layers"]}
+        for key in _ALL_TRUE:
+            if all(key in n for n in nets):
+                net[key] = all(bool(n[key]) for n in nets)
+        for key in _PER_IMAGE:
+            if all(key in n for n in nets):
+                net[key] = [v for n in nets for v in n[key]]
+        if any("failures" in n for n in nets):
+            net["failures"] = [f for n in nets for f in n.get("failures", [])]
+        if all("rtl_correct" in n for n in nets):
+            net["rtl_correct"] = sum(n["rtl_correct"] for n in nets)
+        out["network"] = net
+    return out
