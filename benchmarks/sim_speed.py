@@ -144,6 +144,17 @@ def main() -> None:
     per = [rows[n][1] / rows[n][0] for n in rows]
     print(f"fast-mode time per GMAC across A0/A1/B0: {', '.join(f'{p * 1e3:.2f}' for p in per)} ms "
           f"(max/min {max(per) / min(per):.2f})")
+    from rep_accel import memory
+    qnet = synthetic.random_zoo_qnetwork("A0", 224, seed=0, num_classes=1000)
+    x = synthetic.random_input(qnet, 1, seed=1)
+    for spec in ("ddr3-16-800", "sdr16-166"):
+        t = clock()
+        sim = NetworkSimulator(qnet, HardwareGenerics(), "fast", memory=memory.parse(spec, 150.0))
+        t_make = clock() - t
+        sim.run(x, show_progress=False)
+        t_run = median_time(lambda: sim.run(x, show_progress=False), max(3, args.repeats // 4), clock)
+        print(f"RepVGG-A0 224x224 fast mode under memory {spec} (PI=PO=8): NetworkSimulator(...) {t_make:.2f} s "
+              f"(weights and the timing replay, once), run {t_run * 1e3:.2f} ms")
     gmac, ts, tf = rows["A0"]
     print(f"ratio_vs_fbgemm={ts / tf:.2f}")
 

@@ -28,6 +28,11 @@ Stimulus (the host side of the streams), cycle c counted from the descriptor tra
 Default patterns are all-ones: an environment that never stalls, in which the count
 equals `layout.layer_cycles`.
 
+External memory (`rep_accel.memory`, `run_layer(..., memory=...)`): the host's beats also
+wait for the memory's credit (docs/architecture.md, "External memory"), evaluated in the
+same loop; `timing_cycles` replays the loop without the datapath for fast mode, and
+`memory_stimulus` turns a layer's memory host into plain patterns for the RTL testbench.
+
 Trace (`TRACE_FIELDS`): one row per cycle from the descriptor transfer (cycle 0) to the
 `done` pulse (cycle `cycles`), both included: `cycle` then the valid/ready of the four
 streams, `busy` (high from the cycle after the descriptor transfer to the last output
