@@ -1,7 +1,7 @@
 """ONNX graphs of the integer network of a build and of the float fused network.
 
 `integer_model(qnet)` writes the contract of docs/numerics.md as standard ONNX operators
-(opset 13), so onnxruntime, Netron or TensorRT can run and inspect it:
+(opset 13), so onnxruntime runs it and Netron shows it:
 
 - `QuantizeLinear(input, s_in, 128)`: the float input (N, C, H, W) to uint8 with zero
   point 128, i.e. the contract's int8 input plus 128 (onnxruntime's QLinearConv takes a
@@ -34,6 +34,10 @@ arithmetic, at the cost of a graph that quantization tools do not see as QLinear
 `float_model(net)` is the fused float network (Conv + Relu per layer,
 GlobalAveragePool, Gemm), for `rep-accel fuse --onnx`.
 
+TensorRT's ONNX parser does not take QLinearConv, ConvInteger or MatMulInteger (its
+operator table marks them unsupported); it wants float Conv between QuantizeLinear /
+DequantizeLinear pairs, a form this module does not write.
+
 The `onnx` package is an optional dependency (`pip install 'rep-accel[onnx]'`).
 """
 
@@ -48,7 +52,7 @@ from .network import FusedNetwork
 from .qnetwork import QuantizedNetwork
 
 #: Opset of the exported graphs: QLinearConv, MatMulInteger (10), per-axis QuantizeLinear,
-#: ReduceSum with axes as an input (13); wide support in runtimes and TensorRT.
+#: ReduceSum with axes as an input (13).
 OPSET = 13
 #: IR version of opset 13 (ONNX 1.8): readable by older runtimes than the onnx package's default.
 IR_VERSION = 7

@@ -13,7 +13,7 @@ HELP = "write a build's integer network as an ONNX graph (QuantizeLinear, QLinea
 
 DESCRIPTION = """\
 Write the integer network of a build folder (written by `rep-accel compile`) as a
-standard ONNX graph (opset 13) that onnxruntime, Netron or TensorRT read: the input
+standard ONNX graph (opset 13) that onnxruntime runs and Netron shows: the input
 QuantizeLinear, one QLinearConv per layer (per-channel int8 weights, int32 bias, uint8
 output with zero point 0, whose saturation is the ReLU) and the head in standard integer
 operators (ReduceSum, the pool requantization in int64, MatMulInteger). Outputs: `logits`
@@ -25,6 +25,8 @@ multiplier: about one output in a million differs by one, at a rounding tie
 (docs/numerics.md, "ONNX export"). --requantization integer writes each layer as
 ConvInteger and the contract's integer requantization instead: every output then equals
 the golden model's.
+
+TensorRT's ONNX parser does not take QLinearConv, ConvInteger or MatMulInteger.
 
 Needs the onnx package: pip install 'rep-accel[onnx]'.
 
