@@ -122,7 +122,8 @@ class NpySource(DataSource):
             lab = np.load(labels, allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError, EOFError) as e:
             raise RepAccelError(f"--labels {labels}: not a readable .npy file ({e})") from None
-        self.labels = _check_labels(np.array(lab), self.count, f"--labels {labels}")
+        # Shape checked on the memory map before anything is copied.
+        self.labels = _check_labels(lab, self.count, f"--labels {labels}")
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return _finite(np.array(self._images[start:stop], dtype=np.float32), self, start)

@@ -181,3 +181,16 @@ def test_user_errors(setup, capsys, argv, message):
     assert main(["evaluate", str(build), *[a.format(root=root) for a in argv]]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_cycle_mode_counts_the_schedule(setup):
+    """Cycle mode steps every clock: without stalls it counts what the schedule predicts."""
+    root, build, x, _ = setup
+    b = images.load_build(build)
+    ev = evaluate.evaluate(evaluate.EvalModel.from_build(b, mode="cycle"), evaluate.open_data(root / "d.npz"),
+                           distributed.SerialEngine(), shard_size=2, limit=3, keep_logits=True)
+    rep = ev.report()
+    cycles = sum(layer_cycles(l.shape, b.generics) for l in b.qnet.layers)
+    assert rep["mode"] == "cycle" and rep["images"] == 3 and ev.passed
+    assert rep["cycles"]["per_image_min"] == rep["cycles"]["per_image_max"] == cycles
+    assert np.array_equal(ev.logits["simulator"], golden.run_network(b.qnet, golden.quantize_input(x[:3], b.qnet)))

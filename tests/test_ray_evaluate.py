@@ -86,3 +86,23 @@ def test_killed_worker_shard_runs_again(cluster, setup, tmp_path):
     assert marker.is_file() and int(marker.read_text()) != driver  # a Ray worker died, not this process
     assert dist.images == N_IMAGES and (dist.seen == 1).all()     # every image once
     _assert_same(_serial(model, root / "d.npz"), dist)
+
+
+def test_cli_joins_a_running_cluster(cluster, setup, tmp_path):
+    """`rep-accel evaluate --address` in another process joins the cluster this test started
+    (what `ray start --head` gives a user) and computes the serial run's logits."""
+    import json
+    import subprocess
+    import sys
+
+    root, model = setup
+    address = ray.get_runtime_context().gcs_address
+    js = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "rep_accel", "evaluate", str(root / "build"), "--data",
+                        str(root / "d.npz"), "--checkpoint", str(default_model_path()), "--shard-size", str(SHARD),
+                        "--address", address, "--json", str(js)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(js.read_text())
+    assert rep["engine"] == f"Ray cluster at {address}, 2 CPU(s)" and rep["images"] == N_IMAGES
+    assert rep["logits_sha256"] == _serial(model, root / "d.npz").report()["logits_sha256"]
+    assert ray.is_initialized()  # the cluster outlives the command that joined it
