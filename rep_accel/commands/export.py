@@ -21,8 +21,8 @@ int32 (the contract's integer logits) and `logits_real` float32. The graph passe
 onnx.checker before it is written.
 
 onnxruntime rescales each QLinearConv in float32 where the contract uses a Q31 integer
-multiplier: about one output in a million differs by one, at a rounding tie
-(docs/numerics.md, "ONNX export"). --requantization integer writes each layer as
+multiplier: about one output in a million differs by one, where the exact value is
+within 10^-5 of a half-integer (docs/numerics.md, "ONNX export"). --requantization integer writes each layer as
 ConvInteger and the contract's integer requantization instead: every output then equals
 the golden model's.
 
