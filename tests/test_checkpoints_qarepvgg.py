@@ -53,6 +53,14 @@ def test_train_time_blocks_fuse_exactly(tmp_path, form, name, cin):
         assert torch.allclose(loaded.to_model()(x), want, rtol=0, atol=REL_TOL * float(want.abs().max()))
     n_qa = sum(v.numel() for k, v in qa.named_parameters())
     assert loaded.parameter_count() == n_qa
+    # Written in the input's layout: QARepVGG's deploy model has the official deploy keys.
+    save_deploy(loaded, tmp_path / "deploy.pth")
+    raw = torch.load(tmp_path / "deploy.pth", weights_only=True)
+    deploy = create_model(name, in_channels=cin, num_classes=7, deploy=True)
+    assert set(raw) == {rename_key(k, "official") for k in deploy.state_dict()}
+    back = load_checkpoint(tmp_path / "deploy.pth")
+    assert_same_network(back.network, loaded.network)
+    assert_matches_reference(back.network, qa)
 
 
 def test_paper_variant_a0_and_deploy_written_as_qarepvgg_deploy_model(tmp_path):
