@@ -135,27 +135,31 @@ class SharedRef:
     refs: list
 
 
-_WORKER_CACHE: dict[str, object] = {}
+#: The one shared value a worker process holds: (key, build function, value). The key is
+#: the object ref's id for Ray, the handle object itself for the serial engine (held here,
+#: so that no other object can take its id while it is cached).
+_WORKER_CACHE: list = []
 
 
 def shared_value(handle, build: Callable | None = None):
     """In a task: the value behind a `put` handle, fetched (and passed through `build`,
     e.g. to construct a simulator) once per worker process and cached; a plain value
-    (the serial engine's handle) is passed through `build` once per process too."""
+    (the serial engine's handle) is passed through `build` once per process too. A new
+    handle replaces the cached value (one run at a time per worker)."""
+    key = handle.refs[0].hex() if isinstance(handle, SharedRef) else handle
+    if _WORKER_CACHE:
+        cached_key, cached_build, value = _WORKER_CACHE[0]
+        same = cached_key == key if isinstance(handle, SharedRef) else cached_key is key
+        if same and cached_build is build:
+            return value
     if isinstance(handle, SharedRef):
-        ref = handle.refs[0]
-        key = ref.hex()
-        if key not in _WORKER_CACHE:
-            import ray
-            value = ray.get(ref)
-            _WORKER_CACHE.clear()  # one shared value per worker at a time: a new run replaces the old
-            _WORKER_CACHE[key] = build(value) if build is not None else value
-        return _WORKER_CACHE[key]
-    key = f"local-{id(handle)}"
-    if key not in _WORKER_CACHE:
-        _WORKER_CACHE.clear()
-        _WORKER_CACHE[key] = build(handle) if build is not None else handle
-    return _WORKER_CACHE[key]
+        import ray
+        value = ray.get(handle.refs[0])
+    else:
+        value = handle
+    value = build(value) if build is not None else value
+    _WORKER_CACHE[:] = [(key, build, value)]
+    return value
 
 
 def _get(ray, ref, index: int, max_retries: int):
@@ -202,8 +206,6 @@ def session(workers: int | None = None, address: str | None = None, serial: bool
     if ray.is_initialized():
         description = "Ray (already running in this process)"
     else:
-        # Ray workers inherit the environment; progress bars stay in the driver.
-        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         try:
             if address is not None:
                 ray.init(address=address, include_dashboard=False, log_to_driver=True)
