@@ -24,7 +24,8 @@ bundled default model calibrates on its own training digits). Default: the bundl
 
 Data (--data): a .npz with images (x) and labels (y) (np.savez(path, x=..., y=...)), a
 .npy of images with --labels labels.npy, or a folder with one subfolder per class
-(ImageNet's validation layout; --input-size, --mean, --std as for `compile`). Images in
+(ImageNet's validation layout; a label is its folder's position in name order, as in
+torchvision's ImageFolder; --input-size, --mean, --std as for `compile`). Images in
 an .npz/.npy are float32 N x C x H x W, normalized. Read shard by shard: memory stays flat
 however large the data set (a deflated .npz is decompressed front to back).
 
