@@ -76,6 +76,9 @@ def main() -> None:
             cls = class_figures(r, g)
             per_class = ", ".join(f"{c} {u:.1%} ({share:.0%} of cycles)" for c, (u, share) in cls.items())
             bound = sum(lr.bound == "memory" for lr in r.layers)
+            if m is not None:  # what this memory allows at the least traffic (every layer at its minimum)
+                floor = sum(m.memory_cycles(lr.min_bytes) for lr in r.layers)
+                per_class += f"; at the minimum traffic this memory allows {args.clock_mhz * 1e6 / floor:.1f} frames/s"
             print(f"  {spec:>12}: {r.cycles:>11,} cycles, {r.frames_per_second:6.2f} frames/s at {args.clock_mhz:g} MHz "
                   f"({r.frames_per_second / r.frames_per_second_unlimited:.1%} of unlimited), MAC utilization "
                   f"{r.utilization:.1%}: {per_class}; {bound} of {len(r.layers)} layers memory-bound "
