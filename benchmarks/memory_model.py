@@ -21,11 +21,12 @@ import argparse
 import time
 
 from rep_accel import memory, workload
+from rep_accel.families import ecp5
 from rep_accel.generics import KERNEL_BYTES
 from rep_accel.sim.network import schedule_report
 
 #: LFE5U-85F block RAM: 208 DP16KD of 18 kbit, 2 KiB of 8-bit data each.
-ECP5_85F_BRAM_BYTES = 208 * 2048
+ECP5_85F_BRAM_BYTES = 208 * ecp5.BLOCK_RAM_BYTES
 CLASSES = ("stem", "stride-2", "stride-1")
 
 

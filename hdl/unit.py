@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from rep_accel import families
 
 from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WINDOW_BITS, lane, memory_depth
 
@@ -18,13 +20,13 @@ LATENCY = 7
 #: beside the DSPs (a block RAM's clock-to-output leaves no time to cross the chip).
 ADDR_LEAD = 3
 
-#: How the 9 multipliers are written (`rep-accel rtl --dsp`):
+#: How the 9 multipliers are written (`rep-accel rtl --dsp`, rep_accel.families):
 #:   "generic"  `activation * weight` between plain registers: any synthesis tool or
 #:              simulator; Yosys maps the product to a DSP but keeps the registers in fabric;
-#:   "ecp5"     a Lattice ECP5 MULT18X18D per product with its input, pipeline and output
-#:              registers in use (the same three stages, inside the DSP block). Simulation
-#:              needs the model `hdl/models/MULT18X18D.v` (written beside the Verilog).
-DSP_STYLES = ("generic", "ecp5")
+#:   a family   that family's DSP block per product with its input, pipeline and output
+#:              registers in use (the same three stages, inside the DSP block), e.g. "ecp5"
+#:              (MULT18X18D; simulation needs its model, written beside the Verilog).
+DSP_STYLES = families.DSP_STYLES
 
 
 class ConvUnit(wiring.Component):
@@ -79,6 +81,7 @@ class ConvUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        family = families.dsp_family(self._dsp)
         # Weights are written only while a tile's parameters load and read only while it
         # scans, so a read never meets a write to its address: `no_rw_check` lets Yosys
         # drop its collision logic between the block RAM and the kernel register.
@@ -111,8 +114,8 @@ class ConvUnit(wiring.Component):
             a = lane(self.window, k, ACT_BITS).as_signed()
             w = lane(kernel, k, 8).as_signed()
             product2 = Signal(signed(17), name=f"product2_{k}", reset_less=True)
-            if self._dsp == "ecp5":
-                m.d.comb += product2.eq(_ecp5_multiplier(m, f"mult{k}", a, w)[:17])
+            if family is not None:
+                m.d.comb += product2.eq(family.dsp_multiplier(m, f"mult{k}", a, w)[:17])
             else:
                 # Registers that feed / take only multiplier k (beside its DSP).
                 activation = Signal(signed(ACT_BITS), name=f"a{k}", reset_less=True)
@@ -133,36 +136,3 @@ class ConvUnit(wiring.Component):
         m.d.sync += window_sum.eq(triples[0] + triples[1] + triples[2])
         m.d.sync += psum.eq(self.psum_in + window_sum)
         return m
-
-
-def _ecp5_multiplier(m: Module, name: str, a, b) -> Signal:
-    """a * b (signed, at most 18 bits each) in a MULT18X18D with its input (A, B), pipeline
-    and output registers on the `sync` clock, always enabled, never reset: P is the
-    product of the A and B of three cycles before. Returns P (36 bits)."""
-    p = Signal(36, name=f"{name}_p")
-    a18 = Signal(18, name=f"{name}_a")
-    b18 = Signal(18, name=f"{name}_b")
-    m.d.comb += [a18.eq(a.as_signed()), b18.eq(b.as_signed())]
-    ports = {}
-    for port, value in (("A", a18), ("B", b18), ("C", Const(0, 18))):
-        for bit in range(18):
-            ports[f"i_{port}{bit}"] = value[bit]
-    for bit in range(36):
-        ports[f"o_P{bit}"] = p[bit]
-    m.submodules[name] = Instance(
-        "MULT18X18D",
-        p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
-        p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
-        p_REG_INPUTC_CLK="NONE",
-        p_REG_PIPELINE_CLK="CLK0", p_REG_PIPELINE_CE="CE0", p_REG_PIPELINE_RST="RST0",
-        p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
-        p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED", p_CLK3_DIV="ENABLED",
-        p_HIGHSPEED_CLK="NONE", p_GSR="DISABLED", p_CAS_MATCH_REG="FALSE",
-        p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED", p_RESETMODE="SYNC",
-        i_SIGNEDA=Const(1), i_SIGNEDB=Const(1), i_SOURCEA=Const(0), i_SOURCEB=Const(0),
-        i_CLK0=ClockSignal("sync"), i_CLK1=Const(0), i_CLK2=Const(0), i_CLK3=Const(0),
-        i_CE0=Const(1), i_CE1=Const(0), i_CE2=Const(0), i_CE3=Const(0),
-        i_RST0=Const(0), i_RST1=Const(0), i_RST2=Const(0), i_RST3=Const(0),
-        **ports,
-    )
-    return p

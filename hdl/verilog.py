@@ -8,6 +8,7 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
+from rep_accel import families
 from rep_accel.generics import LATENCY_FIXED, HardwareGenerics
 from rep_accel.layout import DESCRIPTOR_FIELDS
 
@@ -19,13 +20,16 @@ TOP_NAME = "rep_accel_top"
 WAIVERS_FILE = "lint_waivers.vlt"
 
 
-#: Simulation models of vendor primitives a DSP style instantiates (hdl/models/), by style.
-SIMULATION_MODELS = {"generic": [], "ecp5": ["MULT18X18D.v"]}
+def simulation_model_names(dsp: str) -> list[str]:
+    """File names (in hdl/models/) of the vendor primitives DSP style `dsp` instantiates:
+    its family's SIMULATION_MODELS (rep_accel.families), none for "generic"."""
+    family = families.dsp_family(dsp)
+    return list(family.SIMULATION_MODELS) if family is not None else []
 
 
 def simulation_models(dsp: str) -> list[Path]:
     """Verilog models a simulator (never synthesis) needs beside the top for DSP style `dsp`."""
-    return [Path(__file__).resolve().parent / "models" / name for name in SIMULATION_MODELS[dsp]]
+    return [Path(__file__).resolve().parent / "models" / name for name in simulation_model_names(dsp)]
 
 
 def waivers_path() -> Path:
@@ -62,7 +66,7 @@ def generate(generics: HardwareGenerics, dsp: str = "generic") -> tuple[str, dic
         "latency_fixed": LATENCY_FIXED,
         "dsp": dsp,
         "sources": [f"{TOP_NAME}.v"],
-        "simulation_models": SIMULATION_MODELS[dsp],
+        "simulation_models": simulation_model_names(dsp),
         "clock": "clk",
         "reset": {"name": "rst", "kind": "synchronous, active high"},
         "ports": top_ports(top),

@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rep_accel.families import ecp5
 from rep_accel.generics import HardwareGenerics
 
 from .layouts import WINDOW_BITS, lane, memory_depth, step_layout
@@ -16,8 +17,9 @@ LATENCY = 5
 
 _ROW = 8        # bits of one pixel of one lane
 _COLUMN = 24    # bits of one window column: rows y-2, y-1, y from bit 0 up
-#: Entries of one line-buffer bank: one 18-kbit block RAM as 1024 x 18 (ECP5 DP16KD).
-LINE_BANK_DEPTH = 1024
+#: Entries of one line-buffer bank: one block RAM of the family the RTL is timed for
+#: (ECP5's DP16KD as 1024 x 18, rep_accel.families.ecp5).
+LINE_BANK_DEPTH = ecp5.BLOCK_RAM_ENTRIES
 
 
 class WindowGenerator(wiring.Component):

