@@ -456,6 +456,10 @@ def check_data(model: EvalModel, source: DataSource) -> None:
     if source.input_size != tuple(int(v) for v in model.qnet.input_size):
         raise RepAccelError(f"--data {source.description}: images are {'x'.join(map(str, source.input_size))}, "
                             f"the network takes {'x'.join(map(str, model.qnet.input_size))}")
+    if source.class_names is not None and len(source.class_names) != classes:
+        raise RepAccelError(f"--data {source.description}: {len(source.class_names)} class folders, the network has "
+                            f"{classes} classes; a label is its folder's position in name order, so every class needs "
+                            f"its folder (an empty one for a class without images)")
     if source.count and source.labels.max() >= classes:
         bad = int(np.flatnonzero(source.labels >= classes)[0])
         raise RepAccelError(f"{source.name(bad)}: label {int(source.labels[bad])}, the network has only "

