@@ -100,7 +100,7 @@ def test_bad_inputs_exit_2_before_simulating(build, capsys, tmp_path):
     fails(b, "--input", xin, "--trace", tmp_path / "t.csv", match="--mode cycle")
     fails(b, "--input", xin, "--mode", "cycle", "--trace", tmp_path / "t.txt", match=".csv or .npz")
     fails(b, "--input", xin, "--out", tmp_path, match="is a folder")
-    fails(b, "--input", xin, "--clock-mhz", 0, match="positive")
+    fails(b, "--input", xin, "--clock-mhz", 0, match="give a clock in MHz in (0, ")
     fails(tmp_path / "nobuild", "--input", xin, match="not a build folder")
     narrow = _write_bad_build(tmp_path, qnet)
     fails(narrow, "--input", xin, match="stage0.0: input row of 24 pixels is wider than W_MAX=16")
