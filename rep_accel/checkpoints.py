@@ -424,6 +424,13 @@ def _strip_prefixes(sd: dict, notes: list) -> dict:
 
 
 def _to_float64(sd: dict, path: Path, dtypes: list) -> dict:
+    # A few-KB file can hold a stride-0 "stretched" tensor of any shape: the float64 copy
+    # is counted from the shapes before anything is converted (RepVGG-B3 needs ~1 GB).
+    from .untrusted import check_allocation
+    total = sum(v.numel() for k, v in sd.items() if not k.endswith("num_batches_tracked"))
+    biggest = max(sd.items(), key=lambda kv: kv[1].numel())
+    check_allocation(total * 8, f"{path}: its tensors ({total:,} values; '{biggest[0]}' alone is "
+                                f"{tuple(biggest[1].shape)})", "this is not a RepVGG checkpoint a device can run")
     out = {}
     for k, v in sd.items():
         if k.endswith("num_batches_tracked"):
@@ -434,7 +441,14 @@ def _to_float64(sd: dict, path: Path, dtypes: list) -> dict:
         name = str(v.dtype).removeprefix("torch.")
         if name not in dtypes:
             dtypes.append(name)
-        out[k] = v.detach().to(torch.float64).numpy()
+        arr = v.detach().to(torch.float64).numpy()
+        if not np.all(np.isfinite(arr)):
+            raise RepAccelError(f"{path}: tensor '{k}' holds NaN or infinite values; the checkpoint is damaged "
+                                "(or was saved after training diverged)")
+        if k.endswith("running_var") and np.any(arr < 0):
+            raise RepAccelError(f"{path}: tensor '{k}' has negative variances (min {arr.min():.3g}); a BatchNorm's "
+                                "running variance is never negative: the checkpoint is damaged")
+        out[k] = arr
     return out
 
 
@@ -537,6 +551,8 @@ def _parse_blocks(sd: dict, kl: KeyLayout, path: Path):
     if fc_w.ndim != 2 or fc_b.shape != (fc_w.shape[0],) or fc_w.shape[1] != cin:
         raise RepAccelError(f"{path}: inconsistent shapes: head '{kl.head}.weight' {tuple(fc_w.shape)}, "
                             f"'{kl.head}.bias' {tuple(fc_b.shape)}; the last block has {cin} output channels")
+    if fc_w.shape[0] < 1:
+        raise RepAccelError(f"{path}: the head '{kl.head}.weight' has 0 classes; a classifier needs at least one")
     return blocks, depths, fc_w, fc_b, in_channels
 
 
@@ -727,6 +743,10 @@ def checkpoint_from_object(obj, source="<state_dict>") -> LoadedCheckpoint:
                                 f"(this rep-accel reads version {FORMAT_VERSION}); upgrade rep-accel")
         if not isinstance(obj.get("state_dict"), dict):
             raise RepAccelError(f"{path}: rep_accel checkpoint without a state_dict entry")
+        for field_name in ("config", "extra"):
+            if not isinstance(obj.get(field_name) or {}, dict):
+                raise RepAccelError(f"{path}: rep_accel checkpoint field '{field_name}' must be a dict, found "
+                                    f"{type(obj.get(field_name)).__name__}; the file is damaged, save it again")
         stored_config = RepVGGConfig.from_dict(obj.get("config") or {})
         extra.update({k: v for k, v in (obj.get("extra") or {}).items() if _plain(v)})
         sd = _tensor_items(obj["state_dict"])
