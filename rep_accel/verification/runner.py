@@ -117,18 +117,53 @@ def _cxx_version() -> str:
         raise RepAccelError("Verilator needs a C++ compiler (`c++`) and make; install build-essential") from None
 
 
-def _rtl_source_hash() -> str:
-    """Hash of everything the generated Verilog depends on: the hdl package, the modules it imports, amaranth."""
-    import amaranth
+def rtl_source_files() -> list[Path]:
+    """Every source file the generated Verilog depends on, found from the sources
+    themselves: the hdl package's modules and, transitively, every rep_accel module they
+    import (read from their `import` statements), plus the Verilator waivers and the
+    primitives' simulation models."""
+    import ast
+    import importlib.util
 
     from .. import hdl
-    h = hashlib.sha256(f"amaranth {amaranth.__version__}".encode())
     root = Path(hdl.__file__).resolve().parent
-    here = Path(__file__).resolve().parent.parent
-    files = sorted(p for p in root.iterdir() if p.suffix in (".py", ".vlt"))
-    files += sorted((root / "models").glob("*.v"))
-    files += [here / f for f in ("generics.py", "layout.py", "numerics.py", "errors.py")]
-    for p in files:
+    seen: dict[str, Path] = {}
+    todo = [f"rep_accel.hdl.{p.stem}" if p.stem != "__init__" else "rep_accel.hdl" for p in root.glob("*.py")]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, AttributeError, ValueError):   # `from module import name`: not a module
+            continue
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        path = Path(spec.origin).resolve()
+        seen[name] = path
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for parent in [name.rsplit(".", k)[0] for k in range(1, name.count("."))]:
+            todo.append(parent)     # a package's __init__ runs when a submodule is imported
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("rep_accel")]
+            elif isinstance(node, ast.ImportFrom):
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) \
+                    if node.level else (node.module or "")
+                if base.startswith("rep_accel"):
+                    todo.append(base)
+                    todo += [f"{base}.{a.name}" for a in node.names]   # `from pkg import module`
+    files = sorted(seen.values())
+    files += sorted(p for p in root.iterdir() if p.suffix == ".vlt") + sorted((root / "models").glob("*.v"))
+    return files
+
+
+def _rtl_source_hash() -> str:
+    """Hash of everything the generated Verilog depends on (rtl_source_files) and amaranth's version."""
+    import amaranth
+
+    h = hashlib.sha256(f"amaranth {amaranth.__version__}".encode())
+    for p in rtl_source_files():
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()
