@@ -24,9 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +35,7 @@ from .fsutil import atomic_output_dir
 from .generics import HardwareGenerics
 from .layout import LayerShape, Tile, pack_tile_params, plan_tiles, tile_param_beats
 from .qnetwork import QuantizedHead, QuantizedLayer, QuantizedNetwork
-from .untrusted import check_allocation, contained_path, expect, float_in_range, int_in_range, read_limited
+from .untrusted import check_allocation, jsonable, contained_path, expect, float_in_range, int_in_range, read_limited
 
 #: Largest manifest and largest data file read from a build (bytes); RepVGG-B3's
 #: params.bin is about 110 MB.
@@ -68,26 +66,6 @@ def _canonical(manifest: dict) -> bytes:
     """The bytes the manifest's own checksum covers: sorted keys, no whitespace, without the checksum."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _jsonable(obj):
-    """Plain JSON types; non-finite floats (an SQNR of +inf for an exact layer) become strings."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else str(f)
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    if hasattr(obj, "to_dict"):
-        return _jsonable(obj.to_dict())
-    raise TypeError(f"cannot store {type(obj).__name__} in the manifest")
 
 
 def _dumps(manifest: dict) -> str:
@@ -238,9 +216,9 @@ def write_build(qnet: QuantizedNetwork, generics: HardwareGenerics, out_dir, rep
         "input": {"size": [int(v) for v in qnet.input_size], "scale": float(qnet.input_scale), "dtype": "int8"},
         "layers": layers,
         "head": head,
-        "meta": _jsonable(qnet.meta),
-        "source": _jsonable(source or {}),
-        "report": _jsonable(report) if report is not None else None,
+        "meta": jsonable(qnet.meta),
+        "source": jsonable(source or {}),
+        "report": jsonable(report) if report is not None else None,
         "files": {name: {"bytes": len(data), "sha256": _sha256(data)} for name, data in sorted(files.items())},
     }
     manifest["manifest_sha256"] = _sha256(_canonical(manifest))

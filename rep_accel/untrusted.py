@@ -25,6 +25,8 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from .errors import RepAccelError
 
 #: A Verilog / Yosys identifier: what a top-module or source stem may be.
@@ -174,6 +176,30 @@ def format_bytes(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} bytes"
+
+
+def jsonable(obj):
+    """`obj` in plain JSON types (numpy scalars and arrays, tuples, objects with to_dict);
+    non-finite floats (an SQNR of +inf for an exact layer) become strings, so the JSON
+    we write stays strict."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else str(f)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
+    raise TypeError(f"cannot store {type(obj).__name__} as JSON")
 
 
 def strict_json(obj, **kwargs) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from .. import images, quantize
 from ..errors import RepAccelError
 from ..fsutil import add_force_argument, check_output_folder
-from ..untrusted import check_allocation, parse_input_size
+from ..untrusted import check_allocation, jsonable, parse_input_size
 from ..generics import HardwareGenerics
 from ..layout import size_generics
 
@@ -265,7 +265,7 @@ def run(args) -> int:
     qnet, report, generics = compile_model(fused, output, calib, args.observer, args.pi, args.po,
                                            args.w_max, args.max_cg, args.line_depth, source, args.force)
     if args.json:
-        print(json.dumps(images._jsonable(report.to_dict()), indent=1))
+        print(json.dumps(jsonable(report.to_dict()), indent=1))
     else:
         print(summary_table(qnet, report, generics))
         size = (output / images.PARAMS).stat().st_size

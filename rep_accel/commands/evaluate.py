@@ -129,7 +129,7 @@ def load_model(args):
 
 def run(args) -> int:
     from .. import distributed, evaluate
-    from ..images import _jsonable
+    from ..untrusted import jsonable
 
     json_path = Path(args.json) if args.json else None
     if json_path is not None and (json_path.suffix.lower() != ".json" or json_path.is_dir()):
@@ -151,7 +151,7 @@ def run(args) -> int:
     rep = ev.report()
     print(evaluate.format_table(rep))
     if json_path is not None:
-        atomic_write_bytes(json_path, (json.dumps(_jsonable(rep), indent=1) + "\n").encode())
+        atomic_write_bytes(json_path, (json.dumps(jsonable(rep), indent=1) + "\n").encode())
         print(f"report written to {json_path}")
     if not rep["simulator_equals_golden"]:
         print("FAIL: the simulator differs from the golden model on the images named above")

@@ -31,6 +31,7 @@ import cocotb
 
 from .. import golden
 from ..fsutil import atomic_write_bytes
+from ..untrusted import jsonable
 from ..layout import check_fits
 from ..sim import cycle as simcycle
 from .cases import JOB_ENV, OUTPUTS_FILE, RESULTS_FILE, read_job
@@ -38,22 +39,6 @@ from .tb import AcceleratorTB, Scoreboard, beats_to_output
 
 #: The state a reset must leave: idle, nothing valid.
 IDLE_STATE = {"desc_ready": 1, "busy": 0, "done": 0, "act_out_valid": 0, "params_ready": 0, "act_in_ready": 0}
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 async def _run_case(tb: AcceleratorTB, sb: Scoreboard, layer, x, stall, reset_at, trace: bool, name: str, extra=None):
@@ -216,7 +201,7 @@ async def _run_job(dut):
             buf = io.BytesIO()
             np.savez(buf, **outputs)
             atomic_write_bytes(folder / OUTPUTS_FILE, buf.getvalue())
-        atomic_write_bytes(folder / RESULTS_FILE, (json.dumps(_jsonable(results), indent=1) + "\n").encode())
+        atomic_write_bytes(folder / RESULTS_FILE, (json.dumps(jsonable(results), indent=1) + "\n").encode())
     bad = [r for r in results["records"] if not r["passed"]]
     net_bad = (results.get("network") or {}).get("failures") or []
     assert not bad and not net_bad, (
