@@ -66,7 +66,7 @@ INT8_MAX = numerics.INPUT_MAX
 # ----------------------------------------------------------------------------------
 
 @dataclass
-class LayerReport:
+class LayerQuantReport:
     """One layer's quantization summary. Scales are real units per integer step."""
 
     name: str
@@ -445,7 +445,7 @@ def _report(fused, qnet, x, ranges, layer_notes, notes) -> QuantReport:
     for i, (layer, q, fa, qa) in enumerate(zip(fused.layers, qnet.layers, f_acts, q_acts)):
         m = q.s_x * q.s_w / q.s_y
         s = q.shape
-        layers.append(LayerReport(
+        layers.append(LayerQuantReport(
             name=q.name, shape=(s.cin, s.cout, s.groups, s.stride, s.height, s.width),
             parameters=int(layer.weight.size + layer.bias.size),
             weight_min=float(layer.weight.min()), weight_max=float(layer.weight.max()),
