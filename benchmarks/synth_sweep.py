@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rep_accel import distributed, synth, workload
+from rep_accel.untrusted import parse_input_size
 from rep_accel.families import ecp5
 from rep_accel.commands.synth import critical_path_summary
 
@@ -296,8 +297,7 @@ def main(argv=None) -> int:
     source_version = rtl_source_version()
     root = Path(args.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    sweep = Sweep(root, args.model, tuple(int(v) for v in args.input_size.split(",")), args.target,
-                  timeout_s=args.timeout)
+    sweep = Sweep(root, args.model, parse_input_size(args.input_size), args.target, timeout_s=args.timeout)
     if args.doc and not sweep.is_default:
         p.error(f"--doc describes the ECP5 sweep of {MODEL} {'x'.join(map(str, INPUT_SIZE))}; "
                 f"give --doc '' with --target/--model/--input-size")

@@ -429,9 +429,13 @@ def run_shard(shard: Shard, model_handle) -> ShardResult:
 
 def shards(source: DataSource, shard_size: int = DEFAULT_SHARD_SIZE, limit: int | None = None) -> Iterator[Shard]:
     """The source's images in shards of `shard_size`, read one shard at a time."""
+    from .untrusted import check_allocation
     if shard_size < 1:
         raise RepAccelError(f"--shard-size {shard_size} must be at least 1")
     n = source.count if limit is None else min(limit, source.count)
+    c, h, w = source.input_size
+    check_allocation(min(shard_size, n) * c * h * w * 4, f"a shard of {min(shard_size, n)} images of {c}x{h}x{w}",
+                     "lower --shard-size")
     for index, start in enumerate(range(0, n, shard_size)):
         stop = min(start + shard_size, n)
         yield Shard(index, start, source.read(start, stop))

@@ -42,6 +42,9 @@ def _without_seconds(row: dict) -> dict:
     row.pop("rtl_seconds")
     row["result"].pop("seconds")
     row["result"].pop("tools")  # tool versions: the same, but probed with timings inside
+    # The git state of hdl/ and rep_accel/ when the configuration started: in a working tree
+    # that others edit, it may change between the serial and the Ray run.
+    row.pop("rtl_source")
     return row
 
 

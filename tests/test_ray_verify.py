@@ -67,7 +67,7 @@ def test_task_folder_removed_on_errors(tmp_path, monkeypatch):
     files = {"manifest.json": b"{}"}
     with pytest.raises(RepAccelError, match="simulator 'nosuchsim'"):
         R.run_rtl_task(R.RtlTask(0, G_2X3, files, np.zeros((1, 2, 7, 9), np.int8), 0, None, sim="nosuchsim"))
-    with pytest.raises(RepAccelError, match="leaves the build folder"):
+    with pytest.raises(RepAccelError, match="leaves the folder"):
         R.run_rtl_task(R.RtlTask(1, G_2X3, {"../outside.bin": b"x"}, np.zeros((1, 2, 7, 9), np.int8), 0, None))
     assert list(tmp_path.iterdir()) == []
 

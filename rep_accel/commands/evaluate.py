@@ -79,7 +79,7 @@ def add_arguments(p) -> None:
 
 
 def _input_size(args):
-    from .compile import parse_input_size
+    from ..untrusted import parse_input_size
     return parse_input_size(args.input_size) if args.input_size else None
 
 
@@ -129,7 +129,7 @@ def load_model(args):
 
 def run(args) -> int:
     from .. import distributed, evaluate
-    from ..untrusted import jsonable
+    from ..untrusted import check_clock_mhz, jsonable
 
     json_path = Path(args.json) if args.json else None
     if json_path is not None and (json_path.suffix.lower() != ".json" or json_path.is_dir()):
@@ -138,8 +138,7 @@ def run(args) -> int:
         raise RepAccelError(f"--limit {args.limit} must be at least 1")
     if args.max_retries < 0:
         raise RepAccelError(f"--max-retries {args.max_retries} must not be negative")
-    if not args.clock_mhz > 0:
-        raise RepAccelError(f"--clock-mhz {args.clock_mhz} must be positive")
+    check_clock_mhz(args.clock_mhz)
     source = evaluate.open_data(args.data, args.labels, _input_size(args), args.mean, args.std)
     model, what = load_model(args)
     evaluate.check_data(model, source)  # before Ray starts: a bad input fails in a second

@@ -491,11 +491,10 @@ def build_files(build) -> dict:
 
 def _write_files(folder: Path, files: dict) -> None:
     """Write `files` (relative name -> bytes) below `folder`; a name that leaves it is refused."""
-    top = folder.resolve()
+    from ..untrusted import contained_path
+    folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        path = (folder / name).resolve()
-        if top not in path.parents:
-            raise RepAccelError(f"build file name {name!r} leaves the build folder; the build is damaged")
+        path = contained_path(folder, name, "build file")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
