@@ -28,7 +28,7 @@ previous block's C_out; the first block's groups is 1), input channels from the 
 kernel, classes from the head. Strides are RepVGG's: 2 for the first block of every
 stage, 1 elsewhere; an identity branch on a stride-2 block, or a missing one where
 C_in == C_out at stride 1, contradicts that and is refused. BN epsilon is 1e-5
-(`rep_accel.models.BN_EPS`; a state_dict does not store it; every project here uses it).
+(`rep_accel.fusion.BN_EPS`; a state_dict does not store it; every project here uses it).
 A QARepVGG identity branch has no tensors, so it is inferred where RepVGG has one
 (C_in == C_out at stride 1), as QARepVGG's own code builds it.
 
@@ -51,8 +51,8 @@ import torch
 
 from .errors import RepAccelError
 from .fsutil import atomic_write_bytes
-from .fusion import BatchNorm, BlockParams, ConvBNParams, fuse_blocks
-from .models import BN_EPS, RepVGG, RepVGGConfig, match_variant
+from .fusion import BN_EPS, BatchNorm, BlockParams, ConvBNParams, fuse_blocks
+from .models import RepVGG, RepVGGConfig, match_variant
 from .network import FusedNetwork
 
 #: The `format` tag of this package's checkpoints and its version.
@@ -922,3 +922,9 @@ def model_checkpoint(model: RepVGG, extra: dict | None = None) -> dict:
 def save_model(model: RepVGG, path, extra: dict | None = None) -> None:
     """Write `model_checkpoint(model, extra)` to `path` atomically."""
     atomic_write_bytes(path, _to_bytes(model_checkpoint(model, extra)))
+
+
+def fuse_state_dict(state_dict) -> FusedNetwork:
+    """Fuse a state_dict held in memory (any supported key layout, train-time or deploy,
+    any float dtype; architecture inferred as described above)."""
+    return checkpoint_from_object(state_dict).network

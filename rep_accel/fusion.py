@@ -35,8 +35,10 @@ import numpy as np
 import torch
 
 from .errors import RepAccelError
-from .models import BN_EPS
 from .network import FusedLayer, FusedNetwork
+
+#: BatchNorm epsilon of both RepVGG projects (a state_dict does not store it).
+BN_EPS = 1e-5
 
 
 @dataclass
@@ -199,11 +201,3 @@ def fuse_model(model) -> FusedNetwork:
     blocks = [block_params_from_module(block, name) for name, block in model.blocks()]
     meta = {"variant": model.name, "config": model.config.to_dict()}
     return fuse_blocks(blocks, _np(model.head.weight), _np(model.head.bias), model.config.in_channels, meta)
-
-
-def fuse_state_dict(state_dict) -> FusedNetwork:
-    """Fuse a state_dict held in memory (official, timm or rep-accel keys, train-time or
-    deploy, any float dtype; architecture inferred as rep_accel.checkpoints describes)."""
-    from .checkpoints import checkpoint_from_object  # checkpoints builds on this module
-
-    return checkpoint_from_object(state_dict).network

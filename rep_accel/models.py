@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from .errors import RepAccelError
+from .fusion import BN_EPS, block_params_from_module, fuse_block
 
 #: BatchNorm epsilon of every BN in RepVGG (PyTorch's default, used by the official
 #: repository and timm; a state_dict does not store it).
-BN_EPS = 1e-5
 
 #: Block indices (stem = 0) that get groups in the g2/g4 variants: the official
 #: repository's `optional_groupwise_layers`.
@@ -215,8 +215,6 @@ class RepVGGBlock(nn.Module):
         """Replace the three branches by their fused 3x3 conv (rep_accel.fusion.fuse_block)."""
         if self.deploy:
             return
-        from .fusion import block_params_from_module, fuse_block
-
         layer = fuse_block(block_params_from_module(self, "block"))
         fused = nn.Conv2d(self.cin, self.cout, 3, stride=self.stride, padding=1, groups=self.groups, bias=True)
         fused.weight.copy_(torch.from_numpy(layer.weight))

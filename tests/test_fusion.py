@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rep_accel.fusion import (BatchNorm, block_params_from_module, fold_bn, fuse_block, fuse_model, fuse_state_dict,
+from rep_accel.checkpoints import fuse_state_dict
+from rep_accel.fusion import (BatchNorm, block_params_from_module, fold_bn, fuse_block, fuse_model,
                               identity_kernel, pad_1x1_to_3x3)
 from rep_accel.models import MODEL_NAMES, RepVGGBlock, create_model, randomize_batchnorm
 
@@ -150,3 +151,14 @@ def test_fuse_state_dict_from_raw_tensors():
         for a, b in zip(net.layers, expected.layers):
             assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
             assert (a.stride, a.groups) == (b.stride, b.groups)
+
+
+def test_fusion_is_at_the_bottom_of_the_imports():
+    """fusion (the pure arithmetic) imports neither models nor checkpoints: no import circle."""
+    import ast
+    from pathlib import Path
+
+    import rep_accel.fusion as fusion
+    tree = ast.parse(Path(fusion.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not imported & {"models", "checkpoints", "rep_accel.models", "rep_accel.checkpoints"}
