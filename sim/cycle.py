@@ -42,29 +42,23 @@ output transfer).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from rep_accel.errors import RepAccelError
-from rep_accel.fsutil import atomic_write_bytes
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import (HEADER_BEATS, LayerShape, has_output, input_beats, layer_cycles, output_from_beats,
-                              pack_tile_params, plan_tiles, scan_extent, tile_param_beats)
+from rep_accel.layout import HEADER_BEATS, LayerShape, has_output, layer_cycles, plan_tiles, scan_extent, tile_param_beats
 from rep_accel.memory import UNLIMITED_ENGINE_ARGS, MemoryModel
 from rep_accel.numerics import ACT_MAX, ACT_MIN, requantize_value
+# The streams and the trace format are shared with the cocotb testbench (rep_accel.streams);
+# they are imported here so that `sim.cycle` offers the whole cycle-mode interface.
+from rep_accel.streams import (TRACE_DTYPE, TRACE_SIGNALS, Stimulus, layer_output, layer_params,  # noqa: F401
+                               layer_streams, read_trace, trace_struct, write_trace)
 
 # Controller phases.
 IDLE, LOAD, SCAN, DRAIN = 0, 1, 2, 3
-
-#: The engine's port signals in a trace, after the `cycle` column (all one bit).
-TRACE_SIGNALS = ("desc_valid", "desc_ready", "params_valid", "params_ready", "act_in_valid",
-                 "act_in_ready", "act_out_valid", "act_out_ready", "busy", "done")
-#: The trace's numpy structured dtype.
-TRACE_DTYPE = np.dtype([("cycle", np.int64)] + [(s, np.uint8) for s in TRACE_SIGNALS])
 
 # Error codes of the engine kernel (0 = ok); `_ERRORS` turns them into messages.
 _OK, _BAD_CG, _LINE_DEPTH, _PARAMS_SHORT, _INPUT_SHORT, _OUTPUT_LONG, _INPUT_LEFT, _PARAMS_LEFT = range(8)
@@ -378,43 +372,6 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
 # ----------------------------------------------------------------------------------
 
 @dataclass
-class Stimulus:
-    """Host behaviour on the streams: uint8 patterns indexed by cycle modulo their length.
-
-    params_valid / act_in_valid: 1 = the host offers a beat that cycle (if it has one);
-    act_out_ready: 1 = the host takes an output beat. None = all ones (never stalls).
-    """
-
-    params_valid: np.ndarray | None = None
-    act_in_valid: np.ndarray | None = None
-    act_out_ready: np.ndarray | None = None
-
-    @classmethod
-    def random(cls, seed: int, p_params: float = 0.7, p_act_in: float = 0.7, p_act_out: float = 0.7,
-               length: int = 1009) -> "Stimulus":
-        """Random patterns, each cycle high with the given probability (None for 1.0)."""
-        rng = np.random.default_rng(seed)
-
-        def pat(p):
-            if p >= 1.0:
-                return None
-            a = (rng.random(length) < p).astype(np.uint8)
-            a[rng.integers(length)] = 1  # never all zero: the layer must finish
-            return a
-        return cls(pat(p_params), pat(p_act_in), pat(p_act_out))
-
-    def arrays(self):
-        out = []
-        for name in ("params_valid", "act_in_valid", "act_out_ready"):
-            a = getattr(self, name)
-            a = np.ones(1, np.uint8) if a is None else np.ascontiguousarray(a, dtype=np.uint8).ravel()
-            if a.size == 0 or not a.any():
-                raise RepAccelError(f"stimulus {name}: the pattern must have at least one 1, or the layer never finishes")
-            out.append(a)
-        return out
-
-
-@dataclass
 class CycleResult:
     """One layer run in cycle mode: output uint8 (C_out, H_out, W_out), cycles (descriptor
     transfer to last output transfer inclusive) and the port trace (TRACE_DTYPE) or None."""
@@ -422,28 +379,6 @@ class CycleResult:
     output: np.ndarray
     cycles: int
     trace: np.ndarray | None = field(default=None, repr=False)
-
-
-def _trace_struct(rows: np.ndarray) -> np.ndarray:
-    t = np.zeros(rows.shape[0], dtype=TRACE_DTYPE)
-    t["cycle"] = np.arange(rows.shape[0])
-    for k, name in enumerate(TRACE_SIGNALS):
-        t[name] = rows[:, k]
-    return t
-
-
-def layer_streams(x: np.ndarray, shape: LayerShape, generics: HardwareGenerics) -> np.ndarray:
-    """The act_in beats of a whole layer for one picture x (C_in, H, W): every tile's
-    `layout.input_beats` in tile order, as bytes uint8 (beats, PI)."""
-    parts = [input_beats(x, t, generics) for t in plan_tiles(shape, generics)]
-    return np.ascontiguousarray(np.concatenate(parts).view(np.uint8))
-
-
-def layer_params(layer, generics: HardwareGenerics) -> np.ndarray:
-    """The parameter beats of a whole QuantizedLayer (what params.bin holds for it)."""
-    s = layer.shape
-    return np.concatenate([pack_tile_params(layer.weight, layer.bias, layer.m0, layer.n, s, t, generics)
-                           for t in plan_tiles(s, generics)])
 
 
 def _memory_args(memory: MemoryModel | None, generics: HardwareGenerics) -> tuple[int, int, int, int]:
@@ -479,10 +414,7 @@ def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: Ha
         *_memory_args(memory, g), True)
     if err != _OK:
         raise RepAccelError(f"{name}: cycle simulation stopped: " + _ERRORS[err].format(a0, a1))
-    out = np.zeros((shape.cout, ho, wo), dtype=np.uint8)
-    for t in tiles:
-        output_from_beats(beats[t.index * ho * wo:(t.index + 1) * ho * wo], shape, t, out)
-    return CycleResult(out, int(cycles), _trace_struct(rows_) if trace else None)
+    return CycleResult(layer_output(beats, shape, g), int(cycles), trace_struct(rows_) if trace else None)
 
 
 def run_layer_q(layer, x: np.ndarray, generics: HardwareGenerics, stimulus: Stimulus | None = None,
@@ -529,44 +461,3 @@ def timing_cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryM
     if err != _OK:
         raise RepAccelError(f"{name}: timing replay stopped: " + _ERRORS[err].format(a0, a1))
     return int(cycles)
-
-
-def write_trace(path: str | os.PathLike, trace: np.ndarray, extra: dict | None = None) -> None:
-    """Write a trace (TRACE_DTYPE, optionally with more leading integer fields such as
-    `layer`) as CSV (header line, one row per cycle) or NPZ (one array per column),
-    chosen by the file extension."""
-    path = Path(path)
-    names = trace.dtype.names
-    if path.suffix.lower() == ".npz":
-        import io
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **{n: trace[n] for n in names}, **(extra or {}))
-        atomic_write_bytes(path, buf.getvalue())
-    elif path.suffix.lower() == ".csv":
-        cols = np.stack([trace[n].astype(np.int64) for n in names], axis=1)
-        import io
-        buf = io.StringIO()
-        buf.write(",".join(names) + "\n")
-        np.savetxt(buf, cols, fmt="%d", delimiter=",")
-        atomic_write_bytes(path, buf.getvalue().encode())
-    else:
-        raise RepAccelError(f"trace file {path}: use a .csv or .npz extension")
-
-
-def read_trace(path: str | os.PathLike) -> np.ndarray:
-    """Read a trace written by `write_trace` back as a structured array."""
-    path = Path(path)
-    if path.suffix.lower() == ".npz":
-        z = np.load(path)
-        names = [n for n in z.files]
-        cols = {n: z[n] for n in names}
-    else:
-        with open(path) as f:
-            names = f.readline().strip().split(",")
-        data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-        cols = {n: data[:, k] for k, n in enumerate(names)}
-    dtype = np.dtype([(n, np.int64 if n in ("cycle", "layer") else np.uint8) for n in cols])
-    t = np.zeros(len(next(iter(cols.values()))), dtype=dtype)
-    for n in cols:
-        t[n] = cols[n]
-    return t

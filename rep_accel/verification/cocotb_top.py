@@ -35,7 +35,8 @@ from ..untrusted import jsonable
 from ..layout import check_fits
 from ..sim import cycle as simcycle
 from .cases import JOB_ENV, OUTPUTS_FILE, RESULTS_FILE, read_job
-from .tb import AcceleratorTB, Scoreboard, beats_to_output
+from ..streams import layer_output
+from .tb import AcceleratorTB, Scoreboard
 
 #: The state a reset must leave: idle, nothing valid.
 IDLE_STATE = {"desc_ready": 1, "busy": 0, "done": 0, "act_out_valid": 0, "params_ready": 0, "act_in_ready": 0}
@@ -73,7 +74,7 @@ async def _run_layers(dut, tb: AcceleratorTB, job, results: dict, outputs: dict)
         check_fits(case.layer.shape, tb.g, case.name)
         record, run = await _run_case(tb, sb, case.layer, case.x, case.stall, case.reset_at, case.trace, case.name,
                                     {"stall": None if case.stall is None else vars(case.stall)})
-        out = beats_to_output(run.beats, case.layer.shape, tb.g)
+        out = layer_output(run.beats, case.layer.shape, tb.g)
         if out is not None:
             outputs[f"out{i}"] = out
         results["records"].append(record)
@@ -123,7 +124,7 @@ async def _run_network(dut, tb: AcceleratorTB, job, results: dict) -> None:
             if not np.array_equal(sim_res.activations[k][i], gold_acts[k][i]):
                 record["failures"].append("the simulator's network run and the golden model disagree on this layer")
                 record["passed"] = False
-            out = beats_to_output(run.beats, layer.shape, g)
+            out = layer_output(run.beats, layer.shape, g)
             if out is None:  # wrong beat count (a failure already): keep the chain going with zeros
                 out = np.zeros_like(sim_res.activations[k][i])
             record["equals_network_simulation"] = bool(np.array_equal(out, sim_res.activations[k][i]))

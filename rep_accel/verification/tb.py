@@ -40,7 +40,8 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from .. import golden
 from ..errors import RepAccelError
 from ..generics import HardwareGenerics
-from ..layout import LayerShape, layer_cycles, output_from_beats, pack_descriptor, plan_tiles
+from ..layout import LayerShape, layer_cycles, pack_descriptor, plan_tiles
+from .. import streams
 from ..sim import cycle as simcycle
 
 #: Clock period (ns); the value only matters to waveform viewers.
@@ -250,7 +251,7 @@ class AcceleratorTB:
         resets. Stops at `done` (then checks the next cycle: done low, idle, `cycles` held),
         or after `max_cycles` (default: generous for the layer)."""
         g = self.g
-        pat_p, pat_i, pat_o = (stimulus or simcycle.Stimulus()).arrays()
+        pat_p, pat_i, pat_o = (stimulus or streams.Stimulus()).arrays()
         if max_cycles is None:
             worst = 1.0 / min(pat_p.mean(), pat_i.mean(), pat_o.mean())
             max_cycles = int(4 * worst * layer_cycles(shape, g)) + 1000
@@ -319,10 +320,10 @@ class AcceleratorTB:
             if after["done"] or after["busy"] or not after["desc_ready"] or after_cycles != reported:
                 errors.append(f"the cycle after done: {after}, cycles={after_cycles} (expected done 0, busy 0, "
                               f"desc_ready 1, cycles {reported})")
-        trace = np.zeros(len(rows), dtype=simcycle.TRACE_DTYPE)
+        trace = np.zeros(len(rows), dtype=streams.TRACE_DTYPE)
         if rows:
             arr = np.asarray(rows, dtype=np.int64)
-            for k, name in enumerate(simcycle.TRACE_DTYPE.names):
+            for k, name in enumerate(streams.TRACE_DTYPE.names):
                 trace[name] = arr[:, k]
         nbytes = g.po
         beats = np.zeros((len(out.beats), nbytes), dtype=np.uint8)
@@ -347,41 +348,8 @@ class Expected:
     stalled: bool
 
 
-def beats_to_output(beats: np.ndarray, shape: LayerShape, generics: HardwareGenerics) -> np.ndarray | None:
-    """A layer's act_out beats (tiles * H_out * W_out, PO) in transfer order as the output
-    uint8 (C_out, H_out, W_out) (layout.output_from_beats per tile); None if the count is wrong."""
-    tiles = plan_tiles(shape, generics)
-    hw = shape.out_height * shape.out_width
-    if len(beats) != len(tiles) * hw:
-        return None
-    out = np.zeros((shape.cout, shape.out_height, shape.out_width), dtype=np.uint8)
-    for t in tiles:
-        output_from_beats(beats[t.index * hw:(t.index + 1) * hw], shape, t, out)
-    return out
-
-
 def _first_diffs(a: np.ndarray, b: np.ndarray, k: int = 5) -> list:
     return [[int(v) for v in idx] for idx in np.argwhere(a != b)[:k]]
-
-
-def compare_traces(rtl: np.ndarray, sim: np.ndarray) -> str | None:
-    """None if the two port traces (TRACE_DTYPE) are equal row for row, else where they first differ."""
-    names = simcycle.TRACE_DTYPE.names
-    n = min(len(rtl), len(sim))
-    for name in names:
-        if not np.array_equal(rtl[name][:n].astype(np.int64), sim[name][:n].astype(np.int64)):
-            break
-    else:
-        if len(rtl) == len(sim):
-            return None
-        return f"RTL trace has {len(rtl)} rows, simulator {len(sim)} (equal over the first {n})"
-    diff = np.zeros(n, dtype=bool)
-    for name in names:
-        diff |= rtl[name][:n].astype(np.int64) != sim[name][:n].astype(np.int64)
-    c = int(np.flatnonzero(diff)[0])
-    cols = [f"{name} rtl={int(rtl[name][c])} sim={int(sim[name][c])}" for name in names
-            if int(rtl[name][c]) != int(sim[name][c])]
-    return f"first difference in cycle {c}: " + ", ".join(cols)
 
 
 class Scoreboard:
@@ -424,7 +392,7 @@ class Scoreboard:
         if len(run.beats) != n_beats:
             failures.append(f"act_out: {len(run.beats)} beats, expected {n_beats} (tiles x H_out x W_out)")
         else:
-            out = beats_to_output(run.beats, shape, g)
+            out = streams.layer_output(run.beats, shape, g)
             for t in tiles:
                 part = run.beats[t.index * ho * wo:(t.index + 1) * ho * wo]
                 if np.any(part[:, t.out_count:]):
@@ -443,7 +411,7 @@ class Scoreboard:
             failures.append(f"`cycles` port reports {run.cycles_reported}, measured {run.cycles_measured}")
         if not exp.stalled and run.cycles_measured != exp.layer_cycles:
             failures.append(f"cycles measured {run.cycles_measured} != layout.layer_cycles {exp.layer_cycles} (no stalls)")
-        trace_diff = compare_traces(run.trace, exp.sim.trace) if compare_trace else None
+        trace_diff = streams.compare_traces(run.trace, exp.sim.trace) if compare_trace else None
         if trace_diff:
             failures.append("port trace differs from the simulator's: " + trace_diff)
         record = {
