@@ -61,3 +61,34 @@ def mnist_split(seed: int = 0):
         test[rng.choice(idx, size=TEST_PER_CLASS, replace=False)] = True
     images = normalize_mnist(np.asarray(x).reshape(-1, *DEFAULT_INPUT_SIZE))
     return images[~test], y[~test], images[test], y[test]
+
+
+# ----------------------------------------------------------------------------------
+# Image files (calibration folders, evaluation folders)
+# ----------------------------------------------------------------------------------
+
+#: File suffixes read as images.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp"}
+#: Largest image read (pixels): 8K x 8K. A small file can claim gigapixels (a
+#: decompression bomb), so the header's size is checked before a pixel is decoded.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+def read_normalized_image(path, input_size, mean: np.ndarray, std: np.ndarray, option: str = "--calib") -> np.ndarray:
+    """One image file as float32 (C, H, W): converted to C channels (grey or RGB), resized
+    to H x W (bilinear), (pixel/255 - mean) / std per channel. Every failure, an oversized
+    image included, is a RepAccelError naming the file and `option`."""
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = input_size
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise RepAccelError(f"{option} {path}: {im.width}x{im.height} pixels, more than the "
+                                    f"{MAX_IMAGE_PIXELS:,} an input image may have")
+            im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.float32).reshape(h, w, c).transpose(2, 0, 1)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        raise RepAccelError(f"{option} {path}: not a readable image ({str(e)[:200]})") from None
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    return (a / np.float32(255.0) - mean[:, None, None]) / std[:, None, None]

@@ -42,8 +42,6 @@ from .qnetwork import QuantizedNetwork
 DEFAULT_SHARD_SIZE = 50
 #: top-k accuracies reported.
 TOP_K = (1, 5)
-#: An image of more pixels than this is refused before it is decoded (a decompression bomb).
-MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 #: Names of the images and labels arrays inside a .npz (the first present is used).
 NPZ_IMAGE_KEYS = ("x", "images", "inputs")
 NPZ_LABEL_KEYS = ("y", "labels", "targets")
@@ -230,7 +228,7 @@ class FolderSource(DataSource):
     converted to C channels, resized to H x W (bilinear), (pixel/255 - mean) / std."""
 
     def __init__(self, root: Path, input_size, mean: np.ndarray, std: np.ndarray):
-        from .commands.compile import IMAGE_SUFFIXES
+        from .datasets import IMAGE_SUFFIXES
         self.root = root
         self.input_size = tuple(int(v) for v in input_size)
         if self.input_size[0] not in (1, 3):
@@ -259,20 +257,11 @@ class FolderSource(DataSource):
         return str(self._files[index].relative_to(self.root))
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+        from .datasets import read_normalized_image
         c, h, w = self.input_size
         out = np.empty((stop - start, c, h, w), dtype=np.float32)
         for i in range(start, stop):
-            f = self._files[i]
-            try:
-                with Image.open(f) as im:
-                    if im.width * im.height > MAX_IMAGE_PIXELS:
-                        raise RepAccelError(f"{f}: {im.width}x{im.height} pixels, more than {MAX_IMAGE_PIXELS:,}")
-                    im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-                    a = np.asarray(im, dtype=np.float32).reshape(h, w, c).transpose(2, 0, 1)
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-                raise RepAccelError(f"--data {f}: not a readable image ({e})") from None
-            out[i - start] = (a / np.float32(255.0) - self._mean[:, None, None]) / self._std[:, None, None]
+            out[i - start] = read_normalized_image(self._files[i], self.input_size, self._mean, self._std, "--data")
         return out
 
 

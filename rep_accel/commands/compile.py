@@ -11,6 +11,7 @@ import numpy as np
 from .. import images, quantize
 from ..errors import RepAccelError
 from ..fsutil import add_force_argument, check_output_folder
+from ..datasets import IMAGE_SUFFIXES, read_normalized_image
 from ..untrusted import check_allocation, jsonable, parse_input_size
 from ..generics import HardwareGenerics
 from ..layout import size_generics
@@ -33,11 +34,6 @@ examples:
       --std 0.229,0.224,0.225 --input-size 3,64,64 --observer mse --num-calib 256
 """
 
-#: Largest image read for calibration (pixels): 8K x 8K.
-MAX_IMAGE_PIXELS = 8192 * 8192
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp"}
-
-
 def add_arguments(p) -> None:
     p.add_argument("model", nargs="?", default=None,
                    help="checkpoint (.pt): rep-accel, official RepVGG or timm layout, train-time or fused "
@@ -56,6 +52,8 @@ def add_arguments(p) -> None:
     p.add_argument("--w-max", type=int, help="check the layers fit a build with this W_MAX (default: derived)")
     p.add_argument("--max-cg", type=int, help="check against this weight-buffer depth (default: derived)")
     p.add_argument("--line-depth", type=int, help="check against this line-buffer depth (default: derived)")
+    from .rtl import add_arithmetic_arguments
+    add_arithmetic_arguments(p)   # recorded in the build: its RTL must have the same
     p.add_argument("--json", action="store_true", help="print the quantization report as JSON instead of the table")
     add_force_argument(p)
 
@@ -94,8 +92,6 @@ def load_calib_npy(path: Path, limit: int) -> np.ndarray:
 def load_calib_folder(folder: Path, input_size, mean: str | None, std: str | None, limit: int) -> np.ndarray:
     """Images of `folder` (sorted by name, the first `limit`) as float32 (N, C, H, W):
     converted to C channels (grey or RGB), resized to H x W, (pixel/255 - mean) / std."""
-    from PIL import Image, UnidentifiedImageError
-
     if input_size is None:
         raise RepAccelError(f"--calib {folder}: a folder of images needs --input-size C,H,W")
     if mean is None or std is None:
@@ -114,18 +110,7 @@ def load_calib_folder(folder: Path, input_size, mean: str | None, std: str | Non
         raise RepAccelError(f"--calib {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")
     out = np.empty((len(files), c, h, w), dtype=np.float32)
     for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                # The header's size is checked before a pixel is decoded (a small file can
-                # claim gigapixels: a decompression bomb).
-                if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise RepAccelError(f"--calib {f}: {im.width}x{im.height} pixels, more than the "
-                                        f"{MAX_IMAGE_PIXELS:,} an input image may have")
-                im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-                a = np.asarray(im, dtype=np.float32).reshape(h, w, c).transpose(2, 0, 1)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-            raise RepAccelError(f"--calib {f}: not a readable image ({str(e)[:200]})") from None
-        out[i] = (a / np.float32(255.0) - m[:, None, None]) / s[:, None, None]
+        out[i] = read_normalized_image(f, (c, h, w), m, s)
     return out
 
 
@@ -234,15 +219,18 @@ def summary_table(qnet, report, generics: HardwareGenerics) -> str:
 
 def compile_model(model, output, calib: np.ndarray, observer: str = quantize.DEFAULT_OBSERVER,
                   pi: int = 8, po: int = 8, w_max=None, max_cg=None, line_depth=None, source=None,
-                  force: bool = False):
+                  force: bool = False, arithmetic: dict | None = None):
     """Quantize a fused network on `calib` (N, C, H, W) and write its build to `output`.
     force: write into a folder holding files `compile` did not write (fsutil).
+    arithmetic: the unit kind and LUT-multiplier count to record, {name: value} of
+    generics.ARITHMETIC_GENERICS (default: HardwareGenerics' defaults).
     Returns (QuantizedNetwork, QuantReport, HardwareGenerics)."""
     check_output_folder(output, "compile", force)
     quantize.check_fused(model)
     calib = quantize.check_calibration(calib, model.in_channels)
     shapes = quantize.layer_shapes(model, calib.shape[1:])
     generics = fit_generics(shapes, [l.name for l in model.layers], pi, po, w_max, max_cg, line_depth)
+    generics = generics.replace(**(arithmetic or {}))
     qnet, report = quantize.quantize_network(model, calib, observer, return_report=True)
     images.write_build(qnet, generics, output, report=report, source=source, force=force)
     return qnet, report, generics
@@ -250,6 +238,7 @@ def compile_model(model, output, calib: np.ndarray, observer: str = quantize.DEF
 
 def run(args) -> int:
     from ..datasets import default_model_path
+    from .rtl import arithmetic_options
 
     output = check_output_folder(args.output, "compile", args.force)
     for given, what in ((args.model, "the model"), (args.calib, "the calibration data")):
@@ -263,7 +252,8 @@ def run(args) -> int:
     calib, calib_source = load_calibration(args, model_path, args.num_calib)
     source = {"model": model_path.name, "calibration": calib_source}
     qnet, report, generics = compile_model(fused, output, calib, args.observer, args.pi, args.po,
-                                           args.w_max, args.max_cg, args.line_depth, source, args.force)
+                                           args.w_max, args.max_cg, args.line_depth, source, args.force,
+                                           arithmetic_options(args))
     if args.json:
         print(json.dumps(jsonable(report.to_dict()), indent=1))
     else:
