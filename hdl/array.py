@@ -9,14 +9,21 @@ from amaranth.lib.wiring import In, Out
 from rep_accel.generics import HardwareGenerics
 
 from . import unit
-from .layouts import ACC_BITS, KERNEL_BITS, WINDOW_BITS, cg_shape, lane
+from .layouts import ACC_BITS, KERNEL_BITS, WINDOW_BITS, WINDOW_TAPS, cg_shape, lane
 from .unit import ConvUnit
 
 
 def latency(generics: HardwareGenerics, column: int) -> int:
     """Cycles from `windows` to column `column`'s partial sum on `psums`:
     row skew PI - 1, right hops `column`, unit latency."""
-    return generics.pi - 1 + column + unit.LATENCY
+    return generics.pi - 1 + column + unit.UNIT_LATENCY[generics.unit]
+
+
+def lut_taps(generics: HardwareGenerics, row: int, column: int) -> int:
+    """How many of unit (row, column)'s multipliers are LUT multipliers: the generic
+    `lut_multipliers` fills the units in row-major order, taps 0..8 of each in turn."""
+    first = (row * generics.po + column) * WINDOW_TAPS
+    return min(WINDOW_TAPS, max(0, generics.lut_multipliers - first))
 
 
 class SystolicArray(wiring.Component):
@@ -38,9 +45,14 @@ class SystolicArray(wiring.Component):
                                           unit (i, wr_lane), address wr_addr
 
     Latency: PI - 1 + unit.LATENCY + o cycles for column o. Throughput: one step per cycle.
+
+    The units are direct 3x3 units (`generics.unit` "direct", the one kind built today); the
+    first `generics.lut_multipliers` of their multipliers are in logic (`lut_taps`).
     """
 
     def __init__(self, generics: HardwareGenerics, dsp: str = "generic"):
+        if generics.unit not in unit.UNIT_LATENCY:
+            raise ValueError(f"unit kind {generics.unit!r}: this RTL builds {', '.join(unit.UNIT_LATENCY)}")
         self._g = generics
         self._dsp = dsp
         super().__init__({
@@ -79,7 +91,7 @@ class SystolicArray(wiring.Component):
                     reg = Signal(WINDOW_BITS, name=f"window{i}_{o}", reset_less=True)
                     m.d.sync += reg.eq(window)
                     window = reg
-                u = units[i, o] = ConvUnit(self._g.max_cg, self._dsp)
+                u = units[i, o] = ConvUnit(self._g.max_cg, self._dsp, lut_taps(self._g, i, o))
                 m.submodules[f"unit{i}_{o}"] = u
                 m.d.comb += [
                     u.window.eq(window),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from rep_accel.generics import CHANNEL_BITS, DIM_BITS, KERNEL_BYTES, HardwareGenerics
+from rep_accel.generics import CHANNEL_BITS, DIM_BITS, KERNEL_BYTES, WINDOW_TAPS, HardwareGenerics
 from rep_accel.layout import DESCRIPTOR_FIELDS
 
 #: Width of the partial sums, the column accumulators and v = acc + B (bits, two's
@@ -27,11 +27,13 @@ DescriptorLayout = data.StructLayout({name: unsigned(bits) for name, bits in DES
 
 #: One 3x3 kernel: 9 int8 taps, tap ky*3 + kx in bits [8t+7 : 8t] (a parameter-beat slot).
 KERNEL_BITS = 8 * KERNEL_BYTES
+#: Weights are int8 (docs/numerics.md).
+WEIGHT_BITS = 8
 #: One activation inside the array: 9-bit two's complement, the int8 network input
 #: sign-extended or a uint8 activation zero-extended (the descriptor's `input_signed`).
 ACT_BITS = 9
 #: One 3x3 window in the array: 9 activations, tap ky*3 + kx in bits [9t+8 : 9t].
-WINDOW_BITS = ACT_BITS * KERNEL_BYTES
+WINDOW_BITS = ACT_BITS * WINDOW_TAPS
 
 # Lanes, windows and kernels are flat bit vectors, not data.ArrayLayout: Amaranth names
 # every element of an ArrayLayout signal `x[i]` beside the vector `x`, and Yosys's ABC9
@@ -119,3 +121,4 @@ ColumnControlLayout = data.StructLayout({"valid": 1, "first": 1, "emit": 1})
 assert DescriptorLayout["height"].shape.width == DIM_BITS
 assert DescriptorLayout["n_tiles"].shape.width == CHANNEL_BITS
 assert RequantParamLayout.size == 8 * KERNEL_BYTES
+assert KERNEL_BITS == WEIGHT_BITS * WINDOW_TAPS  # a kernel's int8 taps fill one parameter slot

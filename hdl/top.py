@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rep_accel.generics import HardwareGenerics
+from rep_accel.generics import UNIT_KINDS, HardwareGenerics
 
 from . import array, columns, unit, window
 from .array import SystolicArray
@@ -18,12 +18,34 @@ from .layouts import (CYCLES_BITS, ColumnControlLayout, DescriptorLayout, Requan
 from .window import WindowGenerator
 
 
+#: The output register (OutputStage) between the columns and `act_out`: one cycle.
+OUTPUT_LATENCY = 1
+
+
 def pipeline_latency(generics: HardwareGenerics) -> int:
-    """Cycles from a step's issue to its output beat in this RTL: window generator,
-    array (column 0), output columns (accumulator, requantization, de-skew), output
-    register. Must equal `generics.pipeline_latency` (PI + PO + LATENCY_FIXED)."""
+    """Cycles from a step's issue to its output beat in this RTL, the sum of the stage
+    constants: window generator, array (column 0), output columns (accumulator,
+    requantization, de-skew), output register. Equal to `generics.pipeline_latency`
+    (PI + PO + UnitKind.latency_fixed): `check_latency` asserts it."""
     col0 = window.LATENCY + array.latency(generics, 0)
-    return col0 + columns.latency(generics) + 1
+    return col0 + columns.latency(generics) + OUTPUT_LATENCY
+
+
+def check_latency() -> None:
+    """The one place where the front end's pipeline latency (rep_accel.generics: PI + PO +
+    the unit kind's latency_fixed, which the compiler and simulator schedule with) is
+    checked against the RTL's stage constants: for every unit kind, on a few array shapes
+    (the fixed part must not depend on PI and PO). Runs when this module is imported, so no
+    RTL is generated from stages that disagree with the simulator."""
+    assert set(UNIT_KINDS) == set(unit.UNIT_LATENCY), "every unit kind of the front end needs its RTL"
+    for kind in UNIT_KINDS:
+        for pi, po in ((1, 1), (2, 3), (8, 8)):
+            g = HardwareGenerics(pi=pi, po=po, unit=kind)
+            assert pipeline_latency(g) == g.pipeline_latency, \
+                f"unit {kind}, {pi}x{po}: the RTL's stages give {pipeline_latency(g)}, the front end {g.pipeline_latency}"
+
+
+check_latency()
 
 
 class Accelerator(wiring.Component):
@@ -78,7 +100,6 @@ class Accelerator(wiring.Component):
         m.submodules.array = arr = SystolicArray(g, self._dsp)
         m.submodules.columns = cols = OutputColumns(g)
         m.submodules.output = out = OutputStage(8 * g.po, g.pipeline_latency)
-        assert pipeline_latency(g) == g.pipeline_latency, "the RTL's stages must add up to the contract's L"
         wiring.connect(m, wiring.flipped(self.desc), ctrl.desc)
         wiring.connect(m, wiring.flipped(self.params), ctrl.params)
         m.d.comb += [

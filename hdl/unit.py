@@ -9,12 +9,21 @@ from amaranth.lib.wiring import In, Out
 
 from rep_accel import families
 
-from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WINDOW_BITS, lane, memory_depth
+from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WEIGHT_BITS, WINDOW_BITS, WINDOW_TAPS, lane, memory_depth
+from . import lut_multiplier
+from .lut_multiplier import LutMultiplier
 
 #: Register stages from the cycle a window is presented to the cycle its partial sum is
 #: on `psum_out`: DSP input registers, product, product again, the product in the fabric,
 #: two adder-tree levels, partial-sum add.
 LATENCY = 7
+#: Of those, the multiplier's register stages (input, pipeline, output): a DSP block's own, the
+#: generic path's fabric registers, or a LUT multiplier's (hdl/lut_multiplier.py).
+MULTIPLIER_STAGES = 3
+#: The unit kinds this RTL builds (rep_accel.generics.UNIT_KINDS) and their LATENCY:
+#: hdl/top.py checks the front end's pipeline latency against these.
+UNIT_LATENCY = {"direct": LATENCY}
+assert lut_multiplier.LATENCY == MULTIPLIER_STAGES, "a LUT multiplier must take the DSP path's cycles"
 #: The weight address leads the window by this many cycles: the weight buffer's
 #: synchronous read, the kernel register beside the buffer, then the kernel register
 #: beside the DSPs (a block RAM's clock-to-output leaves no time to cross the chip).
@@ -61,13 +70,20 @@ class ConvUnit(wiring.Component):
     With `dsp="ecp5"` the first three register stages are the MULT18X18D's own input,
     pipeline and output registers (DSP_STYLES): same latency, same values, and no fabric
     path through the multiplier at all.
+
+    With `lut_taps` = n > 0 the products of taps 0 .. n-1 are `LutMultiplier`s instead (in
+    logic, never mapped to a DSP block), whatever `dsp` says: the same three register stages,
+    the same values (generic `lut_multipliers`, hdl/array.py chooses n per unit).
     """
 
-    def __init__(self, max_cg: int, dsp: str = "generic"):
+    def __init__(self, max_cg: int, dsp: str = "generic", lut_taps: int = 0):
         if dsp not in DSP_STYLES:
             raise ValueError(f"dsp style {dsp!r}: one of {DSP_STYLES}")
+        if not 0 <= lut_taps <= WINDOW_TAPS:
+            raise ValueError(f"lut_taps={lut_taps}: 0..{WINDOW_TAPS}")
         self._max_cg = max_cg
         self._dsp = dsp
+        self._lut_taps = lut_taps
         addr = unsigned(max(1, (max_cg - 1).bit_length()))
         super().__init__({
             "window": In(WINDOW_BITS),
@@ -105,21 +121,25 @@ class ConvUnit(wiring.Component):
         kernel_read = Signal(KERNEL_BITS, reset_less=True)  # beside the weight buffer
         kernel = Signal(KERNEL_BITS, reset_less=True)       # beside the DSPs
         triples = [Signal(signed(19), name=f"triple{j}", reset_less=True) for j in range(3)]
+        assert family is None or family.DSP_REGISTER_STAGES == MULTIPLIER_STAGES, "LATENCY counts 3 DSP stages"
         window_sum = Signal(signed(21), reset_less=True)
         psum = Signal(signed(ACC_BITS), reset_less=True)
         m.d.comb += self.psum_out.eq(psum)
         m.d.sync += [kernel_read.eq(rd.data), kernel.eq(kernel_read)]
         products = []
-        for k in range(9):
+        for k in range(WINDOW_TAPS):
             a = lane(self.window, k, ACT_BITS).as_signed()
-            w = lane(kernel, k, 8).as_signed()
+            w = lane(kernel, k, WEIGHT_BITS).as_signed()
             product2 = Signal(signed(17), name=f"product2_{k}", reset_less=True)
-            if family is not None:
+            if k < self._lut_taps:
+                lut = m.submodules[f"lut{k}"] = LutMultiplier()
+                m.d.comb += [lut.a.eq(a), lut.w.eq(w), product2.eq(lut.p)]
+            elif family is not None:
                 m.d.comb += product2.eq(family.dsp_multiplier(m, f"mult{k}", a, w)[:17])
             else:
                 # Registers that feed / take only multiplier k (beside its DSP).
                 activation = Signal(signed(ACT_BITS), name=f"a{k}", reset_less=True)
-                weight = Signal(signed(8), name=f"w{k}", reset_less=True)
+                weight = Signal(signed(WEIGHT_BITS), name=f"w{k}", reset_less=True)
                 product = Signal(signed(17), name=f"product{k}", reset_less=True)
                 m.d.sync += [
                     activation.eq(a),

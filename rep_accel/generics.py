@@ -16,17 +16,42 @@ from .errors import RepAccelError
 DIM_BITS = 12
 #: Bits of the descriptor's channel-count fields and of the tile count.
 CHANNEL_BITS = 16
-#: Bytes of one 3x3 kernel slot on the parameter stream: nine int8 taps.
+#: Bytes of one kernel slot on the parameter stream (and of one stored kernel word): nine
+#: int8 taps of a 3x3 kernel, or one output lane's requantization record. A property of the
+#: stream format, not of the arithmetic.
 KERNEL_BYTES = 9
-#: Fixed part of the pipeline latency (cycles), independent of PI and PO, as the RTL
-#: (hdl/) is built: window generator 5 (line-buffer read, its data registered, column
-#: and column-delay read, that data registered, window), unit 7 (DSP input registers,
-#: product, product again, product in the fabric, two adder-tree levels, partial-sum
-#: add), column accumulator
-#: 1, requantization 6, output register 1, less the 2 that the skew PI + PO counts twice
-#: (row PI-1 is PI-1 hops down, column PO-1 is PO-1 hops right). See
-#: docs/architecture.md, "Pipeline".
+#: Taps of a 3x3 window and of a 3x3 kernel, tap ky*3 + kx.
+WINDOW_TAPS = 9
+#: Fixed part of the direct unit's pipeline latency (cycles), independent of PI and PO:
+#: the sum of the RTL's stage constants less the skew. One source: `hdl/top.py`
+#: (`fixed_latency`) sums hdl's stage constants for every unit kind and asserts them equal
+#: to this, at import (docs/architecture.md, "Pipeline").
 LATENCY_FIXED = 18
+
+
+@dataclass(frozen=True)
+class UnitKind:
+    """What the front end (compiler, simulator, reports) knows of one kind of arithmetic unit.
+
+    multipliers:     multipliers in one unit (the generic `lut_multipliers` counts among
+                     PI x PO x this many)
+    macs_per_cycle:  useful multiply-accumulates of one unit per cycle at full use (a
+                     direct unit: one per multiplier; a Winograd F(2x2,3x3) unit would do 36
+                     with 16 multipliers)
+    latency_fixed:   fixed part of the pipeline latency with this unit (cycles)
+    """
+
+    multipliers: int
+    macs_per_cycle: int
+    latency_fixed: int
+
+
+#: The unit kinds (`HardwareGenerics.unit`, `--unit`). "direct": nine multipliers, one per
+#: tap of the 3x3 window (hdl/unit.py).
+UNIT_KINDS = {"direct": UnitKind(multipliers=WINDOW_TAPS, macs_per_cycle=WINDOW_TAPS, latency_fixed=LATENCY_FIXED)}
+#: Generics that choose how the arithmetic is built, not how the images are laid out: a build
+#: records them, and RTL built with other values is refused (check_same_arithmetic).
+ARITHMETIC_GENERICS = ("unit", "lut_multipliers")
 #: Bounds of the buffer generics: what a real device can hold, and what the RTL
 #: generator elaborates in seconds. The largest ECP5 (LFE5U-85F) has 208 block RAMs of
 #: 2 KiB; these bounds leave room for larger FPGAs without letting a typo ask for
@@ -48,6 +73,11 @@ class HardwareGenerics:
                  groups (ceil(C_in of a tile / pi)) one tile may have.
     line_depth:  line-buffer entries per lane; one entry holds one pixel of one channel
                  group for the two previous rows. A layer needs width * cg <= line_depth.
+    unit:        kind of arithmetic unit, a key of UNIT_KINDS ("direct": the 3x3 unit).
+    lut_multipliers: how many of the array's PI x PO x UnitKind.multipliers multipliers are
+                 built in logic (LUTs) instead of DSP blocks, 0 .. all of them: the first
+                 ones in unit order (row-major (i, o), then tap). Same values, same latency
+                 (hdl/lut_multiplier.py).
     """
 
     pi: int = 8
@@ -55,6 +85,8 @@ class HardwareGenerics:
     w_max: int = 224
     max_cg: int = 64
     line_depth: int = 2048
+    unit: str = "direct"
+    lut_multipliers: int = 0
 
     def __post_init__(self):
         for name in ("pi", "po", "max_cg", "line_depth"):
@@ -73,6 +105,12 @@ class HardwareGenerics:
         if self.line_depth > LINE_DEPTH_LIMIT:
             raise RepAccelError(f"generic line_depth={self.line_depth} exceeds {LINE_DEPTH_LIMIT}, the deepest "
                                 f"line buffer supported; use --line-depth <= {LINE_DEPTH_LIMIT}")
+        if not isinstance(self.unit, str) or self.unit not in UNIT_KINDS:
+            raise RepAccelError(f"generic unit={self.unit!r:.40}: choose one of {', '.join(UNIT_KINDS)} (--unit)")
+        value = self.lut_multipliers
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= self.multipliers:
+            raise RepAccelError(f"generic lut_multipliers={value!r:.40} must be an integer 0..{self.multipliers}, "
+                                f"the {self.pi}x{self.po} array's multipliers; use --lut-multipliers <= {self.multipliers}")
         on_chip = self.line_buffer_bytes + self.weight_buffer_bytes
         if on_chip > ON_CHIP_BYTES_LIMIT:
             raise RepAccelError(f"generics {self.pi}x{self.po}, max_cg={self.max_cg}, line_depth={self.line_depth} "
@@ -81,9 +119,28 @@ class HardwareGenerics:
 
     # Derived quantities: computed here so no other module restates them.
     @property
+    def unit_kind(self) -> UnitKind:
+        return UNIT_KINDS[self.unit]
+
+    @property
     def pipeline_latency(self) -> int:
         """Cycles from issuing the last step of an output pixel to its output beat: PI + PO + fixed."""
-        return self.pi + self.po + LATENCY_FIXED
+        return self.pi + self.po + self.unit_kind.latency_fixed
+
+    @property
+    def multipliers(self) -> int:
+        """Multipliers of the array: PI x PO units x the unit kind's."""
+        return self.pi * self.po * self.unit_kind.multipliers
+
+    @property
+    def dsp_multipliers(self) -> int:
+        """Multipliers built as DSP blocks (with `rep-accel rtl --dsp ecp5`, or as Yosys maps `*`)."""
+        return self.multipliers - self.lut_multipliers
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """Useful multiply-accumulates per cycle of the whole array at full use."""
+        return self.pi * self.po * self.unit_kind.macs_per_cycle
 
     @property
     def param_beat_bytes(self) -> int:
@@ -114,4 +171,17 @@ class HardwareGenerics:
         unknown = set(d) - names
         if unknown:
             raise RepAccelError(f"unknown hardware generics {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**d)
+        return cls(**d)   # a field an older build lacks takes its default
+
+
+def check_same_arithmetic(build: HardwareGenerics, rtl: HardwareGenerics, build_name: str, rtl_name: str) -> None:
+    """Raise RepAccelError when the RTL's arithmetic generics (ARITHMETIC_GENERICS) are not
+    the build's: a build records the unit kind and LUT-multiplier count it is compiled for."""
+    for name in ARITHMETIC_GENERICS:
+        mine, theirs = getattr(build, name), getattr(rtl, name)
+        if mine != theirs:
+            flag = "--" + name.replace("_", "-")
+            raise RepAccelError(f"build {build_name} is for {name}={mine}, {rtl_name} has {name}={theirs}; "
+                                f"regenerate the RTL with `rep-accel rtl ... {build_name} {flag} {mine}` or recompile "
+                                f"the build with {flag} {theirs}")
+

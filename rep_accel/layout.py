@@ -15,7 +15,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from .errors import RepAccelError
-from .generics import CHANNEL_BITS, DIM_BITS, KERNEL_BYTES, HardwareGenerics
+from .generics import CHANNEL_BITS, DIM_BITS, KERNEL_BYTES, WINDOW_TAPS, HardwareGenerics
 from .numerics import N_MAX, N_MIN
 
 #: Parameter-stream beats before a tile's weights: one header beat + PO requantization beats.
@@ -63,7 +63,7 @@ class LayerShape:
     @property
     def macs(self) -> int:
         """Useful multiply-accumulates: H_out * W_out * C_out * (C_in / groups) * 9."""
-        return self.out_height * self.out_width * self.cout * self.cin_per_group * 9
+        return self.out_height * self.out_width * self.cout * self.cin_per_group * WINDOW_TAPS
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def pack_tile_params(weight_q: np.ndarray, bias_q: np.ndarray, m0: np.ndarray, n
         else:
             row[8] = N_MIN
     cin_g, cout_g = shape.cin_per_group, shape.cout_per_group
-    w_bytes = np.asarray(weight_q, dtype=np.int8).reshape(shape.cout, cin_g, KERNEL_BYTES).view(np.uint8)
+    w_bytes = np.asarray(weight_q, dtype=np.int8).reshape(shape.cout, cin_g, WINDOW_TAPS).view(np.uint8)
     first = HEADER_BEATS + po
     # Weight beat (o, cg) slot i holds the kernel of output channel c = out_base + o and
     # absolute input channel ch = in_base + cg * pi + i, at rel = ch - (c's group's first

@@ -7,7 +7,7 @@ formula; cycle mode: counted by stepping, with stalls if the stimulus has any).
 Definitions (per layer; tiles t of the layer, `cg_t` channel groups each):
 
 * useful MACs: `LayerShape.macs` = H_out * W_out * C_out * C_in/groups * 9.
-* MAC utilization: useful MACs / (9 * PI * PO * cycles).
+* MAC utilization: useful MACs / (generics.peak_macs_per_cycle * cycles) (9 * PI * PO with direct units).
 * demands, in cycles: compute `sum_t cg_t * H_out * W_out` (array steps that complete
   an output pixel), input `sum_t cg_t * H * W` (act_in beats, one per cycle at most),
   parameters `sum_t (1 + PO + PO * cg_t)` (params beats, one per cycle at most).
@@ -143,7 +143,7 @@ def layer_report(name: str, shape: LayerShape, generics: HardwareGenerics, cycle
     return LayerReport(
         name=name, cin=shape.cin, cout=shape.cout, groups=shape.groups, stride=shape.stride,
         height=shape.height, width=shape.width, out_height=ho, out_width=wo, tiles=len(tiles), max_cg=max_cg,
-        cycles=int(cycles), macs=macs, utilization=macs / (KERNEL_BYTES * g.pi * g.po * cycles),
+        cycles=int(cycles), macs=macs, utilization=macs / (g.peak_macs_per_cycle * cycles),
         compute_demand=compute, input_demand=inputs, param_demand=param_beats, bottleneck=bottleneck,
         line_buffer_bytes=g.pi * shape.width * max_cg * 2, weight_buffer_bytes=g.pi * g.po * max_cg * KERNEL_BYTES,
         act_read_bytes=act_read, weight_read_bytes=weight_read, act_write_bytes=act_write, bytes=total,
@@ -162,7 +162,7 @@ def network_report(layers: list[LayerReport], generics: HardwareGenerics, clock_
     r.cycles = sum(lr.cycles for lr in layers)
     r.macs = sum(lr.macs for lr in layers)
     g = generics
-    r.utilization = r.macs / (KERNEL_BYTES * g.pi * g.po * r.cycles)
+    r.utilization = r.macs / (g.peak_macs_per_cycle * r.cycles)
     by_class = {b: sum(lr.cycles for lr in layers if lr.bottleneck == b) for b in BOTTLENECKS}
     r.bottleneck = max(BOTTLENECKS, key=lambda b: by_class[b])
     r.line_buffer_bytes = max(lr.line_buffer_bytes for lr in layers)

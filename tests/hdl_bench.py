@@ -194,6 +194,20 @@ async def run_cycles(ctx, cycle_inputs, outputs):
     return after
 
 
+def run_pipeline(dut, inputs, output, latency: int) -> list[int]:
+    """Drive a free-running pipeline with one input set per cycle, back to back (each a list of
+    (signal, value) pairs); return `output` for each, read `latency` cycles after its edge."""
+    cycles = list(inputs) + [[] for _ in range(latency)]
+    got = []
+
+    async def tb(ctx):
+        after = await run_cycles(ctx, cycles, [output])
+        got.extend(after[k + latency - 1][0] for k in range(len(inputs)))
+
+    simulate(dut, tb)
+    return got
+
+
 def simulate(dut, testbench) -> None:
     """Run one async testbench on `dut` with a clock."""
     sim = Simulator(dut)

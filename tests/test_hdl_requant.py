@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hdl_bench import run_cycles, simulate
+from hdl_bench import run_pipeline
 from rep_accel.hdl import requant
 from rep_accel.hdl.requant import Requantizer
 from rep_accel.numerics import ACT_MAX, ACT_MIN, N_MAX, N_MIN, requantize_value
@@ -15,19 +15,7 @@ M0_LO, M0_HI = 1 << 30, (1 << 31) - 1
 def _run(cases):
     """cases: (v, m0, n) triples, one per cycle; returns the hardware's y for each."""
     dut = Requantizer()
-    lat = requant.LATENCY
-    cycles = [[(dut.v, v), (dut.m0, m0), (dut.n, n)] for v, m0, n in cases]
-    cycles += [[] for _ in range(lat)]
-
-
-    got = []
-
-    async def tb(ctx):
-        after = await run_cycles(ctx, cycles, [dut.y])
-        got.extend(after[k + lat - 1][0] for k in range(len(cases)))
-
-    simulate(dut, tb)
-    return got
+    return run_pipeline(dut, [[(dut.v, v), (dut.m0, m0), (dut.n, n)] for v, m0, n in cases], dut.y, requant.LATENCY)
 
 
 def _expect(cases):

@@ -21,10 +21,11 @@ def _as_activation(byte: int, signed: bool) -> int:
     return byte - 256 if signed and byte >= 128 else byte
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_unit_matches_dot_product(seed):
+@pytest.mark.parametrize("seed,lut_taps", [(1, 0), (2, 0), (3, 4), (4, 9)])
+def test_unit_matches_dot_product(seed, lut_taps):
     """Random kernels in 3 buffer entries, random windows of int8 or uint8 activations (9-bit),
-    random partial sums over the whole 32-bit range."""
+    random partial sums over the whole 32-bit range; with none, 4 or all 9 products in LUT
+    multipliers (same latency, same values)."""
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     max_cg, count = 3, 40
@@ -38,7 +39,7 @@ def test_unit_matches_dot_product(seed):
     addrs = rng.integers(0, max_cg, size=count)
     psum_in = rng.integers(-(1 << 31), 1 << 31, size=count)
     psum_in[2] = (1 << 31) - 1   # overflow wraps modulo 2^32
-    dut = ConvUnit(max_cg)
+    dut = ConvUnit(max_cg, lut_taps=lut_taps)
 
     lead, lat = unit.ADDR_LEAD, unit.LATENCY
     cycles = []
@@ -76,13 +77,14 @@ def test_unit_matches_dot_product(seed):
         assert got[k] == expect, f"window {k}: got {got[k]}, expected {expect}"
 
 
-@pytest.mark.parametrize("pi,po", [(2, 3), (3, 2), (1, 1)])
-def test_array_column_sums(pi, po):
-    """Column o of the array = sum over lanes i of window_i . kernel(i, o, g), with the documented skew."""
-    seed = 10 * pi + po
+@pytest.mark.parametrize("pi,po,lut", [(2, 3, 0), (3, 2, 0), (1, 1, 0), (2, 3, 13), (1, 1, 9)])
+def test_array_column_sums(pi, po, lut):
+    """Column o of the array = sum over lanes i of window_i . kernel(i, o, g), with the documented
+    skew; also with `lut` LUT multipliers (13 of 2x3: unit (0, 0) all, unit (0, 1) 4 of 9)."""
+    seed = 10 * pi + po + lut
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    g = HardwareGenerics(pi=pi, po=po, w_max=8, max_cg=3, line_depth=32)
+    g = HardwareGenerics(pi=pi, po=po, w_max=8, max_cg=3, line_depth=32, lut_multipliers=lut)
     cg, count = 3, 12
     kernels = rng.integers(-128, 128, size=(pi, po, cg, 9))
     windows = rng.integers(0, 256, size=(count, pi, 9))
@@ -129,3 +131,12 @@ def test_array_column_sums(pi, po):
 
 def test_pack_helpers_roundtrip():
     assert unpack_lanes(pack_lanes([-1, 5, -128], 8), 3, 8, signed=True) == [-1, 5, -128]
+
+
+def test_lut_taps_fill_units_in_order():
+    """`lut_multipliers` counts multipliers in unit order (row-major), taps 0..8 of each in turn."""
+    g = HardwareGenerics(pi=2, po=3, lut_multipliers=13)
+    taps = {(i, o): array.lut_taps(g, i, o) for i in range(2) for o in range(3)}
+    assert taps == {(0, 0): 9, (0, 1): 4, (0, 2): 0, (1, 0): 0, (1, 1): 0, (1, 2): 0}
+    full = g.replace(lut_multipliers=g.multipliers)
+    assert sum(array.lut_taps(full, i, o) for i in range(2) for o in range(3)) == 54 == full.multipliers

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import RepAccelError
 from ..fsutil import add_force_argument, atomic_output_dir, check_output_dir
-from ..generics import LINE_DEPTH_LIMIT, MAX_CG_LIMIT, ON_CHIP_BYTES_LIMIT, HardwareGenerics
+from ..generics import (ARITHMETIC_GENERICS, LINE_DEPTH_LIMIT, MAX_CG_LIMIT, ON_CHIP_BYTES_LIMIT, UNIT_KINDS,
+                        HardwareGenerics)
 
 HELP = "generate the accelerator's Verilog (Amaranth) and a JSON of its ports and generics"
 DESCRIPTION = """\
@@ -27,6 +28,12 @@ Elaborate the Amaranth RTL (rep_accel.hdl) for the given hardware generics and w
 blocks with their own input, pipeline and output registers, which is what closes timing
 on a full ECP5 (Yosys does not move registers into DSP blocks). Same cycles, same values.
 
+--unit chooses the kind of arithmetic unit (today `direct`, the 3x3 unit). --lut-multipliers N
+builds the first N of the array's 9 x PI x PO multipliers (in unit order, row-major) in logic
+(shift-and-add, never mapped to a DSP block) instead of DSP blocks, whatever --dsp says: same
+three register stages, same values, so an array can have more multipliers than the device
+has DSP blocks. Given a build, both are the build's (it records them); other values are refused.
+
 Given a build folder (from `rep-accel compile`), the array shape PI x PO is the build's
 (its parameter images are laid out for it), every layer is checked to fit, and W_MAX,
 max_cg and line_depth not given on the command line are the smallest the model needs.
@@ -41,6 +48,7 @@ examples:
   rep-accel rtl -o rtl/ build/            # sized for the compiled model
   rep-accel rtl -o rtl/ --lint build/     # also run Verilator's lint on the result
   rep-accel rtl -o rtl/ --pi 4 --po 4 --dsp ecp5   # for rep-accel synth --target ecp5
+  rep-accel rtl -o rtl/ --pi 4 --po 4 --dsp ecp5 --lut-multipliers 36   # 108 DSPs + 36 in LUTs
 """
 
 VERILOG = "rep_accel_top.v"
@@ -65,22 +73,59 @@ def add_arguments(p) -> None:
     from ..families import DSP_STYLES
     p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
                    help="multiplier style: generic (any tool) or ecp5 (MULT18X18D with its registers); default generic")
+    add_arithmetic_arguments(p, ", or the build's")
     p.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall on the result; fail on warnings")
     add_force_argument(p)
 
 
+def add_arithmetic_arguments(p, default_source: str = "") -> None:
+    """--unit and --lut-multipliers, the arithmetic generics (generics.ARITHMETIC_GENERICS);
+    `default_source` says where an option not given comes from, e.g. ", or the build's"."""
+    d = HardwareGenerics()
+    p.add_argument("--unit", choices=tuple(UNIT_KINDS),
+                   help=f"kind of arithmetic unit: {', '.join(UNIT_KINDS)} (default {d.unit}{default_source})")
+    p.add_argument("--lut-multipliers", type=int, metavar="N",
+                   help=f"multipliers built in logic instead of DSP blocks, 0 .. 9 x PI x PO, the first in unit "
+                        f"order (default {d.lut_multipliers}{default_source})")
+
+
+def arithmetic_options(args) -> dict:
+    """The arithmetic generics given on the command line, {name: value} (absent: not given)."""
+    return {name: getattr(args, name) for name in ARITHMETIC_GENERICS if getattr(args, name, None) is not None}
+
+
+def check_arithmetic_options(args, generics: HardwareGenerics, holder: str, remedy: str) -> None:
+    """Refuse --unit / --lut-multipliers other than `generics`', those of `holder` (e.g.
+    "the build b/"); `remedy` makes one with the given value (e.g. "recompile with")."""
+    for name, value in arithmetic_options(args).items():
+        own = getattr(generics, name)
+        if value != own:
+            flag = "--" + name.replace("_", "-")
+            raise RepAccelError(f"{flag} {value} differs from {name}={own} of {holder}; drop {flag} or {remedy} "
+                                f"{flag} {value}")
+
+
+def check_build_options(args, build) -> None:
+    """Refuse --unit / --lut-multipliers other than what the build folder `build` records."""
+    check_arithmetic_options(args, build.generics, f"the build {build.path}", "recompile it with rep-accel compile ...")
+
+
 def resolve_generics(args) -> tuple[HardwareGenerics, object]:
     """The generics from the options and the optional build; (generics, build or None).
-    Raises RepAccelError for generics out of range or a model that does not fit."""
+    Raises RepAccelError for generics out of range, a model that does not fit, or --unit /
+    --lut-multipliers other than the build's."""
     given = {"pi": args.pi, "po": args.po, "w_max": args.w_max, "max_cg": args.max_cg,
              "line_depth": args.line_depth}
     for name, value in given.items():
         if value is not None and value < 1:
             raise RepAccelError(f"--{name.replace('_', '-')} {value}: must be a positive integer")
+    arithmetic = arithmetic_options(args)
     build = None
     if args.build:
         from ..images import load_build
         build = load_build(args.build)
+        check_build_options(args, build)
+        arithmetic = {name: getattr(build.generics, name) for name in ARITHMETIC_GENERICS}
         for name in ("pi", "po"):
             own = getattr(build.generics, name)
             if given[name] is not None and given[name] != own:
@@ -93,8 +138,8 @@ def resolve_generics(args) -> tuple[HardwareGenerics, object]:
         generics = size_generics([l.shape for l in layers], given["pi"], given["po"], "smallest",
                                  names=[f"{args.build}: layer {l.name}" for l in layers],
                                  w_max=given["w_max"], max_cg=given["max_cg"], line_depth=given["line_depth"])
-        return generics, build
-    return HardwareGenerics(**{k: v for k, v in given.items() if v is not None}), None
+        return generics.replace(**arithmetic), build
+    return HardwareGenerics(**{k: v for k, v in given.items() if v is not None}, **arithmetic), None
 
 
 def lint(folder: Path, models: list[str] = ()) -> str:
@@ -133,6 +178,7 @@ def run(args) -> int:
     print(f"wrote {out / VERILOG} (module {TOP_NAME}) and {out / DESCRIPTION_JSON}")
     print(f"  array {g.pi}x{g.po}, w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}; "
           f"pipeline latency {g.pipeline_latency} cycles; multipliers: {dsp}")
+    print(f"  unit {g.unit}: {g.multipliers} multipliers, {g.lut_multipliers} of them in logic (LUT multipliers)")
     print(f"  line buffers {g.line_buffer_bytes} B, weight buffers {g.weight_buffer_bytes} B")
     if build is not None:
         print(f"  fits all {len(build.qnet.layers)} layers of {args.build}")

@@ -46,6 +46,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="write the dequantized logits, float32 N x classes, to this .npy")
     p.add_argument("--pi", type=int, help="array rows; must match the build's layout (default: the build's)")
     p.add_argument("--po", type=int, help="array columns; must match the build's layout (default: the build's)")
+    from .rtl import add_arithmetic_arguments
+    add_arithmetic_arguments(p, ", the build's; must match it")
     p.add_argument("--mode", choices=MODES, default="fast",
                    help="fast: exact outputs, schedule-formula cycles; cycle: every clock stepped (default fast)")
     p.add_argument("--json", help="write the report (same figures as the table) and predictions to this .json")
@@ -115,6 +117,8 @@ def run(args) -> int:
             raise RepAccelError(f"{opt} {value}: the build {args.build} is laid out for PI={g.pi}, PO={g.po}; "
                                 f"drop {opt} or recompile with `rep-accel compile ... --pi {args.pi or g.pi} "
                                 f"--po {args.po or g.po}`")
+    from .rtl import check_build_options
+    check_build_options(args, build)
     qnet = build.qnet
     x = load_input(args.input, qnet.input_size)
     params = [build.layer_params(i) for i in range(len(qnet.layers))] if args.mode == "cycle" else None

@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import memory, synth, workload
 from ..errors import RepAccelError
 from ..families import FAMILIES
+from ..generics import check_same_arithmetic
 from ..fsutil import add_force_argument, atomic_write_bytes, check_output_dir, check_output_file
 from ..untrusted import check_clock_mhz, parse_input_size, strict_json
 
@@ -72,6 +73,8 @@ def add_arguments(p) -> None:
     p.add_argument("--timeout", type=float, default=None, help="stop a tool that runs longer than this (seconds)")
     p.add_argument("--memory", metavar="PRESET|BYTES_PER_CYCLE",
                    help="external memory for the frames/s of --build/--model (as `rep-accel simulate --memory`)")
+    from .rtl import add_arithmetic_arguments
+    add_arithmetic_arguments(p, ", the rtl folder's; must match it")
     add_force_argument(p)
 
 
@@ -111,6 +114,19 @@ def _check_options(args) -> None:
             raise RepAccelError(f"-o {args.output} is also an input; write the results to another folder")
 
 
+def _check_arithmetic(args, design, work) -> None:
+    """--unit / --lut-multipliers must be the rtl folder's, and a build's must be too."""
+    from .rtl import arithmetic_options, check_arithmetic_options
+    if arithmetic_options(args) and design.generics is None:
+        raise RepAccelError(f"{args.rtl}: --unit and --lut-multipliers check the generics of a folder written by "
+                            f"`rep-accel rtl`; drop them for a bare Verilog file")
+    if design.generics is not None:
+        check_arithmetic_options(args, design.generics, f"the RTL in {args.rtl}",
+                                 f"regenerate it with rep-accel rtl -o {args.rtl} ...")
+    if work is not None and work.build_generics is not None:
+        check_same_arithmetic(work.build_generics, design.generics, args.build, f"the RTL in {args.rtl}")
+
+
 # ----------------------------------------------------------------------------------
 # Tables
 # ----------------------------------------------------------------------------------
@@ -118,7 +134,9 @@ def _check_options(args) -> None:
 def _design_line(r: synth.SynthResult) -> str:
     g = r.generics
     what = r.top if g is None else (f"{r.top} (PI={g['pi']} PO={g['po']}, w_max {g['w_max']}, max_cg {g['max_cg']}, "
-                                    f"line_depth {g['line_depth']})")
+                                    f"line_depth {g['line_depth']}"
+                                    + (f", unit {g['unit']}, {g['lut_multipliers']} LUT multipliers" if "unit" in g else "")
+                                    + ")")
     if r.family is not None:
         return f"{what} on {r.part} speed {r.speed} ({r.package}), out of context"
     return f"{what}, Yosys generic synthesis (no device)"
@@ -189,6 +207,7 @@ def run(args) -> int:
     if work is not None and design.generics is None:
         raise RepAccelError(f"{args.rtl}: frames/s need the accelerator's generics; give a folder written by "
                             f"`rep-accel rtl`, not a bare Verilog file")
+    _check_arithmetic(args, design, work)
     if work is not None:
         # Check the network fits these generics before spending minutes in the tools.
         workload.workload_report(work, design.generics, 1.0)
