@@ -59,7 +59,13 @@ def check_output_file(path, option: str, inputs=()) -> Path:
     for inp in inputs:
         if inp is not None and (is_same_file(path, inp) or Path(path).resolve() == Path(inp).resolve()):
             raise RepAccelError(f"{option} {path} is also an input; write the output to another file")
-    check_output_dir(path.parent, option)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RepAccelError(f"{option} {path}: {parent} is a file, not a folder; choose another place")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise RepAccelError(f"{option} {path}: {parent} is not writable; choose another place")
+            break
     if path.exists() and not os.access(path, os.W_OK):
         raise RepAccelError(f"{option} {path} is not writable; choose another file")
     return path

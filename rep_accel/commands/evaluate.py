@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -129,10 +128,11 @@ def load_model(args):
 
 def run(args) -> int:
     from .. import distributed, evaluate
-    from ..untrusted import check_clock_mhz, jsonable
+    from ..untrusted import check_clock_mhz, jsonable, strict_json
 
-    json_path = Path(args.json) if args.json else None
-    if json_path is not None and (json_path.suffix.lower() != ".json" or json_path.is_dir()):
+    from ..fsutil import check_output_file
+    json_path = check_output_file(args.json, "--json", [args.data, args.model]) if args.json else None
+    if json_path is not None and json_path.suffix.lower() != ".json":
         raise RepAccelError(f"--json {json_path}: give a .json file name")
     if args.limit is not None and args.limit < 1:
         raise RepAccelError(f"--limit {args.limit} must be at least 1")
@@ -150,7 +150,7 @@ def run(args) -> int:
     rep = ev.report()
     print(evaluate.format_table(rep))
     if json_path is not None:
-        atomic_write_bytes(json_path, (json.dumps(jsonable(rep), indent=1) + "\n").encode())
+        atomic_write_bytes(json_path, (strict_json(jsonable(rep), indent=1) + "\n").encode())
         print(f"report written to {json_path}")
     if not rep["simulator_equals_golden"]:
         print("FAIL: the simulator differs from the golden model on the images named above")
