@@ -40,14 +40,19 @@ def check_output_dir(path: str | os.PathLike, option: str = "-o") -> Path:
     path = check_output_name(path, option)
     if path.exists() and not path.is_dir():
         raise RepAccelError(f"output path {path} is a file; give a folder name (e.g. -o build/)")
+    _check_parents(path, option)
+    return path
+
+
+def _check_parents(path: Path, option: str) -> None:
+    """The nearest existing parent of `path` is a writable folder."""
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise RepAccelError(f"output path {path}: {parent} is a file, not a folder; choose another place")
+                raise RepAccelError(f"{option} {path}: {parent} is a file, not a folder; choose another place")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise RepAccelError(f"output path {path}: {parent} is not writable; choose another place")
-            break
-    return path
+                raise RepAccelError(f"{option} {path}: {parent} is not writable; choose another place")
+            return
 
 
 def check_output_file(path, option: str, inputs=()) -> Path:
@@ -59,13 +64,7 @@ def check_output_file(path, option: str, inputs=()) -> Path:
     for inp in inputs:
         if inp is not None and (is_same_file(path, inp) or Path(path).resolve() == Path(inp).resolve()):
             raise RepAccelError(f"{option} {path} is also an input; write the output to another file")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RepAccelError(f"{option} {path}: {parent} is a file, not a folder; choose another place")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise RepAccelError(f"{option} {path}: {parent} is not writable; choose another place")
-            break
+    _check_parents(path, option)
     if path.exists() and not os.access(path, os.W_OK):
         raise RepAccelError(f"{option} {path} is not writable; choose another file")
     return path
