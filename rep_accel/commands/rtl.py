@@ -73,20 +73,21 @@ def add_arguments(p) -> None:
     from ..families import DSP_STYLES
     p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
                    help="multiplier style: generic (any tool) or ecp5 (MULT18X18D with its registers); default generic")
-    add_arithmetic_arguments(p, ", or the build's")
+    add_arithmetic_arguments(p, "{}, or the build's")
     p.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall on the result; fail on warnings")
     add_force_argument(p)
 
 
-def add_arithmetic_arguments(p, default_source: str = "") -> None:
+def add_arithmetic_arguments(p, default: str = "{}") -> None:
     """--unit and --lut-multipliers, the arithmetic generics (generics.ARITHMETIC_GENERICS);
-    `default_source` says where an option not given comes from, e.g. ", or the build's"."""
+    `default` says what an option not given means, "{}" standing for HardwareGenerics'
+    value, e.g. "{}, or the build's" or "the build's"."""
     d = HardwareGenerics()
     p.add_argument("--unit", choices=tuple(UNIT_KINDS),
-                   help=f"kind of arithmetic unit: {', '.join(UNIT_KINDS)} (default {d.unit}{default_source})")
+                   help=f"kind of arithmetic unit: {', '.join(UNIT_KINDS)} (default {default.format(d.unit)})")
     p.add_argument("--lut-multipliers", type=int, metavar="N",
                    help=f"multipliers built in logic instead of DSP blocks, 0 .. 9 x PI x PO, the first in unit "
-                        f"order (default {d.lut_multipliers}{default_source})")
+                        f"order (default {default.format(d.lut_multipliers)})")
 
 
 def arithmetic_options(args) -> dict:

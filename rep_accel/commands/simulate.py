@@ -47,7 +47,7 @@ def add_arguments(p) -> None:
     p.add_argument("--pi", type=int, help="array rows; must match the build's layout (default: the build's)")
     p.add_argument("--po", type=int, help="array columns; must match the build's layout (default: the build's)")
     from .rtl import add_arithmetic_arguments
-    add_arithmetic_arguments(p, ", the build's; must match it")
+    add_arithmetic_arguments(p, "the build's; must match it")
     p.add_argument("--mode", choices=MODES, default="fast",
                    help="fast: exact outputs, schedule-formula cycles; cycle: every clock stepped (default fast)")
     p.add_argument("--json", help="write the report (same figures as the table) and predictions to this .json")

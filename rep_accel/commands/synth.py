@@ -74,7 +74,7 @@ def add_arguments(p) -> None:
     p.add_argument("--memory", metavar="PRESET|BYTES_PER_CYCLE",
                    help="external memory for the frames/s of --build/--model (as `rep-accel simulate --memory`)")
     from .rtl import add_arithmetic_arguments
-    add_arithmetic_arguments(p, ", the rtl folder's; must match it")
+    add_arithmetic_arguments(p, "the rtl folder's; must match it")
     add_force_argument(p)
 
 
