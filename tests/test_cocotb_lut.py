@@ -43,6 +43,20 @@ def test_lut_multipliers_2x3(tmp_path):
     _check_all(outcome, len(cases))
 
 
+def test_lut_multipliers_beside_ecp5_dsps_2x3(tmp_path):
+    """`--dsp ecp5` with 27 LUT multipliers: units (0, 0)-(0, 2) in logic, the other three
+    MULT18X18D instances (simulated with their model), in one array: the coverage list."""
+    s = seed() + 42
+    rng = np.random.default_rng(s)
+    g = G_2X3.replace(lut_multipliers=27)
+    b = build(g, main_sim(), dsp="ecp5")
+    text = b.verilog.read_text()
+    assert text.count("MULT18X18D ") == 27 and text.count("module \\rep_accel_top.array.unit0_2.lut8 ") == 1
+    cases = coverage_cases(g, rng)
+    outcome = run(b, C.Job(g, cases=cases), tmp_path)
+    _check_all(outcome, len(cases))
+
+
 def test_testbench_catches_a_wrong_lut_multiplier(tmp_path):
     """The 1x1 Verilog with all 9 multipliers in logic, and tap 8's LUT multiplier given its
     weight without the sign bit (Icarus): the scoreboard reports wrong outputs (the check
