@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import LayerShape, check_fits
 from rep_accel.verification import cases as C
 from rep_accel.verification import runner as R
 
@@ -90,58 +89,10 @@ def run(b: R.RtlBuild, job: C.Job, folder: Path) -> R.JobOutcome:
 # Layer case lists
 # ----------------------------------------------------------------------------------
 
-def coverage_cases(g: HardwareGenerics, rng: np.random.Generator, widths: bool = True) -> list[C.LayerCase]:
-    """The layer space on one configuration: stride 1 and 2 (odd and even sizes), groups 1/2/4
-    with tiles spanning two groups, channel counts that are not multiples of PI or PO, every
-    width 1..W_MAX, height 1, the signed network input, all-zero / all-max / all-min inputs,
-    negative biases, extreme multipliers and shifts, cg = max_cg and W * cg = line_depth."""
-    pi, po = g.pi, g.po
-    odd_in, odd_out = pi + 1 if pi > 1 else 3, po + 2  # not multiples of PI / PO (PI = 1: anything)
-    specs = [
-        # name, shape, params kind, input kind
-        ("s1", LayerShape(odd_in, odd_out, 1, 1, 4, 5), "typical", "random"),
-        ("s2_odd_signed", LayerShape(odd_in, odd_out, 1, 2, 5, 7, True), "typical", "random"),
-        ("s2_even", LayerShape(odd_in, odd_out, 1, 2, 4, 6), "typical", "sparse"),
-        ("g2_span", LayerShape(6, 4, 2, 1, 3, 4), "typical", "random"),
-        ("g4_s2", LayerShape(8, 8, 4, 2, 5, 5), "typical", "random"),
-        ("g4_cin1", LayerShape(4, 12, 4, 1, 3, 3), "typical", "random"),
-        ("h1_s1", LayerShape(odd_in, odd_out, 1, 1, 1, min(9, g.w_max)), "typical", "random"),
-        ("h1_s2", LayerShape(odd_in, odd_out, 1, 2, 1, min(8, g.w_max)), "typical", "random"),
-        ("h1_w1", LayerShape(odd_in, po, 1, 1, 1, 1), "typical", "random"),
-        ("w1_s2", LayerShape(odd_in, po, 1, 2, 5, 1), "typical", "random"),
-        ("zeros", LayerShape(odd_in, odd_out, 1, 1, 3, 4), "typical", "zeros"),
-        ("all255", LayerShape(odd_in, odd_out, 1, 1, 3, 4), "typical", "max"),
-        ("all255_extreme", LayerShape(odd_in, 6, 1, 2, 3, 5), "extreme", "max"),
-        ("signed_min", LayerShape(odd_in, odd_out, 1, 1, 3, 4, True), "typical", "min"),
-        ("signed_max_extreme", LayerShape(odd_in, 6, 1, 1, 3, 3, True), "extreme", "max"),
-        ("negative_bias", LayerShape(odd_in, odd_out, 1, 1, 4, 4), "negative_bias", "random"),
-        ("extreme", LayerShape(odd_in, 12, 1, 1, 4, 4), "extreme", "random"),
-        ("extreme_g2_s2", LayerShape(4, 12, 2, 2, 5, 4), "extreme", "sparse"),
-        # the buffers at their limits: cg = max_cg with W * cg = line_depth; W = W_MAX
-        ("max_cg", LayerShape(pi * g.max_cg, po + 1, 1, 1, 2, max(1, min(g.w_max, g.line_depth // g.max_cg))),
-         "typical", "random"),
-        ("w_max", LayerShape(pi * max(1, min(g.max_cg, g.line_depth // g.w_max)), po, 1, 1, 2, g.w_max),
-         "typical", "random"),
-    ]
-    out = [C.layer_case(rng, name, shape, params, inputs) for name, shape, params, inputs in specs]
-    if widths:
-        for w in range(1, g.w_max + 1):
-            shape = LayerShape(cin=odd_in, cout=po + 1, groups=1, stride=1 + w % 2, height=1 + w % 3, width=w)
-            out.append(C.layer_case(rng, f"width{w}", shape))
-    for c in out:
-        check_fits(c.layer.shape, g, c.name)
-    return out
-
-
-def random_cases(g: HardwareGenerics, rng: np.random.Generator, n: int, max_channels: int = 12) -> list[C.LayerCase]:
-    """`n` random shapes (C.random_shape) with random parameter and input kinds."""
-    out = []
-    for k in range(n):
-        shape = C.random_shape(rng, g, max_channels=max_channels)
-        params = str(rng.choice(C.PARAM_KINDS, p=[0.6, 0.25, 0.15]))
-        inputs = str(rng.choice(C.INPUT_KINDS, p=[0.6, 0.1, 0.1, 0.05, 0.15]))
-        out.append(C.layer_case(rng, f"random{k}", shape, params, inputs))
-    return out
+# The layer space and the random cases are rep_accel.verification.cases' (one set of
+# definitions for the simulator's and the RTL's tests, tests/test_layer_space.py).
+coverage_cases = C.coverage_cases
+random_cases = C.random_cases
 
 
 #: The four host combinations of the fault tests: (name, Stall or None).

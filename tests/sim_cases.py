@@ -4,8 +4,8 @@
 groups 1, 2 and 4, odd and even sizes, width 1, height 1, the signed network input,
 channel counts that are not multiples of PI or PO (nor of the fast kernel's blocks of
 4), short runs (im2col path) and long ones (direct path). `random_layer` fills one with
-random int8 weights, biases up to the contract's limit and multipliers across the
-allowed shift range, and a random input.
+the one random-layer generator of rep_accel.verification.cases (random int8 weights,
+biases up to the contract's limit, multipliers across the allowed shift range).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from rep_accel.layout import LayerShape
-from rep_accel.numerics import bias_limit, quantize_multiplier, shift_to_n
 from rep_accel.qnetwork import QuantizedLayer
+from rep_accel.verification import cases as C
 
 # (C_in, C_out, groups, stride, H, W, signed input)
 LAYER_CASES = [
@@ -40,21 +40,13 @@ def case_id(case) -> str:
 
 
 def random_layer(case, rng: np.random.Generator, name: str = "layer") -> QuantizedLayer:
-    """A QuantizedLayer of shape `case` with random parameters."""
+    """A QuantizedLayer of shape `case` with random parameters from the one random-layer
+    generator (rep_accel.verification.cases.random_layer, kind "mixed": multipliers fitted
+    to a random input of this shape so the outputs spread over 0..255, and about 10% of the
+    channels each at the largest shift and the largest positive and negative biases)."""
     cin, cout, groups, stride, h, w, signed = case
     shape = LayerShape(cin, cout, groups, stride, h, w, signed)
-    cin_g = shape.cin_per_group
-    weight = rng.integers(-127, 128, (cout, cin_g, 3, 3)).astype(np.int8)
-    acc_std = np.sqrt(9 * cin_g) * 73 * 140  # std of a window sum of these weights and inputs
-    m_real = 40.0 / acc_std * 10.0 ** rng.uniform(-0.7, 0.7, cout)
-    m_real[rng.random(cout) < 0.1] = 2.0 ** -31  # the largest shift the contract allows (n = 62)
-    m0, shift = quantize_multiplier(m_real)
-    limit = bias_limit(cin_g)
-    bias = rng.integers(-int(acc_std), int(acc_std), cout)
-    bias[rng.random(cout) < 0.1] = limit  # the largest positive bias the contract allows
-    bias[rng.random(cout) < 0.1] = -limit
-    return QuantizedLayer(name, shape, weight, bias.astype(np.int32), m0.astype(np.int64),
-                          shift_to_n(shift).astype(np.int64), 1.0, 1.0, m_real)
+    return C.random_layer(rng, shape, name, "mixed", random_input(shape, rng)[0])
 
 
 def random_input(shape: LayerShape, rng: np.random.Generator, n: int = 1) -> np.ndarray:

@@ -129,7 +129,7 @@ class Job:
 # Random layers and inputs
 # ----------------------------------------------------------------------------------
 
-PARAM_KINDS = ("typical", "extreme", "negative_bias")
+PARAM_KINDS = ("typical", "extreme", "negative_bias", "mixed")
 INPUT_KINDS = ("random", "zeros", "max", "min", "sparse")
 
 
@@ -148,7 +148,9 @@ def random_layer(rng: np.random.Generator, shape: LayerShape, name: str = "layer
     kind "negative_bias": typical, but every bias negative (down to -bias_limit);
     kind "extreme": channels cycle through the corner cases of the contract: the largest
       multiplier (m0 = 2^31 - 1, n = 31), the smallest (m0 = 2^30, n = 62), the largest
-      positive and negative biases, all-(+127) and all-(-127) kernels.
+      positive and negative biases, all-(+127) and all-(-127) kernels;
+    kind "mixed": typical, with about 10% of the channels each at the smallest multiplier
+      (n = 62), the largest positive bias and the largest negative bias.
     """
     if kind not in PARAM_KINDS:
         raise RepAccelError(f"layer kind {kind!r}: choose one of {', '.join(PARAM_KINDS)}")
@@ -170,6 +172,11 @@ def random_layer(rng: np.random.Generator, shape: LayerShape, name: str = "layer
     m_real = _clip_multiplier(rng.uniform(0.4, 1.6, size=shape.cout) * 255.0 / scale)
     m0, shift = numerics.quantize_multiplier(m_real)
     n = numerics.shift_to_n(shift)
+    if kind == "mixed":
+        m0[rng.random(shape.cout) < 0.1] = 1 << 30
+        n[m0 == 1 << 30] = numerics.N_MAX      # M = 2^-32: the largest shift the contract allows
+        bias[rng.random(shape.cout) < 0.1] = limit
+        bias[rng.random(shape.cout) < 0.1] = -limit
     if kind == "extreme":
         for c in range(shape.cout):
             corner = c % 6
@@ -239,6 +246,66 @@ def random_shape(rng: np.random.Generator, generics: HardwareGenerics, max_chann
             continue
         return shape
     raise RepAccelError(f"no random shape fits {generics}")
+
+
+# ----------------------------------------------------------------------------------
+# The layer space: one set of case definitions for every backend (the simulator's fast
+# and cycle modes, the RTL through cocotb; tests/test_layer_space.py runs it on each)
+# ----------------------------------------------------------------------------------
+
+def coverage_cases(g: HardwareGenerics, rng: np.random.Generator, widths: bool = True) -> list[LayerCase]:
+    """The layer space on one configuration: stride 1 and 2 (odd and even sizes), groups 1/2/4
+    with tiles spanning two groups, channel counts that are not multiples of PI or PO, every
+    width 1..W_MAX, height 1, the signed network input, all-zero / all-max / all-min inputs,
+    negative biases, extreme multipliers and shifts, cg = max_cg and W * cg = line_depth."""
+    pi, po = g.pi, g.po
+    odd_in, odd_out = pi + 1 if pi > 1 else 3, po + 2  # not multiples of PI / PO (PI = 1: anything)
+    specs = [
+        # name, shape, params kind, input kind
+        ("s1", LayerShape(odd_in, odd_out, 1, 1, 4, 5), "typical", "random"),
+        ("s2_odd_signed", LayerShape(odd_in, odd_out, 1, 2, 5, 7, True), "typical", "random"),
+        ("s2_even", LayerShape(odd_in, odd_out, 1, 2, 4, 6), "typical", "sparse"),
+        ("g2_span", LayerShape(6, 4, 2, 1, 3, 4), "typical", "random"),
+        ("g4_s2", LayerShape(8, 8, 4, 2, 5, 5), "typical", "random"),
+        ("g4_cin1", LayerShape(4, 12, 4, 1, 3, 3), "typical", "random"),
+        ("h1_s1", LayerShape(odd_in, odd_out, 1, 1, 1, min(9, g.w_max)), "typical", "random"),
+        ("h1_s2", LayerShape(odd_in, odd_out, 1, 2, 1, min(8, g.w_max)), "typical", "random"),
+        ("h1_w1", LayerShape(odd_in, po, 1, 1, 1, 1), "typical", "random"),
+        ("w1_s2", LayerShape(odd_in, po, 1, 2, 5, 1), "typical", "random"),
+        ("zeros", LayerShape(odd_in, odd_out, 1, 1, 3, 4), "typical", "zeros"),
+        ("all255", LayerShape(odd_in, odd_out, 1, 1, 3, 4), "typical", "max"),
+        ("all255_extreme", LayerShape(odd_in, 6, 1, 2, 3, 5), "extreme", "max"),
+        ("signed_min", LayerShape(odd_in, odd_out, 1, 1, 3, 4, True), "typical", "min"),
+        ("signed_max_extreme", LayerShape(odd_in, 6, 1, 1, 3, 3, True), "extreme", "max"),
+        ("negative_bias", LayerShape(odd_in, odd_out, 1, 1, 4, 4), "negative_bias", "random"),
+        ("extreme", LayerShape(odd_in, 12, 1, 1, 4, 4), "extreme", "random"),
+        ("extreme_g2_s2", LayerShape(4, 12, 2, 2, 5, 4), "extreme", "sparse"),
+        # the buffers at their limits: cg = max_cg with W * cg = line_depth; W = W_MAX
+        ("max_cg", LayerShape(pi * g.max_cg, po + 1, 1, 1, 2, max(1, min(g.w_max, g.line_depth // g.max_cg))),
+         "typical", "random"),
+        ("w_max", LayerShape(pi * max(1, min(g.max_cg, g.line_depth // g.w_max)), po, 1, 1, 2, g.w_max),
+         "typical", "random"),
+    ]
+    out = [layer_case(rng, name, shape, params, inputs) for name, shape, params, inputs in specs]
+    if widths:
+        for w in range(1, g.w_max + 1):
+            shape = LayerShape(cin=odd_in, cout=po + 1, groups=1, stride=1 + w % 2, height=1 + w % 3, width=w)
+            out.append(layer_case(rng, f"width{w}", shape))
+    from ..layout import check_fits
+    for c in out:
+        check_fits(c.layer.shape, g, c.name)
+    return out
+
+
+def random_cases(g: HardwareGenerics, rng: np.random.Generator, n: int, max_channels: int = 12) -> list[LayerCase]:
+    """`n` random shapes (C.random_shape) with random parameter and input kinds."""
+    out = []
+    for k in range(n):
+        shape = random_shape(rng, g, max_channels=max_channels)
+        params = str(rng.choice(PARAM_KINDS, p=[0.5, 0.25, 0.15, 0.1]))
+        inputs = str(rng.choice(INPUT_KINDS, p=[0.6, 0.1, 0.1, 0.05, 0.15]))
+        out.append(layer_case(rng, f"random{k}", shape, params, inputs))
+    return out
 
 
 # ----------------------------------------------------------------------------------
