@@ -202,3 +202,25 @@ def test_demo_refuses_a_folder_with_user_files(tmp_path, capsys):
     before = snapshot(tmp_path)
     assert_user_error(capsys, "demo", "-o", out, "--no-rtl", says="thesis.tex")
     assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------- verify
+
+def test_verify_that_crashes_leaves_no_temporary_folder(small, tmp_path, capsys, monkeypatch):
+    import tempfile
+    from types import SimpleNamespace
+
+    from rep_accel.errors import RepAccelError
+    from rep_accel.verification import runner
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(runner, "build_rtl", lambda *a, **k: SimpleNamespace(cached=True, build_dir=scratch / "rtl",
+                                                                             seconds=0.0))
+
+    def crash(*a, **k):
+        raise RepAccelError("the simulator crashed (test)")
+    monkeypatch.setattr(runner, "run_job", crash)
+    assert_user_error(capsys, "verify", small / "build", "--input", small / "x.npy", says="crashed")
+    assert list(scratch.iterdir()) == []

@@ -4,12 +4,13 @@ and compare every layer with the simulator and the golden model."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from ..errors import RepAccelError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, check_output_file
 
 HELP = "run a compiled build on the generated Verilog (Verilator or Icarus, cocotb) and check it against the simulator"
 DESCRIPTION = """\
@@ -70,6 +71,8 @@ def add_arguments(p) -> None:
     p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
                    help="multiplier style of the RTL, as `rep-accel rtl --dsp` (ecp5: MULT18X18D, simulated "
                         "with its model); default generic")
+    from .rtl import add_arithmetic_arguments
+    add_arithmetic_arguments(p, "the build's; must match it")
     p.add_argument("--build-cache", help="folder of compiled HDL simulators (default $REP_ACCEL_SIM_BUILD or "
                                          "~/.cache/rep-accel/sim_build)")
     p.add_argument("--opt", default=DEFAULT_OPT, choices=("-O0", "-O1", "-O2", "-Os"),
@@ -191,8 +194,8 @@ def run(args) -> int:
     from .rtl import resolve_generics
     from .simulate import load_input
 
-    json_path = Path(args.json) if args.json else None
-    if json_path is not None and (json_path.suffix.lower() != ".json" or json_path.is_dir()):
+    json_path = check_output_file(args.json, "--json", [args.input, args.build]) if args.json else None
+    if json_path is not None and json_path.suffix.lower() != ".json":
         raise RepAccelError(f"--json {json_path}: give a .json file name")
     waves = None
     if args.waves:
@@ -207,7 +210,8 @@ def run(args) -> int:
     stall = C.Stall(memory=args.memory, clock_mhz=args.clock_mhz) if args.memory is not None else None
     build = images.load_build(args.build)
     generics, _ = resolve_generics(Namespace(build=args.build, pi=args.pi, po=args.po, w_max=args.w_max,
-                                             max_cg=args.max_cg, line_depth=args.line_depth))
+                                             max_cg=args.max_cg, line_depth=args.line_depth,
+                                             unit=args.unit, lut_multipliers=args.lut_multipliers))
     qnet = build.qnet
     layers = parse_layers(args.layers, len(qnet.layers))
     x = load_input(args.input, qnet.input_size)
@@ -220,7 +224,8 @@ def run(args) -> int:
     g = generics
     if args.workers is not None or args.address is not None:
         return _verify_as_tasks(args, build, g, x_q, layers, stall, json_path, waves)
-    print(f"RTL {g.pi}x{g.po}, w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}: "
+    print(f"RTL {g.pi}x{g.po}, w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}, unit {g.unit}, "
+          f"{g.lut_multipliers} LUT multipliers: "
           f"building with {args.sim}{' (waves)' if waves else ''} ...", flush=True)
     rtl = R.build_rtl(g, args.sim, waves=waves is not None, cache_dir=args.build_cache, opt=args.opt,
                       dsp=args.dsp)
@@ -230,12 +235,16 @@ def run(args) -> int:
     C.write_job(work, job)
     n_run = len(layers) if layers is not None else len(qnet.layers)
     print(f"running {x_q.shape[0]} input(s) x {n_run} layer(s) on the RTL ...", flush=True)
+    finished = False
     try:
         outcome = R.run_job(rtl, work, waves_file=waves)
-    except RepAccelError:
-        print(f"job folder kept: {work}", file=sys.stderr)
-        raise
-    lines, ok = summary_lines(outcome.results, qnet)
+        lines, ok = summary_lines(outcome.results, qnet)
+        finished = True
+    finally:
+        # A crash, an error or Ctrl-C leaves nothing behind; a run that found a difference
+        # keeps its job folder as the evidence, and says where (below).
+        if not finished:
+            shutil.rmtree(work, ignore_errors=True)
     print("\n".join(lines))
     if waves is not None:
         print(f"waveforms written to {waves}")
@@ -247,7 +256,6 @@ def run(args) -> int:
     if args.keep or not ok:
         print(f"testbench log and results: {work}")
     else:
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
     print("PASS: the RTL matches the simulator and the golden model" if ok else "FAIL: the RTL differs (see above)")
     sys.stdout.flush()
