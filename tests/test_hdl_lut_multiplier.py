@@ -1,15 +1,21 @@
-"""The LUT multiplier (hdl/lut_multiplier.py) alone in the Amaranth simulator: Python's product
+"""The LUT multiplier (hdl/lut_multiplier.py): alone in the Amaranth simulator, Python's product
 on every (uint8 activation, int8 weight) and (int8 activation, int8 weight) pair, with the DSP
-path's latency, and no `*` in its netlist."""
+path's latency; no `*` in its netlist (nor, for its taps, in the top's); Verilator's lint of
+the top with LUT multipliers; and (slow) synth_ecp5 mapping fewer DSP blocks."""
+
+import json
 
 import numpy as np
 import pytest
 from amaranth.back import rtlil
 
 from hdl_bench import run_pipeline
+from rep_accel.cli import main
 from rep_accel.families import ecp5
+from rep_accel.generics import HardwareGenerics
 from rep_accel.hdl import lut_multiplier, unit
 from rep_accel.hdl.lut_multiplier import LutMultiplier
+from rep_accel.hdl.top import Accelerator
 
 
 def _products(pairs) -> list[int]:
@@ -52,8 +58,6 @@ def test_netlist_has_no_multiplication():
 
 
 def _top_rtlil(lut_multipliers: int) -> str:
-    from rep_accel.generics import HardwareGenerics
-    from rep_accel.hdl.top import Accelerator
     g = HardwareGenerics(pi=1, po=1, w_max=8, max_cg=2, line_depth=16, lut_multipliers=lut_multipliers)
     return rtlil.convert(Accelerator(g))
 
@@ -73,9 +77,6 @@ def test_synth_ecp5_maps_lut_multipliers_to_logic(tmp_path):
     multipliers and 4 LUT multipliers: Yosys maps the 5 `*` products to MULT18X18D and the 4
     shift-and-add ones to logic, so 5 DSP blocks where lut_multipliers=0 gives 9
     (tests/test_synth.py). About 2 minutes."""
-    import json
-
-    from rep_accel.cli import main
     rtl = tmp_path / "rtl"
     assert main(["rtl", "-o", str(rtl), "--pi", "1", "--po", "1", "--w-max", "16", "--max-cg", "8",
                  "--line-depth", "64", "--lut-multipliers", "4"]) == 0
@@ -86,3 +87,14 @@ def test_synth_ecp5_maps_lut_multipliers_to_logic(tmp_path):
     assert s["cells"]["MULT18X18D"] == 5
     assert s["utilization"]["MULT18X18D"]["used"] == 5
     assert s["generics"]["lut_multipliers"] == 4
+
+
+@pytest.mark.parametrize("dsp,lut", [("generic", 13), ("ecp5", 27)])
+def test_rtl_with_lut_multipliers_lints_clean(tmp_path, dsp, lut):
+    """`rep-accel rtl --lint` (Verilator -Wall, the repository's waivers only) of the 2x3 array
+    with LUT multipliers beside `*` products or MULT18X18D instances; the JSON records them."""
+    out = tmp_path / "rtl"
+    assert main(["rtl", "-o", str(out), "--pi", "2", "--po", "3", "--w-max", "16", "--max-cg", "8",
+                 "--line-depth", "64", "--dsp", dsp, "--lut-multipliers", str(lut), "--lint"]) == 0
+    desc = json.loads((out / "rep_accel_top.json").read_text())
+    assert desc["generics"]["lut_multipliers"] == lut and desc["generics"]["unit"] == "direct"
