@@ -151,3 +151,16 @@ def test_synth_refuses_rtl_of_another_count_before_the_tools(builds, tmp_path, c
     assert_user_error(capsys, "synth", str(rtl), "--lut-multipliers", "2", "--target", "generic",
                       "-o", str(tmp_path / "out"), says=("--lut-multipliers 2", "lut_multipliers=0"))
     assert not (tmp_path / "out" / "yosys.log").exists()
+
+
+def test_compile_records_the_count(tmp_path, capsys):
+    """`rep-accel compile --lut-multipliers` writes it into the manifest; a count the array
+    does not have is refused in one line, nothing written."""
+    out = tmp_path / "build"
+    assert main(["compile", "-o", str(out), "--pi", "1", "--po", "2", "--num-calib", "8",
+                 "--lut-multipliers", "5"]) == 0
+    assert images.load_build(out).generics.lut_multipliers == 5
+    capsys.readouterr()
+    assert_user_error(capsys, "compile", "-o", str(tmp_path / "b2"), "--pi", "1", "--po", "2", "--num-calib", "8",
+                      "--lut-multipliers", "19", says=("lut_multipliers=19", "--lut-multipliers <= 18"))
+    assert not (tmp_path / "b2").exists()
