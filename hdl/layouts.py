@@ -2,9 +2,9 @@
 
 The bit positions here are the HDL view of the contract in docs/architecture.md
 ("Interfaces", "Parameter beats"); their executable Python form is rep_accel/layout.py
-(`DESCRIPTOR_FIELDS`, `pack_tile_params`). The descriptor layout is built from
-`layout.DESCRIPTOR_FIELDS`, so both sides cannot drift apart; tests/test_hdl_layouts.py
-checks the parameter-beat layouts against `pack_tile_params`.
+(`DESCRIPTOR_FIELDS`, `HEADER_FIELDS`, `REQUANT_FIELDS`, `pack_tile_params`). The
+descriptor and parameter-beat layouts are built from those tables, so the two sides
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from rep_accel.generics import CHANNEL_BITS, DIM_BITS, KERNEL_BYTES, WINDOW_TAPS, HardwareGenerics
-from rep_accel.layout import DESCRIPTOR_FIELDS
+from rep_accel.layout import DESCRIPTOR_FIELDS, HEADER_FIELDS, REQUANT_FIELDS
 
 #: Width of the partial sums, the column accumulators and v = acc + B (bits, two's
 #: complement). The numerics contract keeps every v in 32 bits; partial sums wrap
@@ -46,11 +46,17 @@ def lane(value, index: int, width: int):
     return value[width * index:width * (index + 1)]
 
 
-#: Header beat of a tile (bytes 0-3 of the beat): channel groups and output lanes in use.
-HeaderLayout = data.StructLayout({"cg": unsigned(16), "out_count": unsigned(16)})
+def _beat_layout(fields) -> data.StructLayout:
+    """A parameter beat's leading fields (layout.HEADER_FIELDS / REQUANT_FIELDS) as a layout."""
+    return data.StructLayout({name: (signed if is_signed else unsigned)(8 * nbytes)
+                              for name, nbytes, is_signed in fields})
+
+
+#: Header beat of a tile (its first bytes): channel groups and output lanes in use.
+HeaderLayout = _beat_layout(HEADER_FIELDS)
 
 #: Requantization beat of output lane o (slot 0 of the beat, 9 bytes).
-RequantParamLayout = data.StructLayout({"bias": signed(32), "m0": unsigned(32), "n": unsigned(8)})
+RequantParamLayout = _beat_layout(REQUANT_FIELDS)
 
 
 def act_in_shape(generics: HardwareGenerics):

@@ -33,7 +33,7 @@ from . import numerics
 from .errors import RepAccelError
 from .fsutil import atomic_output_dir
 from .generics import HardwareGenerics
-from .layout import LayerShape, Tile, pack_tile_params, plan_tiles, tile_param_beats
+from .layout import LayerShape, Tile, pack_tile_params, plan_tiles, tile_param_beats, unpack_tile_params
 from .qnetwork import QuantizedHead, QuantizedLayer, QuantizedNetwork
 from .untrusted import check_allocation, jsonable, contained_path, expect, float_in_range, int_in_range, read_limited
 
@@ -235,31 +235,6 @@ def write_build(qnet: QuantizedNetwork, generics: HardwareGenerics, out_dir, rep
 # Reading
 # ----------------------------------------------------------------------------------
 
-def _weight_positions(shape: LayerShape, tiles: list[Tile], generics: HardwareGenerics) -> list[np.ndarray]:
-    """Where pack_tile_params puts each weight, per tile: int64 (beats, bytes), the flat
-    index into weight (C_out, C_in/groups, 3, 3) of the tap stored at each byte, -1 where
-    the byte holds no weight.
-
-    Found by packing index-coded weights (7 bits of index + 1 per pass against an all-zero
-    baseline), so the layout has exactly one definition, layout.pack_tile_params.
-    """
-    wshape = (shape.cout, shape.cin_per_group, 3, 3)
-    count = shape.cout * shape.cin_per_group * 9
-    code = np.arange(1, count + 1, dtype=np.int64)
-    digits = [((code >> j) & 0x7F).astype(np.int8).reshape(wshape) for j in range(0, count.bit_length(), 7)]
-    zeros = np.zeros(shape.cout, dtype=np.int64)
-    n31 = np.full(shape.cout, numerics.N_MIN, dtype=np.int64)
-    blank = np.zeros(wshape, dtype=np.int8)
-    maps = []
-    for t in tiles:
-        base = pack_tile_params(blank, zeros, zeros, n31, shape, t, generics).astype(np.int64)
-        found = np.zeros_like(base)
-        for j, d in enumerate(digits):
-            found += (pack_tile_params(d, zeros, zeros, n31, shape, t, generics).astype(np.int64) - base) << (7 * j)
-        maps.append(found - 1)
-    return maps
-
-
 class Build:
     """A loaded, validated build folder.
 
@@ -458,9 +433,8 @@ def _load_checked(root: Path, manifest: dict) -> Build:
             _fail(mpath, f"tile table of layer {entry['name']} does not match the tile plan for these generics")
         if entry["params"]["offset"] != offset:
             _fail(mpath, f"layer {entry['name']} starts at byte {entry['params']['offset']}, expected {offset}")
-        weight = np.zeros(shape.cout * shape.cin_per_group * 9, dtype=np.int8)
+        weight = np.zeros((shape.cout, shape.cin_per_group, 3, 3), dtype=np.int8)
         blobs = []
-        positions = _weight_positions(shape, tiles, generics)
         for t, row in zip(tiles, entry["tiles"]):
             nbytes = tile_param_beats(t, generics) * beat_bytes
             if row["offset"] != offset or row["beats"] * beat_bytes != nbytes:
@@ -468,16 +442,14 @@ def _load_checked(root: Path, manifest: dict) -> Build:
             if offset + nbytes > len(params):
                 _fail(root / PARAMS, f"ends at byte {len(params)}, layer {entry['name']} needs {offset + nbytes}")
             beats = np.frombuffer(params, np.uint8, nbytes, offset).reshape(-1, beat_bytes)
-            pos = positions[t.index]
-            mask = pos >= 0
-            weight[pos[mask]] = beats[mask].view(np.int8)
+            weight[t.out_base:t.out_base + t.out_count] = unpack_tile_params(beats, shape, t, generics)["kernels"]
             blobs.append(beats)
             offset += nbytes
         if entry["params"]["bytes"] != offset - entry["params"]["offset"]:
             _fail(mpath, f"layer {entry['name']}: params.bytes does not match its tiles")
         layer = QuantizedLayer(
             name=entry["name"], shape=shape,
-            weight=weight.reshape(shape.cout, shape.cin_per_group, 3, 3),
+            weight=weight,
             bias=np.array(entry["bias"], dtype=np.int32), m0=np.array(entry["m0"], dtype=np.int64),
             n=np.array(entry["n"], dtype=np.int64), s_x=float(entry["s_x"]), s_y=float(entry["s_y"]),
             s_w=np.array(entry["s_w"], dtype=np.float64))

@@ -227,14 +227,66 @@ def pack_descriptor(shape: LayerShape, generics: HardwareGenerics) -> int:
 # loads it. One beat = PI slots of 9 bytes (generics.param_beat_bytes).
 # ----------------------------------------------------------------------------------
 
+#: The parameter-beat format as tables of fields (name, bytes, signed), from byte 0 of a
+#: beat up, little-endian, as DESCRIPTOR_FIELDS is for the descriptor. The packer, the
+#: unpacker, the cycle simulator's decoder and the RTL's layouts (hdl/layouts.py) are
+#: all derived from them.
+#: Beat 0 of a tile, its header.
+HEADER_FIELDS = (("cg", 2, False), ("out_count", 2, False))
+#: Beats 1..PO: the requantization of tile output lane o.
+REQUANT_FIELDS = (("bias", 4, True), ("m0", 4, False), ("n", 1, False))
+#: What a requantization beat of an unused lane (o >= out_count) carries.
+UNUSED_LANE = {"bias": 0, "m0": 0, "n": N_MIN}
+
+
+def field_span(fields, name: str) -> tuple[int, int]:
+    """(first byte, bytes) of field `name` in a beat of `fields`."""
+    at = 0
+    for field_name, nbytes, _ in fields:
+        if field_name == name:
+            return at, nbytes
+        at += nbytes
+    raise KeyError(name)
+
+
+def _put_fields(row: np.ndarray, fields, values: dict) -> None:
+    at = 0
+    for name, nbytes, signed in fields:
+        row[at:at + nbytes] = np.frombuffer(int(values[name]).to_bytes(nbytes, "little", signed=signed), np.uint8)
+        at += nbytes
+
+
+def _get_fields(row: np.ndarray, fields) -> dict:
+    out, at = {}, 0
+    for name, nbytes, signed in fields:
+        out[name] = int.from_bytes(bytes(row[at:at + nbytes]), "little", signed=signed)
+        at += nbytes
+    return out
+
+
+def weight_slots(shape: LayerShape, tile: Tile, generics: HardwareGenerics):
+    """Where a tile's weight beats put each kernel: (o, k, c, rel) int arrays, one entry
+    per kernel slot in use: tile output lane o's beat for input group k // PI, slot k % PI,
+    holds the kernel of output channel c = out_base + o and in-group input channel rel.
+    Slots outside the output channel's group or past in_count hold zeros."""
+    pi = generics.pi
+    cin_g, cout_g = shape.cin_per_group, shape.cout_per_group
+    c = tile.out_base + np.arange(tile.out_count)
+    k = np.arange(tile.cg * pi)
+    rel = tile.in_base + k[None, :] - ((c // cout_g) * cin_g)[:, None]
+    valid = (k[None, :] < tile.in_count) & (rel >= 0) & (rel < cin_g)
+    o_idx, k_idx = np.nonzero(valid)
+    return o_idx, k_idx, c[o_idx], rel[o_idx, k_idx]
+
+
 def pack_tile_params(weight_q: np.ndarray, bias_q: np.ndarray, m0: np.ndarray, n: np.ndarray,
                      shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> np.ndarray:
     """The parameter beats of one tile, uint8 (beats, 9 * PI).
 
     weight_q: int8 (C_out, C_in / groups, 3, 3); bias_q, m0, n: int (C_out,).
-    Beat 0, header: bytes 0-1 cg (uint16 LE), bytes 2-3 out_count (uint16 LE).
-    Beats 1..PO, requantization of tile output lane o: bytes 0-3 bias (int32 LE),
-      4-7 m0 (uint32 LE), 8 n (uint8); lanes o >= out_count carry bias 0, m0 0, n 31.
+    Beat 0, header (HEADER_FIELDS): bytes 0-1 cg (uint16 LE), bytes 2-3 out_count (uint16 LE).
+    Beats 1..PO, requantization of tile output lane o (REQUANT_FIELDS): bytes 0-3 bias
+      (int32 LE), 4-7 m0 (uint32 LE), 8 n (uint8); lanes o >= out_count carry UNUSED_LANE.
     Then PO * cg weight beats, o-major then cg: slot i (bytes 9i..9i+8) holds the
       kernel of output lane o and tile input channel cg * PI + i, taps in order
       ky * 3 + kx; zero outside the output channel's group or past in_count.
@@ -242,36 +294,44 @@ def pack_tile_params(weight_q: np.ndarray, bias_q: np.ndarray, m0: np.ndarray, n
     pi, po = generics.pi, generics.po
     beat_bytes = generics.param_beat_bytes
     beats = np.zeros((tile_param_beats(tile, generics), beat_bytes), dtype=np.uint8)
-    beats[0, 0:2] = np.frombuffer(np.uint16(tile.cg).tobytes(), np.uint8)
-    beats[0, 2:4] = np.frombuffer(np.uint16(tile.out_count).tobytes(), np.uint8)
+    _put_fields(beats[0], HEADER_FIELDS, {"cg": tile.cg, "out_count": tile.out_count})
     for o in range(po):
-        row = beats[HEADER_BEATS + o]
         if o < tile.out_count:
             c = tile.out_base + o
             nc = int(n[c])
             if not N_MIN <= nc <= N_MAX:
                 raise RepAccelError(f"output channel {c}: shift n={nc} outside [{N_MIN}, {N_MAX}]")
-            row[0:4] = np.frombuffer(np.int32(bias_q[c]).tobytes(), np.uint8)
-            row[4:8] = np.frombuffer(np.uint32(m0[c]).tobytes(), np.uint8)
-            row[8] = nc
+            values = {"bias": int(np.int32(bias_q[c])), "m0": int(np.uint32(m0[c])), "n": nc}
         else:
-            row[8] = N_MIN
-    cin_g, cout_g = shape.cin_per_group, shape.cout_per_group
-    w_bytes = np.asarray(weight_q, dtype=np.int8).reshape(shape.cout, cin_g, WINDOW_TAPS).view(np.uint8)
+            values = UNUSED_LANE
+        _put_fields(beats[HEADER_BEATS + o], REQUANT_FIELDS, values)
+    w_bytes = np.asarray(weight_q, dtype=np.int8).reshape(shape.cout, shape.cin_per_group, WINDOW_TAPS).view(np.uint8)
+    # Beats (o, cg) are consecutive, so the weight slots form an (out_count, cg * PI) grid
+    # (weight_slots: all at once, a loop per kernel is slow for large models).
     first = HEADER_BEATS + po
-    # Weight beat (o, cg) slot i holds the kernel of output channel c = out_base + o and
-    # absolute input channel ch = in_base + cg * pi + i, at rel = ch - (c's group's first
-    # input channel) within the group; zero where cg * pi + i >= in_count or rel is outside
-    # the group. Computed for all (o, cg * pi + i) at once (a loop per kernel is slow for
-    # large models); beats (o, cg) are consecutive, so the slots form a (out_count, cg * pi) grid.
-    c = tile.out_base + np.arange(tile.out_count)
-    k = np.arange(tile.cg * pi)
-    rel = tile.in_base + k[None, :] - ((c // cout_g) * cin_g)[:, None]
-    valid = (k[None, :] < tile.in_count) & (rel >= 0) & (rel < cin_g)
     slots = beats[first:first + tile.out_count * tile.cg].reshape(tile.out_count, tile.cg * pi, KERNEL_BYTES)
-    o_idx, k_idx = np.nonzero(valid)
-    slots[o_idx, k_idx] = w_bytes[c[o_idx], rel[o_idx, k_idx]]
+    o_idx, k_idx, c, rel = weight_slots(shape, tile, generics)
+    slots[o_idx, k_idx] = w_bytes[c, rel]
     return beats
+
+
+def unpack_tile_params(beats: np.ndarray, shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> dict:
+    """The inverse of pack_tile_params for one tile's beats uint8 (beats, 9 * PI):
+    {"cg", "out_count", "bias", "m0", "n" (int64 (PO,) per lane), "kernels": int8
+    (out_count, C_in/groups, 3, 3) of the tile's output channels}. Bytes the format leaves
+    zero are not read: packing the result again and comparing the bytes checks them."""
+    po, pi = generics.po, generics.pi
+    beats = np.asarray(beats, dtype=np.uint8)
+    header = _get_fields(beats[0], HEADER_FIELDS)
+    lanes = [_get_fields(beats[HEADER_BEATS + o], REQUANT_FIELDS) for o in range(po)]
+    first = HEADER_BEATS + po
+    slots = beats[first:first + tile.out_count * tile.cg].reshape(tile.out_count, tile.cg * pi, KERNEL_BYTES)
+    o_idx, k_idx, c, rel = weight_slots(shape, tile, generics)
+    kernels = np.zeros((tile.out_count, shape.cin_per_group, WINDOW_TAPS), dtype=np.int8)
+    kernels[o_idx, rel] = slots[o_idx, k_idx].view(np.int8)
+    return {**header, **{name: np.array([lane[name] for lane in lanes], dtype=np.int64) for name, _, _ in
+                         REQUANT_FIELDS},
+            "kernels": kernels.reshape(tile.out_count, shape.cin_per_group, 3, 3)}
 
 
 def input_beats(x: np.ndarray, tile: Tile, generics: HardwareGenerics) -> np.ndarray:

@@ -49,13 +49,22 @@ from numba import njit
 
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import HEADER_BEATS, LayerShape, has_output, layer_cycles, plan_tiles, scan_extent, tile_param_beats
+from rep_accel.layout import (HEADER_BEATS, HEADER_FIELDS, REQUANT_FIELDS, LayerShape, field_span, has_output,
+                              layer_cycles, plan_tiles, scan_extent, tile_param_beats)
 from rep_accel.memory import UNLIMITED_ENGINE_ARGS, MemoryModel
 from rep_accel.numerics import ACT_MAX, ACT_MIN, requantize_value
 # The streams and the trace format are shared with the cocotb testbench (rep_accel.streams);
 # they are imported here so that `sim.cycle` offers the whole cycle-mode interface.
 from rep_accel.streams import (TRACE_DTYPE, TRACE_SIGNALS, Stimulus, layer_output, layer_params,  # noqa: F401
                                layer_streams, read_trace, trace_struct, write_trace)
+
+# Where the decoder finds each parameter-beat field (layout.HEADER_FIELDS /
+# REQUANT_FIELDS): (first byte, bytes), module constants the kernel compiles in.
+_CG_AT, _CG_BYTES = field_span(HEADER_FIELDS, "cg")
+_BIAS_AT, _BIAS_BYTES = field_span(REQUANT_FIELDS, "bias")
+_M0_AT, _M0_BYTES = field_span(REQUANT_FIELDS, "m0")
+_N_AT, _N_BYTES = field_span(REQUANT_FIELDS, "n")
+assert _N_BYTES == 1 and _BIAS_BYTES == 4
 
 # Controller phases.
 IDLE, LOAD, SCAN, DRAIN = 0, 1, 2, 3
@@ -249,7 +258,7 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                 row = params[p_next]
                 p_next += 1
                 if k == 0:
-                    cg = _le(row, 0, 2)
+                    cg = _le(row, _CG_AT, _CG_BYTES)
                     if cg < 1 or cg > max_cg:
                         return cycles, out_beats, _BAD_CG, cg, max_cg, trace[:n_trace]
                     if width * cg > line_depth:
@@ -258,10 +267,10 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                     pass
                 elif k <= po:
                     o = k - HEADER_BEATS
-                    b = _le(row, 0, 4)
+                    b = _le(row, _BIAS_AT, _BIAS_BYTES)
                     bias[o] = b - (np.int64(1) << 32) if b >= (np.int64(1) << 31) else b
-                    m0[o] = _le(row, 4, 4)
-                    nsh[o] = row[8]
+                    m0[o] = _le(row, _M0_AT, _M0_BYTES)
+                    nsh[o] = row[_N_AT]
                 else:
                     j = k - HEADER_BEATS - po
                     o = j // cg

@@ -174,3 +174,35 @@ def test_size_generics_policies():
     assert (big.w_max, big.max_cg, big.line_depth) == (300, 128, 300 * 128)
     with pytest.raises(RepAccelError, match="conv7"):
         size_generics(shapes, 4, 4, "smallest", names=["stem", "conv7"], max_cg=4)
+
+
+def test_parameter_beat_tables_round_trip_and_drive_the_rtl_layouts():
+    """The parameter-beat format is one table: packing, unpacking, the cycle simulator's
+    field positions and the RTL's layouts all come from HEADER_FIELDS / REQUANT_FIELDS."""
+    import numpy as np
+
+    from rep_accel.generics import HardwareGenerics
+    from rep_accel.hdl.layouts import HeaderLayout, RequantParamLayout
+    from rep_accel.layout import (HEADER_FIELDS, REQUANT_FIELDS, LayerShape, field_span, pack_tile_params,
+                                  plan_tiles, unpack_tile_params)
+    from rep_accel.sim import cycle
+
+    g = HardwareGenerics(pi=3, po=4)
+    shape = LayerShape(cin=10, cout=10, groups=2, stride=1, height=4, width=4, input_signed=False)
+    rng = np.random.default_rng(5)
+    w = rng.integers(-127, 128, (10, 5, 3, 3)).astype(np.int8)
+    bias = rng.integers(-2**31 + 10**6, 2**31 - 10**6, 10)
+    m0 = rng.integers(1 << 30, 1 << 31, 10)
+    n = rng.integers(31, 63, 10)
+    for t in plan_tiles(shape, g):
+        f = unpack_tile_params(pack_tile_params(w, bias, m0, n, shape, t, g), shape, t, g)
+        sl = slice(t.out_base, t.out_base + t.out_count)
+        assert (f["cg"], f["out_count"]) == (t.cg, t.out_count)
+        assert np.array_equal(f["kernels"], w[sl])
+        assert np.array_equal(f["bias"][:t.out_count], bias[sl]) and np.array_equal(f["m0"][:t.out_count], m0[sl])
+        assert np.array_equal(f["n"][:t.out_count], n[sl]) and np.all(f["n"][t.out_count:] == 31)
+    assert HeaderLayout.size == 8 * sum(b for _, b, _ in HEADER_FIELDS)
+    assert RequantParamLayout.size == 8 * sum(b for _, b, _ in REQUANT_FIELDS)
+    for name, nbytes, _ in REQUANT_FIELDS:
+        assert RequantParamLayout.members[name].width == 8 * nbytes
+    assert (cycle._M0_AT, cycle._N_AT) == (field_span(REQUANT_FIELDS, "m0")[0], field_span(REQUANT_FIELDS, "n")[0])
