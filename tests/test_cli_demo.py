@@ -77,9 +77,7 @@ def test_demo_without_rtl(tmp_path, capsys):
 def test_demo_full(tmp_path, capsys):
     """With the RTL stages: the Verilog is sized for the build and lints clean; one layer runs
     in Verilator with outputs, cycles and port trace equal to the simulator's."""
-    import argparse
-
-    from rep_accel.commands.rtl import resolve_generics
+    from rep_accel.commands.rtl import generics_for
     from rep_accel.verification.cases import read_results
 
     out_dir = tmp_path / "demo"
@@ -89,8 +87,7 @@ def test_demo_full(tmp_path, capsys):
         assert f"[{k}/5] {stage}" in out
     report = _check_common(out_dir, out, 10, 150.0)
     desc = json.loads((out_dir / "rtl" / "rep_accel_top.json").read_text())
-    want, build = resolve_generics(argparse.Namespace(build=str(out_dir / "build"), pi=None, po=None, w_max=None,
-                                                      max_cg=None, line_depth=None))
+    want, build = generics_for(out_dir / "build")
     assert desc["generics"] == want.to_dict() == report["rtl"]["generics"]
     assert "module rep_accel_top" in (out_dir / "rtl" / "rep_accel_top.v").read_text()
     # The RTL run, from the testbench's own results file.

@@ -122,11 +122,14 @@ def _is_default_model(model: Path) -> bool:
         return False
 
 
-def load_calibration(args, model: Path, limit: int) -> tuple[np.ndarray, str]:
-    """(calibration inputs float32 (N, C, H, W), a description of where they came from)."""
-    input_size = parse_input_size(args.input_size) if args.input_size else None
-    if args.calib is None:
-        if args.mean is not None or args.std is not None:
+def load_calibration(model: Path, limit: int, calib_path=None, input_size=None, mean=None, std=None
+                     ) -> tuple[np.ndarray, str]:
+    """(calibration inputs float32 (N, C, H, W), a description of where they came from):
+    the first `limit` of `calib_path` (a .npy, or a folder of images with `mean`/`std` and
+    `input_size` "C,H,W"), or the bundled model's own digits when `calib_path` is None."""
+    input_size = parse_input_size(input_size) if input_size else None
+    if calib_path is None:
+        if mean is not None or std is not None:
             raise RepAccelError("--mean/--std apply to a folder given with --calib")
         if not _is_default_model(model):
             raise RepAccelError(f"{model} needs calibration data: give --calib x.npy (N x C x H x W float32, "
@@ -135,21 +138,21 @@ def load_calibration(args, model: Path, limit: int) -> tuple[np.ndarray, str]:
         x_train = mnist_split()[0]
         calib, source = x_train[:limit], f"default model's training digits (mnist_split), first {min(limit, len(x_train))}"
     else:
-        path = Path(args.calib)
+        path = Path(calib_path)
         if path.is_dir():
-            calib = load_calib_folder(path, input_size, args.mean, args.std, limit)
+            calib = load_calib_folder(path, input_size, mean, std, limit)
             source = f"{path} ({len(calib)} images)"
         elif path.is_file():
-            if args.mean is not None or args.std is not None:
+            if mean is not None or std is not None:
                 raise RepAccelError("--mean/--std apply to a folder of images; a .npy must already be normalized")
             calib = load_calib_npy(path, limit)
             source = f"{path.name} (first {len(calib)})"
         else:
             raise RepAccelError(f"--calib {path}: no such file or folder")
     if calib.ndim == 4 and calib.shape[0] == 0:
-        raise RepAccelError(f"--calib {args.calib or 'default'}: no calibration inputs (N = 0)")
+        raise RepAccelError(f"--calib {calib_path or 'default'}: no calibration inputs (N = 0)")
     if input_size is not None and calib.ndim == 4 and tuple(calib.shape[1:]) != input_size:
-        raise RepAccelError(f"--calib {args.calib}: inputs are {'x'.join(map(str, calib.shape[1:]))}, "
+        raise RepAccelError(f"--calib {calib_path}: inputs are {'x'.join(map(str, calib.shape[1:]))}, "
                             f"--input-size is {'x'.join(map(str, input_size))}")
     return calib, source
 
@@ -249,7 +252,8 @@ def run(args) -> int:
     model_path = Path(args.model) if args.model else default_model_path()
     fused = load_model(model_path)
     quantize.check_fused(fused)
-    calib, calib_source = load_calibration(args, model_path, args.num_calib)
+    calib, calib_source = load_calibration(model_path, args.num_calib, args.calib, args.input_size, args.mean,
+                                           args.std)
     source = {"model": model_path.name, "calibration": calib_source}
     qnet, report, generics = compile_model(fused, output, calib, args.observer, args.pi, args.po,
                                            args.w_max, args.max_cg, args.line_depth, source, args.force,

@@ -208,18 +208,11 @@ def _simulate(out: Path, fused, x: np.ndarray, y: np.ndarray, clock_mhz: float) 
 
 
 def _rtl(out: Path) -> tuple:
-    """Stage 4: `rep-accel rtl --lint -o rtl/ build/`: Verilog sized for the build, linted."""
-    import argparse
-    import contextlib
-
+    """Stage 4: the Verilog sized for the build, linted (`rep-accel rtl --lint -o rtl/ build/`'s functions)."""
     from . import rtl
 
-    ns = argparse.Namespace(build=str(out / BUILD), out=str(out / RTL), pi=None, po=None, w_max=None, max_cg=None,
-                            line_depth=None, dsp="generic", lint=True, force=False)
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        rtl.run(ns)
-    desc = json.loads((out / RTL / rtl.DESCRIPTION_JSON).read_text())
+    generics, build = rtl.generics_for(out / BUILD)
+    desc = rtl.write_rtl(out / RTL, generics, "generic", lint_it=True, build=build, build_path=out / BUILD)
     g = desc["generics"]
     facts = {"verilog": str(out / RTL / rtl.VERILOG), "generics": g, "pipeline_latency": desc["pipeline_latency"],
              "verilog_bytes": (out / RTL / rtl.VERILOG).stat().st_size, "lint_clean": True}
@@ -241,14 +234,11 @@ def _verify(out: Path, x0: np.ndarray) -> tuple:
     """Stage 5: one layer of the build, on digit x0 (1, C, H, W), run in the Verilog (cocotb +
     Verilator): every output, the cycle count and the port trace compared with the simulator
     (the testbench's scoreboard, rep_accel.verification)."""
-    import argparse
-
-    from .. import images, numerics
+    from .. import numerics
     from ..verification import cases, runner
-    from .rtl import resolve_generics
+    from .rtl import generics_for
 
-    generics, build = resolve_generics(argparse.Namespace(build=str(out / BUILD), pi=None, po=None, w_max=None,
-                                                          max_cg=None, line_depth=None))
+    generics, build = generics_for(out / BUILD)
     qnet = build.qnet
     k = verify_layer_index(qnet)
     layer = qnet.layers[k]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 from ..errors import RepAccelError
@@ -110,11 +109,10 @@ def load_model(args):
     quantize.check_fused(fused)
     input_size = _input_size(args)
     folder_calib = args.calib is not None and Path(args.calib).is_dir()
-    calib_args = Namespace(calib=args.calib, input_size=args.input_size,
-                           mean=args.mean if folder_calib else None, std=args.std if folder_calib else None)
     if args.num_calib < 1:
         raise RepAccelError(f"--num-calib {args.num_calib} must be at least 1")
-    calib, calib_source = C.load_calibration(calib_args, path, args.num_calib)
+    calib, calib_source = C.load_calibration(path, args.num_calib, args.calib, args.input_size,
+                                             args.mean if folder_calib else None, args.std if folder_calib else None)
     calib = quantize.check_calibration(calib, fused.in_channels)
     if input_size is not None and tuple(calib.shape[1:]) != input_size:
         raise RepAccelError(f"--calib: inputs are {'x'.join(map(str, calib.shape[1:]))}, --input-size is "

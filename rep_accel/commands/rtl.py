@@ -98,7 +98,12 @@ def arithmetic_options(args) -> dict:
 def check_arithmetic_options(args, generics: HardwareGenerics, holder: str, remedy: str) -> None:
     """Refuse --unit / --lut-multipliers other than `generics`', those of `holder` (e.g.
     "the build b/"); `remedy` makes one with the given value (e.g. "recompile with")."""
-    for name, value in arithmetic_options(args).items():
+    check_arithmetic(arithmetic_options(args), generics, holder, remedy)
+
+
+def check_arithmetic(given: dict, generics: HardwareGenerics, holder: str, remedy: str) -> None:
+    """check_arithmetic_options for a dict of the arithmetic generics given {name: value}."""
+    for name, value in given.items():
         own = getattr(generics, name)
         if value != own:
             flag = "--" + name.replace("_", "-")
@@ -111,36 +116,50 @@ def check_build_options(args, build) -> None:
     check_arithmetic_options(args, build.generics, f"the build {build.path}", "recompile it with rep-accel compile ...")
 
 
+#: The generics `rep-accel rtl` (and verify) take as options, by option name.
+GENERIC_OPTIONS = ("pi", "po", "w_max", "max_cg", "line_depth", *ARITHMETIC_GENERICS)
+
+
 def resolve_generics(args) -> tuple[HardwareGenerics, object]:
-    """The generics from the options and the optional build; (generics, build or None).
-    Raises RepAccelError for generics out of range, a model that does not fit, or --unit /
-    --lut-multipliers other than the build's."""
-    given = {"pi": args.pi, "po": args.po, "w_max": args.w_max, "max_cg": args.max_cg,
-             "line_depth": args.line_depth}
-    for name, value in given.items():
+    """generics_for the command line's build and generics options."""
+    return generics_for(args.build, **{name: getattr(args, name, None) for name in GENERIC_OPTIONS})
+
+
+def generics_for(build_path=None, **given) -> tuple[HardwareGenerics, object]:
+    """The hardware generics, from the given ones (pi, po, w_max, max_cg, line_depth, unit,
+    lut_multipliers; None = not given) and the optional build folder: with a build, PI,
+    PO and the arithmetic are the build's and the buffers not given are the smallest its
+    layers need (layout.size_generics). Returns (generics, build or None). Raises
+    RepAccelError for generics out of range, a model that does not fit, or options that
+    contradict the build."""
+    unknown = set(given) - set(GENERIC_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown generics {sorted(unknown)}")
+    given = {name: given.get(name) for name in GENERIC_OPTIONS}
+    for name in ("pi", "po", "w_max", "max_cg", "line_depth"):
+        value = given[name]
         if value is not None and value < 1:
             raise RepAccelError(f"--{name.replace('_', '-')} {value}: must be a positive integer")
-    arithmetic = arithmetic_options(args)
-    build = None
-    if args.build:
-        from ..images import load_build
-        build = load_build(args.build)
-        check_build_options(args, build)
-        arithmetic = {name: getattr(build.generics, name) for name in ARITHMETIC_GENERICS}
-        for name in ("pi", "po"):
-            own = getattr(build.generics, name)
-            if given[name] is not None and given[name] != own:
-                raise RepAccelError(
-                    f"--{name} {given[name]} differs from the build's {name}={own} ({args.build} is laid out "
-                    f"for a {build.generics.pi}x{build.generics.po} array); drop --{name} or recompile with --{name} {given[name]}")
-            given[name] = own
-        from ..layout import size_generics
-        layers = build.qnet.layers
-        generics = size_generics([l.shape for l in layers], given["pi"], given["po"], "smallest",
-                                 names=[f"{args.build}: layer {l.name}" for l in layers],
-                                 w_max=given["w_max"], max_cg=given["max_cg"], line_depth=given["line_depth"])
-        return generics.replace(**arithmetic), build
-    return HardwareGenerics(**{k: v for k, v in given.items() if v is not None}, **arithmetic), None
+    arithmetic = {name: given[name] for name in ARITHMETIC_GENERICS if given[name] is not None}
+    sizes = {name: given[name] for name in ("pi", "po", "w_max", "max_cg", "line_depth")}
+    if not build_path:
+        return HardwareGenerics(**{k: v for k, v in sizes.items() if v is not None}, **arithmetic), None
+    from ..images import load_build
+    build = load_build(build_path)
+    check_arithmetic(arithmetic, build.generics, f"the build {build.path}", "recompile it with rep-accel compile ...")
+    for name in ("pi", "po"):
+        own = getattr(build.generics, name)
+        if sizes[name] is not None and sizes[name] != own:
+            raise RepAccelError(
+                f"--{name} {sizes[name]} differs from the build's {name}={own} ({build_path} is laid out "
+                f"for a {build.generics.pi}x{build.generics.po} array); drop --{name} or recompile with --{name} {sizes[name]}")
+        sizes[name] = own
+    from ..layout import size_generics
+    layers = build.qnet.layers
+    generics = size_generics([l.shape for l in layers], sizes["pi"], sizes["po"], "smallest",
+                             names=[f"{build_path}: layer {l.name}" for l in layers],
+                             w_max=sizes["w_max"], max_cg=sizes["max_cg"], line_depth=sizes["line_depth"])
+    return generics.replace(**{name: getattr(build.generics, name) for name in ARITHMETIC_GENERICS}), build
 
 
 def lint(folder: Path, models: list[str] = ()) -> str:
@@ -154,27 +173,39 @@ def lint(folder: Path, models: list[str] = ()) -> str:
     return ""
 
 
-def run(args) -> int:
-    out = check_output_dir(args.out)
-    generics, build = resolve_generics(args)
-    if build is not None and Path(args.build).resolve() == out.resolve():
+def write_rtl(out, generics: HardwareGenerics, dsp: str = "generic", *, lint_it: bool = False, force: bool = False,
+              build=None, build_path=None) -> dict:
+    """Generate the Verilog of `generics` with multipliers in style `dsp` and write the
+    folder `out` (Verilog, its JSON description, the lint waivers, the primitives' models)
+    atomically; with lint_it, Verilator's lint must be clean or nothing is written. Returns
+    the description (dict). The function API of `rep-accel rtl` (demo, notebooks)."""
+    out = check_output_dir(out)
+    if build_path is not None and Path(build_path).resolve() == out.resolve():
         raise RepAccelError(f"-o {out} is the build folder given as input; write the Verilog to another folder")
-    from ..hdl.verilog import TOP_NAME, describe_json, generate, simulation_models, waivers_path
-    dsp = args.dsp
+    from ..hdl.verilog import describe_json, generate, simulation_models, waivers_path
     text, desc = generate(generics, dsp)
     desc["lint_waivers"] = WAIVERS
     if build is not None:
-        desc["build"] = {"path": str(args.build), "layers": len(build.qnet.layers)}
-    with atomic_output_dir(out, "rtl", args.force) as tmp:
+        desc["build"] = {"path": str(build_path), "layers": len(build.qnet.layers)}
+    with atomic_output_dir(out, "rtl", force) as tmp:
         (tmp / VERILOG).write_text(text)
         (tmp / DESCRIPTION_JSON).write_text(describe_json(desc))
         (tmp / WAIVERS).write_text(waivers_path().read_text())
         for model in simulation_models(dsp):
             (tmp / model.name).write_text(model.read_text())
-        if args.lint:
+        if lint_it:
             messages = lint(tmp, desc["simulation_models"])
             if messages:
                 raise RepAccelError(f"the generated Verilog does not lint clean; nothing written:\n{messages}")
+    return desc
+
+
+def run(args) -> int:
+    out = check_output_dir(args.out)
+    generics, build = resolve_generics(args)
+    from ..hdl.verilog import TOP_NAME
+    dsp = args.dsp
+    write_rtl(out, generics, dsp, lint_it=args.lint, force=args.force, build=build, build_path=args.build)
     g = generics
     print(f"wrote {out / VERILOG} (module {TOP_NAME}) and {out / DESCRIPTION_JSON}")
     print(f"  array {g.pi}x{g.po}, w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}; "

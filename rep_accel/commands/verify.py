@@ -186,12 +186,10 @@ def _verify_as_tasks(args, build, generics, x_q, layers, stall, json_path, waves
 
 
 def run(args) -> int:
-    from argparse import Namespace
-
     from .. import images, numerics
     from ..verification import cases as C
     from ..verification import runner as R
-    from .rtl import resolve_generics
+    from .rtl import GENERIC_OPTIONS, generics_for
     from .simulate import load_input
 
     json_path = check_output_file(args.json, "--json", [args.input, args.build]) if args.json else None
@@ -209,9 +207,7 @@ def run(args) -> int:
     memory.parse(args.memory, args.clock_mhz)  # a bad spec fails before the build
     stall = C.Stall(memory=args.memory, clock_mhz=args.clock_mhz) if args.memory is not None else None
     build = images.load_build(args.build)
-    generics, _ = resolve_generics(Namespace(build=args.build, pi=args.pi, po=args.po, w_max=args.w_max,
-                                             max_cg=args.max_cg, line_depth=args.line_depth,
-                                             unit=args.unit, lut_multipliers=args.lut_multipliers))
+    generics, _ = generics_for(args.build, **{name: getattr(args, name) for name in GENERIC_OPTIONS})
     qnet = build.qnet
     layers = parse_layers(args.layers, len(qnet.layers))
     x = load_input(args.input, qnet.input_size)
