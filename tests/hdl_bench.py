@@ -22,14 +22,11 @@ from rep_accel.layout import LayerShape
 
 
 def random_layer(rng, shape: LayerShape):
-    """Random int8 weights, biases within the contract and multipliers that give outputs spread over 0..255."""
-    cin_g = shape.cin_per_group
-    w = rng.integers(-127, 128, size=(shape.cout, cin_g, 3, 3)).astype(np.int8)
-    scale = 9 * cin_g * 128 * 64          # typical |acc| scale
-    bias = rng.integers(-scale // 4, scale // 4 + 1, size=shape.cout).astype(np.int32)
-    m_real = rng.uniform(0.3, 3.0, size=shape.cout) * 255.0 / scale
-    m0, shift = numerics.quantize_multiplier(m_real)
-    return w, bias, m0.astype(np.int64), numerics.shift_to_n(shift).astype(np.int64)
+    """(weight, bias, m0, n) of a random layer from the one random-layer generator
+    (rep_accel.verification.cases.random_layer, kind "typical": outputs spread over 0..255)."""
+    from rep_accel.verification.cases import random_layer as one_generator
+    layer = one_generator(rng, shape)
+    return layer.weight, layer.bias, layer.m0, layer.n
 
 
 def random_input(rng, shape: LayerShape) -> np.ndarray:
