@@ -134,13 +134,58 @@ def tile_cycles(shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> in
     return tile_param_beats(tile, generics) + tile_steps(shape, tile) + generics.pipeline_latency
 
 
-def layer_cycles(shape: LayerShape, generics: HardwareGenerics) -> int:
-    """Cycles of one layer, descriptor transfer to last output transfer inclusive, no stalls."""
+@dataclass(frozen=True)
+class ScheduledLayer:
+    """A layer as the hardware runs it, computed once by `schedule_layer` and passed along:
+    its shape, the generics, and the schedule's choices (today the tile plan), checked to
+    fit. Every consumer (the fit check, the cycle formula, the report, the simulator, the
+    images) reads the plan from here instead of planning again.
+
+    tiles: the tile plan (plan_tiles); cycles: layer_cycles, no stalls; param_beats:
+    parameter-stream beats of the whole layer."""
+
+    shape: LayerShape
+    generics: HardwareGenerics
+    tiles: tuple
+
+    @property
+    def cycles(self) -> int:
+        return DESCRIPTOR_CYCLES + sum(tile_cycles(self.shape, t, self.generics) for t in self.tiles)
+
+    @property
+    def param_beats(self) -> int:
+        return sum(tile_param_beats(t, self.generics) for t in self.tiles)
+
+
+def schedule_layer(shape: LayerShape, generics: HardwareGenerics, name: str = "layer") -> ScheduledLayer:
+    """Plan `shape` on `generics` once and check it fits (RepAccelError naming the layer
+    and the limit otherwise)."""
+    _check_shape(shape, generics, name)
+    scheduled = ScheduledLayer(shape, generics, tuple(plan_tiles(shape, generics)))
+    _check_tiles(scheduled, name)
+    return scheduled
+
+
+def as_scheduled(shape, generics: HardwareGenerics, name: str = "layer") -> ScheduledLayer:
+    """`shape` if it is already a ScheduledLayer, else schedule_layer(shape, generics, name)."""
+    return shape if isinstance(shape, ScheduledLayer) else schedule_layer(shape, generics, name)
+
+
+def layer_cycles(shape, generics: HardwareGenerics | None = None) -> int:
+    """Cycles of one layer, descriptor transfer to last output transfer inclusive, no
+    stalls. shape: a ScheduledLayer (generics then None), or a LayerShape planned here."""
+    if isinstance(shape, ScheduledLayer):
+        return shape.cycles
     return DESCRIPTOR_CYCLES + sum(tile_cycles(shape, t, generics) for t in plan_tiles(shape, generics))
 
 
 def check_fits(shape: LayerShape, generics: HardwareGenerics, name: str = "layer") -> None:
-    """Raise RepAccelError naming the layer and the limit if it cannot run on this hardware."""
+    """Raise RepAccelError naming the layer and the limit if it cannot run on this hardware
+    (schedule_layer, its plan discarded)."""
+    schedule_layer(shape, generics, name)
+
+
+def _check_shape(shape: LayerShape, generics: HardwareGenerics, name: str) -> None:
     g = generics
     if shape.stride not in (1, 2):
         raise RepAccelError(f"{name}: stride {shape.stride} is not supported (1 or 2)")
@@ -154,7 +199,11 @@ def check_fits(shape: LayerShape, generics: HardwareGenerics, name: str = "layer
         raise RepAccelError(f"{name}: height {shape.height} exceeds the descriptor's {DIM_BITS}-bit field")
     if shape.cin >= 1 << CHANNEL_BITS or shape.cout >= 1 << CHANNEL_BITS:
         raise RepAccelError(f"{name}: channel count exceeds the descriptor's {CHANNEL_BITS}-bit field")
-    for tile in plan_tiles(shape, g):
+
+
+def _check_tiles(scheduled: ScheduledLayer, name: str) -> None:
+    shape, g = scheduled.shape, scheduled.generics
+    for tile in scheduled.tiles:
         if tile.cg > g.max_cg:
             raise RepAccelError(
                 f"{name}: tile {tile.index} reads {tile.in_count} input channels = {tile.cg} groups of PI={g.pi}, "

@@ -77,19 +77,18 @@ def workload_report(work: Workload, generics: HardwareGenerics, clock_mhz: float
     does not fit these generics or a build's images are laid out for another array.
     memory: a `rep_accel.memory` model; the cycles are then the engine's timing replayed
     under it (`sim.network.schedule_report`)."""
-    from .layout import check_fits, layer_cycles
+    from .layout import schedule_layer
     from .sim.report import layer_report, network_report
 
     bg = work.build_generics
     if bg is not None and (bg.pi, bg.po) != (generics.pi, generics.po):
         raise RepAccelError(f"build {work.name}: images laid out for a {bg.pi}x{bg.po} array, the RTL is "
                             f"{generics.pi}x{generics.po}; recompile with --pi {generics.pi} --po {generics.po}")
-    for name, shape in zip(work.names, work.shapes):
-        check_fits(shape, generics, name)
+    schedules = [schedule_layer(shape, generics, name) for name, shape in zip(work.names, work.shapes)]
     if memory is not None:
         from .sim.network import schedule_report
         return schedule_report(list(zip(work.names, work.shapes)), generics, clock_mhz, memory)
-    reports = [layer_report(n, s, generics, layer_cycles(s, generics)) for n, s in zip(work.names, work.shapes)]
+    reports = [layer_report(n, s, generics, s.cycles) for n, s in zip(work.names, schedules)]
     return network_report(reports, generics, clock_mhz, "fast")
 
 

@@ -433,13 +433,14 @@ def conv_layer_q(x: np.ndarray, layer, name: str | None = None) -> np.ndarray:
     return conv_layer(x, layer.shape, layer.weight, layer.bias, layer.m0, layer.n, name or layer.name)
 
 
-def cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryModel | None = None,
+def cycles(shape, generics: HardwareGenerics, memory: MemoryModel | None = None,
            name: str = "layer") -> int:
-    """The layer's cycles: with unlimited memory (None) the schedule formula
-    `layout.layer_cycles`; under a memory model the engine's timing replay
+    """The layer's cycles (shape: a LayerShape or its layout.ScheduledLayer): with unlimited
+    memory (None) the schedule formula `layout.layer_cycles`; under a memory model the engine's timing replay
     (`cycle.timing_cycles`, datapath off), which cycle mode counts exactly too."""
     if memory is None:
         return layer_cycles(shape, generics)
+    shape = getattr(shape, "shape", shape)      # a ScheduledLayer's shape: the replay plans it itself
     key = (shape, generics, memory)
     if key not in _REPLAYED:  # networks repeat shapes (RepVGG-A0: 22 layers, 9 shapes)
         if len(_REPLAYED) >= REPLAY_CACHE_SIZE:

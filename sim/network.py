@@ -19,7 +19,7 @@ import numpy as np
 from rep_accel import golden
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import check_fits, plan_tiles, size_generics, tile_param_beats
+from rep_accel.layout import ScheduledLayer, schedule_layer, size_generics
 from rep_accel.memory import MemoryModel
 from rep_accel.progress import progress
 from rep_accel.qnetwork import QuantizedNetwork
@@ -32,8 +32,10 @@ MODES = ("fast", "cycle")
 DEFAULT_CLOCK_MHZ = 150.0
 
 
-def check_network(qnet: QuantizedNetwork, generics: HardwareGenerics) -> None:
-    """Raise RepAccelError naming the layer and the limit if the network cannot run as given."""
+def check_network(qnet: QuantizedNetwork, generics: HardwareGenerics) -> list[ScheduledLayer]:
+    """Raise RepAccelError naming the layer and the limit if the network cannot run as
+    given; return every layer's ScheduledLayer (planned once, passed to every consumer)."""
+    schedules = []
     c, h, w = (int(v) for v in qnet.input_size)
     for i, layer in enumerate(qnet.layers):
         s = layer.shape
@@ -43,7 +45,7 @@ def check_network(qnet: QuantizedNetwork, generics: HardwareGenerics) -> None:
         if bool(s.input_signed) != (i == 0):
             raise RepAccelError(f"{layer.name}: input_signed={s.input_signed}, but only the first layer takes the signed "
                                 f"network input")
-        check_fits(s, generics, layer.name)
+        schedules.append(schedule_layer(s, generics, layer.name))
         fast.check_exact(s, layer.name)
         want = (s.cout, s.cin_per_group, 3, 3)
         if tuple(np.shape(layer.weight)) != want:
@@ -55,6 +57,7 @@ def check_network(qnet: QuantizedNetwork, generics: HardwareGenerics) -> None:
     fc = np.shape(qnet.head.fc_weight)
     if len(fc) != 2 or fc[1] != c:
         raise RepAccelError(f"head: FC weight {fc} does not take the last layer's {c} channels")
+    return schedules
 
 
 def generics_for(qnet: QuantizedNetwork, pi: int = 8, po: int = 8, base: HardwareGenerics | None = None) -> HardwareGenerics:
@@ -74,8 +77,7 @@ def schedule_report(layers, generics: HardwareGenerics, clock_mhz: float = DEFAU
     if isinstance(layers, QuantizedNetwork):
         layers = layers.layers
     named = [(l.name, l.shape) if hasattr(l, "shape") else (str(l[0]), l[1]) for l in layers]
-    for name, shape in named:
-        check_fits(shape, generics, name)
+    named = [(name, schedule_layer(shape, generics, name)) for name, shape in named]
     if memory is not None:
         memory.check_beats(generics)
     reports = [layer_report(name, shape, generics, fast.cycles(shape, generics, memory, name), memory)
@@ -93,12 +95,14 @@ def check_input(qnet: QuantizedNetwork, x_q: np.ndarray, name: str = "input") ->
         raise RepAccelError(f"{name}: quantized input must be int8, got {x_q.dtype}")
 
 
-def check_params(qnet: QuantizedNetwork, generics: HardwareGenerics, params: list) -> None:
-    """Per-layer parameter beats (e.g. from params.bin) must have the tile plan's beat counts."""
+def check_params(qnet: QuantizedNetwork, generics: HardwareGenerics, params: list, schedules=None) -> None:
+    """Per-layer parameter beats (e.g. from params.bin) must have the tile plan's beat counts
+    (schedules: the layers' ScheduledLayers, planned here if not given)."""
     if len(params) != len(qnet.layers):
         raise RepAccelError(f"parameter image has {len(params)} layers, the network {len(qnet.layers)}")
-    for layer, p in zip(qnet.layers, params):
-        want = (sum(tile_param_beats(t, generics) for t in plan_tiles(layer.shape, generics)), generics.param_beat_bytes)
+    schedules = schedules or [schedule_layer(l.shape, generics, l.name) for l in qnet.layers]
+    for layer, p, scheduled in zip(qnet.layers, params, schedules):
+        want = (scheduled.param_beats, generics.param_beat_bytes)
         if tuple(np.shape(p)) != want:
             raise RepAccelError(f"{layer.name}: parameter image of shape {np.shape(p)}, expected {want} beats x bytes "
                                 f"for PI={generics.pi}, PO={generics.po}")
@@ -144,7 +148,9 @@ class NetworkSimulator:
             raise RepAccelError(f"simulation mode {mode!r}: choose one of {', '.join(MODES)}")
         if not clock_mhz > 0:
             raise RepAccelError(f"clock {clock_mhz} MHz must be positive")
-        check_network(qnet, generics)
+        #: Every layer's ScheduledLayer: planned once here, read by the cycles, the reports
+        #: and the parameter check.
+        self.schedules = check_network(qnet, generics)
         self.qnet, self.generics, self.mode, self.clock_mhz = qnet, generics, mode, float(clock_mhz)
         self.stimulus, self.memory = stimulus, memory
         if stimulus is not None:
@@ -154,14 +160,14 @@ class NetworkSimulator:
         if mode == "fast":
             self.plans = [fast.plan_layer(l.shape, l.weight, l.bias, l.m0, l.n, l.name) for l in qnet.layers]
             # The schedule's counts do not depend on the data: computed once.
-            self.fast_cycles = np.array([fast.cycles(l.shape, generics, memory, l.name) for l in qnet.layers],
-                                        dtype=np.int64)
-            self._fast_reports = [layer_report(l.name, l.shape, generics, int(c), memory)
-                                  for l, c in zip(qnet.layers, self.fast_cycles)]
+            self.fast_cycles = np.array([fast.cycles(sl, generics, memory, l.name)
+                                         for l, sl in zip(qnet.layers, self.schedules)], dtype=np.int64)
+            self._fast_reports = [layer_report(l.name, sl, generics, int(c), memory)
+                                  for l, sl, c in zip(qnet.layers, self.schedules, self.fast_cycles)]
         else:
             if params is None:
                 params = [cycle.layer_params(l, generics) for l in qnet.layers]
-            check_params(qnet, generics, params)
+            check_params(qnet, generics, params, self.schedules)
             self.params = [np.ascontiguousarray(p, dtype=np.uint8) for p in params]
 
     def check_input(self, x_q: np.ndarray) -> None:
@@ -196,7 +202,7 @@ class NetworkSimulator:
         if self.mode == "fast":
             reports = self._fast_reports
         else:
-            reports = [layer_report(l.name, l.shape, self.generics, int(cycles[0, k]), self.memory)
+            reports = [layer_report(l.name, self.schedules[k], self.generics, int(cycles[0, k]), self.memory)
                        for k, l in enumerate(layers)]
         report = network_report(reports, self.generics, self.clock_mhz, self.mode, self.memory)
         tr = None

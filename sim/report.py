@@ -43,7 +43,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rep_accel.generics import KERNEL_BYTES, HardwareGenerics
-from rep_accel.layout import LayerShape, layer_cycles, plan_tiles, tile_param_beats
+from rep_accel.layout import as_scheduled, tile_param_beats
 from rep_accel.memory import MemoryModel, minimum_bytes
 
 BOTTLENECKS = ("compute", "input", "parameters")
@@ -117,12 +117,14 @@ class NetworkReport:
         return asdict(self)
 
 
-def layer_report(name: str, shape: LayerShape, generics: HardwareGenerics, cycles: int,
+def layer_report(name: str, shape, generics: HardwareGenerics, cycles: int,
                  memory: MemoryModel | None = None) -> LayerReport:
     """The report of one layer that took `cycles` cycles on hardware `generics`, its
-    streams served by `memory` (None: unlimited)."""
+    streams served by `memory` (None: unlimited). shape: the layer's ScheduledLayer
+    (layout.schedule_layer, planned once), or a LayerShape planned here."""
     g = generics
-    tiles = plan_tiles(shape, g)
+    scheduled = as_scheduled(shape, g, name)
+    shape, tiles = scheduled.shape, scheduled.tiles
     ho, wo = shape.out_height, shape.out_width
     hw = shape.height * shape.width
     sum_cg = sum(t.cg for t in tiles)
@@ -138,7 +140,7 @@ def layer_report(name: str, shape: LayerShape, generics: HardwareGenerics, cycle
     macs = shape.macs
     act_read, weight_read, act_write = sum_cg * hw * g.pi, param_beats * g.param_beat_bytes, len(tiles) * ho * wo * g.po
     total = act_read + weight_read + act_write
-    unlimited = layer_cycles(shape, g)
+    unlimited = scheduled.cycles
     mem_cycles = memory.memory_cycles(total) if memory is not None else 0
     return LayerReport(
         name=name, cin=shape.cin, cout=shape.cout, groups=shape.groups, stride=shape.stride,

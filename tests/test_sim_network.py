@@ -144,3 +144,23 @@ def test_refuses_what_does_not_fit():
         sim.run(x, trace=True)
     with pytest.raises(RepAccelError, match="mode"):
         NetworkSimulator(qnet, generics_for(qnet), "slow")
+
+
+def test_the_tile_plan_is_computed_once_per_layer(monkeypatch):
+    """The simulator schedules every layer once (layout.schedule_layer) and passes the
+    ScheduledLayer to the fit check, the cycle formula, the reports and the parameter check."""
+    from rep_accel import layout, streams
+    from rep_accel.sim import synthetic
+
+    qnet = synthetic.random_zoo_qnetwork("tiny", 16, seed=3)
+    g = generics_for(qnet, 4, 4)
+    calls = []
+    real = layout.plan_tiles
+    monkeypatch.setattr(layout, "plan_tiles", lambda s, gg: calls.append(s) or real(s, gg))
+    for mode in ("fast", "cycle"):
+        # Cycle mode takes the parameter beats as a build gives them, packed before counting.
+        params = None if mode == "fast" else [streams.layer_params(l, g) for l in qnet.layers]
+        calls.clear()
+        sim = NetworkSimulator(qnet, g, mode, params=params)
+        assert len(calls) == len(qnet.layers), (mode, len(calls))
+        assert [s.cycles for s in sim.schedules] == [layout.layer_cycles(l.shape, g) for l in qnet.layers]
