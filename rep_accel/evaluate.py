@@ -107,12 +107,8 @@ class NpySource(DataSource):
     """Images in a .npy (memory-mapped: a slice reads only its own bytes), labels in another."""
 
     def __init__(self, images: Path, labels: Path):
-        try:
-            arr = np.load(images, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise RepAccelError(f"--data {images}: not a readable .npy file ({e})") from None
-        if not isinstance(arr, np.ndarray):
-            raise RepAccelError(f"--data {images}: not a single array")
+        from .untrusted import open_npy
+        arr = open_npy(images, "--data")
         self.count, self.input_size = _check_image_header(arr.shape, arr.dtype, False, f"--data {images}")
         self._images = arr
         self.description = images.name

@@ -202,6 +202,18 @@ def jsonable(obj):
     raise TypeError(f"cannot store {type(obj).__name__} as JSON")
 
 
+def open_npy(path, option: str) -> np.ndarray:
+    """A .npy file memory-mapped (nothing read but its header, so its shape can be checked
+    against the memory limit first); never unpickles. Errors name `option` and the file."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise RepAccelError(f"{option} {path}: not a readable .npy file ({str(e)[:200]})") from None
+    if not isinstance(arr, np.ndarray):
+        raise RepAccelError(f"{option} {path}: holds several arrays; give one N x C x H x W array")
+    return arr
+
+
 def strict_json(obj, **kwargs) -> str:
     """json.dumps that refuses NaN and infinities (strict JSON) with a clean error."""
     try:

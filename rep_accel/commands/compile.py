@@ -12,7 +12,7 @@ from .. import images, quantize
 from ..errors import RepAccelError
 from ..fsutil import add_force_argument, check_output_folder
 from ..datasets import IMAGE_SUFFIXES, read_normalized_image
-from ..untrusted import check_allocation, jsonable, parse_input_size
+from ..untrusted import check_allocation, jsonable, open_npy, parse_input_size
 from ..generics import HardwareGenerics
 from ..layout import size_generics
 
@@ -43,12 +43,7 @@ def add_arguments(p) -> None:
     p.add_argument("--mean", help="per-channel mean of the normalization of folder images, e.g. 0.1307 or 0.485,0.456,0.406")
     p.add_argument("--std", help="per-channel std of the normalization of folder images")
     p.add_argument("--input-size", help="C,H,W of the network input (default: the calibration data's)")
-    p.add_argument("--num-calib", type=int, default=quantize.DEFAULT_NUM_CALIB,
-                   help=f"calibration inputs to use, the first ones (default {quantize.DEFAULT_NUM_CALIB})")
-    p.add_argument("--observer", choices=quantize.OBSERVERS, default=quantize.DEFAULT_OBSERVER,
-                   help=f"activation range observer (default {quantize.DEFAULT_OBSERVER}; docs/numerics.md)")
-    p.add_argument("--pi", type=int, default=8, help="array rows (input channels per cycle) the images are laid out for")
-    p.add_argument("--po", type=int, default=8, help="array columns (output channels in parallel)")
+    add_quantization_arguments(p)
     p.add_argument("--w-max", type=int, help="check the layers fit a build with this W_MAX (default: derived)")
     p.add_argument("--max-cg", type=int, help="check against this weight-buffer depth (default: derived)")
     p.add_argument("--line-depth", type=int, help="check against this line-buffer depth (default: derived)")
@@ -56,6 +51,18 @@ def add_arguments(p) -> None:
     add_arithmetic_arguments(p)   # recorded in the build: its RTL must have the same
     p.add_argument("--json", action="store_true", help="print the quantization report as JSON instead of the table")
     add_force_argument(p)
+
+
+def add_quantization_arguments(p, when: str = "") -> None:
+    """--num-calib, --observer, --pi, --po: how a checkpoint is quantized and laid out (also
+    `rep-accel evaluate`'s, which compiles a checkpoint in memory; `when` prefixes the help)."""
+    p.add_argument("--num-calib", type=int, default=quantize.DEFAULT_NUM_CALIB,
+                   help=f"{when}calibration inputs to use, the first ones (default {quantize.DEFAULT_NUM_CALIB})")
+    p.add_argument("--observer", choices=quantize.OBSERVERS, default=quantize.DEFAULT_OBSERVER,
+                   help=f"{when}activation range observer (default {quantize.DEFAULT_OBSERVER}; docs/numerics.md)")
+    p.add_argument("--pi", type=int, default=8, help=f"{when}array rows (input channels per cycle) the images are "
+                                                     f"laid out for (default 8)")
+    p.add_argument("--po", type=int, default=8, help=f"{when}array columns (output channels in parallel; default 8)")
 
 
 # ----------------------------------------------------------------------------------
@@ -75,12 +82,7 @@ def _parse_floats(text: str, option: str, channels: int) -> np.ndarray:
 
 
 def load_calib_npy(path: Path, limit: int) -> np.ndarray:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise RepAccelError(f"--calib {path}: not a readable .npy file ({str(e)[:200]})") from None
-    if not isinstance(arr, np.ndarray):
-        raise RepAccelError(f"--calib {path}: holds several arrays; give one N x C x H x W array")
+    arr = open_npy(path, "--calib")
     if arr.ndim == 4:
         arr = arr[:limit]
     # The header's shape is checked (memory-mapped, nothing read yet) before the copy.

@@ -42,7 +42,7 @@ examples:
 
 
 def add_arguments(p) -> None:
-    from rep_accel import evaluate, quantize
+    from rep_accel import evaluate
     from rep_accel.distributed import DEFAULT_MAX_RETRIES
     from rep_accel.sim.network import DEFAULT_CLOCK_MHZ, MODES
     p.add_argument("model", nargs="?", default=None,
@@ -56,12 +56,8 @@ def add_arguments(p) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--checkpoint", help="with a build: the checkpoint it was compiled from, for the float column")
     p.add_argument("--calib", help="with a checkpoint: calibration data, as `rep-accel compile --calib`")
-    p.add_argument("--num-calib", type=int, default=quantize.DEFAULT_NUM_CALIB,
-                   help=f"with a checkpoint: calibration inputs to use (default {quantize.DEFAULT_NUM_CALIB})")
-    p.add_argument("--observer", choices=quantize.OBSERVERS, default=quantize.DEFAULT_OBSERVER,
-                   help=f"with a checkpoint: activation range observer (default {quantize.DEFAULT_OBSERVER})")
-    p.add_argument("--pi", type=int, default=8, help="with a checkpoint: array rows (default 8)")
-    p.add_argument("--po", type=int, default=8, help="with a checkpoint: array columns (default 8)")
+    from .compile import add_quantization_arguments
+    add_quantization_arguments(p, "with a checkpoint: ")
     p.add_argument("--mode", choices=MODES, default="fast",
                    help="simulator mode: fast (exact outputs, schedule cycles; default) or cycle (every clock)")
     p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ,

@@ -10,7 +10,7 @@ import numpy as np
 from .. import images, numerics
 from ..errors import RepAccelError
 from ..fsutil import check_output_file, write_outputs_together
-from ..untrusted import check_allocation, check_clock_mhz, strict_json
+from ..untrusted import check_allocation, check_clock_mhz, open_npy, strict_json
 
 HELP = "simulate a compiled build on inputs, bit- and cycle-exactly, and report cycles and traffic"
 DESCRIPTION = """\
@@ -74,12 +74,7 @@ def load_input(path: str, input_size) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise RepAccelError(f"--input {p}: no such file")
-    try:
-        x = np.load(p, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise RepAccelError(f"--input {p}: not a readable .npy file ({str(e)[:200]})") from None
-    if not isinstance(x, np.ndarray):
-        raise RepAccelError(f"--input {p}: holds several arrays; give one N x C x H x W array")
+    x = open_npy(p, "--input")
     want = tuple(int(v) for v in input_size)
     if x.ndim != 4 or tuple(x.shape[1:]) != want or x.shape[0] < 1:
         raise RepAccelError(f"--input {p}: shape {tuple(x.shape)} does not match the build's input N x "
