@@ -56,6 +56,22 @@ def snapshot(*roots) -> dict:
     return state
 
 
+def small_build(root: Path, pi: int, po: int, seed: int) -> Path:
+    """A build of a random 'tiny' RepVGG at 16x16 under root/build (PI x PO array), one
+    input root/x.npy (float32 1 x C x 16 x 16) and calibration digits root/calib.npy."""
+    import numpy as np
+
+    from rep_accel.generics import HardwareGenerics
+    from rep_accel.sim import synthetic
+
+    qnet = synthetic.random_zoo_qnetwork("tiny", 16, seed=seed)
+    images.write_build(qnet, HardwareGenerics(pi=pi, po=po, w_max=16), root / "build")
+    rng = np.random.default_rng(seed)
+    np.save(root / "x.npy", rng.normal(0, 1, (1,) + tuple(qnet.input_size)).astype(np.float32))
+    np.save(root / "calib.npy", rng.normal(0, 1, (8, 1, 28, 28)).astype(np.float32))
+    return root
+
+
 def rewrite_manifest(build: Path, edit) -> None:
     """Apply `edit(manifest)` to a build's manifest and recompute its checksum, as an
     attacker who knows the format would (so only the loader's own checks can catch it)."""

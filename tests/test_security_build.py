@@ -6,29 +6,21 @@ import json
 import os
 import shutil
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rep_accel import images
 from rep_accel.errors import RepAccelError
-from rep_accel.generics import HardwareGenerics
-from rep_accel.sim import synthetic
 
-from hostile import assert_user_error, file_entry, rewrite_manifest, snapshot
+from hostile import assert_user_error, file_entry, rewrite_manifest, small_build, snapshot
 
 SEED = 1313
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    root = tmp_path_factory.mktemp("security_build")
-    qnet = synthetic.random_zoo_qnetwork("tiny", 16, seed=SEED)
-    images.write_build(qnet, HardwareGenerics(pi=4, po=4, w_max=16), root / "build")
-    x = np.random.default_rng(SEED).normal(0, 1, (1,) + tuple(qnet.input_size)).astype(np.float32)
-    np.save(root / "x.npy", x)
-    return root
+    return small_build(tmp_path_factory.mktemp("security_build"), 4, 4, SEED)
 
 
 @pytest.fixture

@@ -6,29 +6,19 @@ outputs of one command appear together or not at all, temporary folders never st
 import json
 import os
 
-import numpy as np
 import pytest
 
 from rep_accel import images
 from rep_accel.fsutil import OWNERSHIP_FILE
-from rep_accel.generics import HardwareGenerics
-from rep_accel.sim import synthetic
 
-from hostile import assert_user_error, run_cli, snapshot
+from hostile import assert_user_error, run_cli, small_build, snapshot
 
 SEED = 2024
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    root = tmp_path_factory.mktemp("outputs")
-    qnet = synthetic.random_zoo_qnetwork("tiny", 16, seed=SEED)
-    images.write_build(qnet, HardwareGenerics(pi=2, po=2, w_max=16), root / "build")
-    x = np.random.default_rng(SEED).normal(0, 1, (1,) + tuple(qnet.input_size)).astype(np.float32)
-    np.save(root / "x.npy", x)
-    calib = np.random.default_rng(SEED).normal(0, 1, (8, 1, 28, 28)).astype(np.float32)
-    np.save(root / "calib.npy", calib)
-    return root
+    return small_build(tmp_path_factory.mktemp("outputs"), 2, 2, SEED)
 
 
 def _no_temporaries(folder):
