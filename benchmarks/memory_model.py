@@ -22,7 +22,6 @@ import time
 
 from rep_accel import memory, workload
 from rep_accel.families import ecp5
-from rep_accel.generics import KERNEL_BYTES
 from rep_accel.sim.network import schedule_report
 
 #: LFE5U-85F block RAM: 208 DP16KD of 18 kbit, 2 KiB of 8-bit data each.
@@ -36,7 +35,7 @@ def layer_class(index: int, stride: int) -> str:
 
 def class_figures(report, generics):
     """{class: (utilization, share of cycles)} and the total utilization."""
-    peak = KERNEL_BYTES * generics.pi * generics.po
+    peak = generics.peak_macs_per_cycle
     out = {}
     for cls in CLASSES:
         rows = [lr for k, lr in enumerate(report.layers) if layer_class(k, lr.stride) == cls]

@@ -9,7 +9,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from rep_accel import families
-from rep_accel.generics import LATENCY_FIXED, HardwareGenerics
+from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import DESCRIPTOR_FIELDS
 
 from .top import Accelerator
@@ -63,7 +63,7 @@ def generate(generics: HardwareGenerics, dsp: str = "generic") -> tuple[str, dic
         "top": TOP_NAME,
         "generics": generics.to_dict(),
         "pipeline_latency": generics.pipeline_latency,
-        "latency_fixed": LATENCY_FIXED,
+        "latency_fixed": generics.unit_kind.latency_fixed,
         "dsp": dsp,
         "sources": [f"{TOP_NAME}.v"],
         "simulation_models": simulation_model_names(dsp),

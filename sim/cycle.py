@@ -48,7 +48,7 @@ import numpy as np
 from numba import njit
 
 from rep_accel.errors import RepAccelError
-from rep_accel.generics import HardwareGenerics
+from rep_accel.generics import KERNEL_BYTES, WINDOW_TAPS, HardwareGenerics
 from rep_accel.layout import (HEADER_BEATS, HEADER_FIELDS, REQUANT_FIELDS, LayerShape, field_span, has_output,
                               layer_cycles, plan_tiles, scan_extent, tile_param_beats)
 from rep_accel.memory import UNLIMITED_ENGINE_ARGS, MemoryModel
@@ -65,6 +65,9 @@ _BIAS_AT, _BIAS_BYTES = field_span(REQUANT_FIELDS, "bias")
 _M0_AT, _M0_BYTES = field_span(REQUANT_FIELDS, "m0")
 _N_AT, _N_BYTES = field_span(REQUANT_FIELDS, "n")
 assert _N_BYTES == 1 and _BIAS_BYTES == 4
+# The kernel reads a weight slot of KERNEL_BYTES as one window's WINDOW_TAPS int8 taps.
+_TAPS = WINDOW_TAPS
+assert KERNEL_BYTES == WINDOW_TAPS
 
 # Controller phases.
 IDLE, LOAD, SCAN, DRAIN = 0, 1, 2, 3
@@ -135,7 +138,7 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
     trace is uint8 (rows, 10), row = cycle, columns TRACE_SIGNALS, when `record` (else empty).
     """
     L = latency
-    nine = 9
+    nine = _TAPS
     # ---- state: window generator, units, accumulators, requantization, pipeline ----
     line = np.zeros((pi, line_depth, 2), dtype=np.int32)  # (row y-1, row y-2) per entry
     coldelay = np.zeros((pi, max_cg, 2, 3), dtype=np.int32)  # [lane, g, column x-1 / x-2, row y / y-1 / y-2]
