@@ -36,7 +36,8 @@ examples:
 
 def add_arguments(p) -> None:
     p.add_argument("model", nargs="?", default=None,
-                   help="checkpoint (.pt): rep-accel, official RepVGG or timm layout, train-time or fused "
+                   help="checkpoint (.pt): rep-accel, official RepVGG, timm, mmpretrain or QARepVGG layout, "
+                        "train-time or fused "
                         "(default: the bundled default model)")
     p.add_argument("-o", "--output", required=True, help="build folder to write (created or updated)")
     p.add_argument("--calib", help="calibration data: a .npy of N x C x H x W float32, or a folder of images")

@@ -14,13 +14,15 @@ HELP = "fuse a RepVGG checkpoint into plain 3x3 conv layers (a deploy checkpoint
 
 DESCRIPTION = """\
 Load a RepVGG checkpoint (the official repository's train-time or deploy state_dict,
-timm's repvgg_* train-time or reparameterized state_dict, or rep-accel's own format;
+timm's repvgg_* train-time or reparameterized state_dict, an mmpretrain/mmengine
+checkpoint, a QARepVGG (or YOLOv6 QARepVGGBlock) checkpoint, or rep-accel's own format;
 wrapped under 'state_dict'/'model', with 'module.' prefixes, fp16/bf16 tensors), infer
-its architecture, fuse every block (3x3 conv+BN, 1x1 conv+BN, identity BN) into one
-3x3 conv with bias, and write the fused network as a deploy checkpoint in the same key
-convention as the input, so it loads into the original project's deploy-mode model:
-official -> stageS.B.rbr_reparam.*, timm -> stages.N.M.reparam_conv.*, rep-accel -> its
-deploy format. The fused network is checked against the train-time one on a random input.
+its architecture, fuse every block (3x3 conv+BN, 1x1 conv+BN, identity BN; QARepVGG's
+1x1 and identity without BN and its BN after the sum) into one 3x3 conv with bias, and
+write the fused network as a deploy checkpoint in the same key convention as the input,
+so it loads into the original project's deploy-mode model: official -> stageS.B.rbr_reparam.*,
+timm -> stages.N.M.reparam_conv.*, mmpretrain -> backbone.*.branch_reparam.*, rep-accel ->
+its deploy format (docs/checkpoints.md). The fused network is checked against the train-time one on a random input.
 
 The file is read with torch.load(weights_only=True): it never runs code from the file.
 
