@@ -6,6 +6,7 @@ outputs of one command appear together or not at all, temporary folders never st
 import json
 import os
 
+import numpy as np
 import pytest
 
 from rep_accel import images
@@ -214,3 +215,48 @@ def test_verify_that_crashes_leaves_no_temporary_folder(small, tmp_path, capsys,
     monkeypatch.setattr(runner, "run_job", crash)
     assert_user_error(capsys, "verify", small / "build", "--input", small / "x.npy", says="crashed")
     assert list(scratch.iterdir()) == []
+
+
+# ---------------------------------------------------------------- every file output
+
+@pytest.fixture(scope="module")
+def labelled(small):
+    """small's input as a labelled .npz for evaluate."""
+    x = np.load(small / "x.npy")
+    np.savez(small / "data.npz", x=x, y=np.zeros(len(x), np.int64))
+    return small / "data.npz"
+
+
+def _file_outputs(small, labelled, target):
+    b, x = small / "build", small / "x.npy"
+    return {
+        "simulate --json": ["simulate", b, "--input", x, "--json", target],
+        "simulate --out": ["simulate", b, "--input", x, "--out", target],
+        "evaluate --json": ["evaluate", b, "--data", labelled, "--serial", "--json", target],
+        "export -o": ["export", b, "-o", target],
+        "verify --json": ["verify", b, "--input", x, "--json", target],
+        "fuse -o": ["fuse", "rep_accel/data/default_model.pt", "-o", target],
+    }
+
+
+@pytest.mark.parametrize("which", ["simulate --json", "simulate --out", "evaluate --json", "export -o",
+                                   "verify --json", "fuse -o"])
+def test_every_file_output_under_a_file_is_refused_before_any_work(small, labelled, tmp_path, capsys, which):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    suffix = {"simulate --out": ".npy", "export -o": ".onnx", "fuse -o": ".pt"}.get(which, ".json")
+    argv = _file_outputs(small, labelled, blocker / f"out{suffix}")[which]
+    before = snapshot(tmp_path, small)
+    assert_user_error(capsys, *argv, says=str(blocker))
+    assert snapshot(tmp_path, small) == before
+
+
+@pytest.mark.parametrize("which,target", [("export -o", "build/manifest.json"), ("simulate --out", "x.npy")])
+def test_a_file_output_may_not_overwrite_an_input(small, labelled, tmp_path, capsys, which, target):
+    import shutil
+    work = tmp_path / "w"
+    shutil.copytree(small, work)
+    argv = _file_outputs(work, work / "data.npz", work / target)[which]
+    before = snapshot(work)
+    assert_user_error(capsys, *argv, says="also an input")
+    assert snapshot(work) == before
