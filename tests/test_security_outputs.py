@@ -235,16 +235,18 @@ def _file_outputs(small, labelled, target):
         "evaluate --json": ["evaluate", b, "--data", labelled, "--serial", "--json", target],
         "export -o": ["export", b, "-o", target],
         "verify --json": ["verify", b, "--input", x, "--json", target],
+        "verify --waves": ["verify", b, "--input", x, "--waves", target],
         "fuse -o": ["fuse", "rep_accel/data/default_model.pt", "-o", target],
     }
 
 
 @pytest.mark.parametrize("which", ["simulate --json", "simulate --out", "evaluate --json", "export -o",
-                                   "verify --json", "fuse -o"])
+                                   "verify --json", "verify --waves", "fuse -o"])
 def test_every_file_output_under_a_file_is_refused_before_any_work(small, labelled, tmp_path, capsys, which):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    suffix = {"simulate --out": ".npy", "export -o": ".onnx", "fuse -o": ".pt"}.get(which, ".json")
+    suffix = {"simulate --out": ".npy", "export -o": ".onnx", "fuse -o": ".pt", "verify --waves": ".vcd"}.get(which,
+                                                                                                       ".json")
     argv = _file_outputs(small, labelled, blocker / f"out{suffix}")[which]
     before = snapshot(tmp_path, small)
     assert_user_error(capsys, *argv, says=str(blocker))

@@ -201,6 +201,7 @@ def run(args) -> int:
         waves = Path(args.waves + suffix if args.waves == WAVES_DEFAULT else args.waves)
         if waves.suffix.lower() != suffix or waves.is_dir():
             raise RepAccelError(f"--waves {args.waves}: {args.sim} writes {suffix[1:].upper()}; give a {suffix} file name")
+        check_output_file(waves, "--waves", [args.input, args.build, json_path])
     if args.images is not None and args.images < 1:
         raise RepAccelError(f"--images {args.images}: must be at least 1")
     from .. import memory
