@@ -28,8 +28,16 @@ def _load_commands():
     return modules
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one line (and exit status 2), as
+    every other user error is, not a usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rep-accel",
         description="Toolchain for a RepVGG accelerator built from 3x3-conv+ReLU units: "
                     "fuse a checkpoint, quantize it to integers, simulate the array bit- and "

@@ -164,3 +164,13 @@ def test_no_warning_before_the_error_line(tmp_path, capsys):
     np.save(tmp_path / "c.npy", x)
     line = assert_user_error(capsys, "compile", "-o", tmp_path / "b", "--calib", tmp_path / "c.npy")
     assert "Warning" not in line
+
+
+@pytest.mark.parametrize("argv", [["rtl", "-o", "r", "--unit", "winograd"], ["compile"], ["simulate", "b", "--pi", "x"],
+                                  ["bogus"]])
+def test_command_line_mistakes_are_one_line(argv, capsys):
+    from rep_accel import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "--help" in err, err
