@@ -52,6 +52,9 @@ UNIT_KINDS = {"direct": UnitKind(multipliers=WINDOW_TAPS, macs_per_cycle=WINDOW_
 #: Generics that choose how the arithmetic is built, not how the images are laid out: a build
 #: records them, and RTL built with other values is refused (check_same_arithmetic).
 ARITHMETIC_GENERICS = ("unit", "lut_multipliers")
+#: Most tiles one tile group may hold (`max_group`): the depth of each output column's
+#: accumulator and requantization tables (distributed RAM in the RTL).
+MAX_GROUP_LIMIT = 64
 #: Bounds of the buffer generics: what a real device can hold, and what the RTL
 #: generator elaborates in seconds. The largest ECP5 (LFE5U-85F) has 208 block RAMs of
 #: 2 KiB; these bounds leave room for larger FPGAs without letting a typo ask for
@@ -73,6 +76,10 @@ class HardwareGenerics:
                  groups (ceil(C_in of a tile / pi)) one tile may have.
     line_depth:  line-buffer entries per lane; one entry holds one pixel of one channel
                  group for the two previous rows. A layer needs width * cg <= line_depth.
+    max_group:   most tiles of PO output channels that share one pass over the input (a tile
+                 group, docs/architecture.md "Tile groups"): the depth of each output
+                 column's accumulator and requantization tables. A group of K tiles with cg
+                 channel groups also needs K * cg <= max_cg kernels per unit.
     unit:        kind of arithmetic unit, a key of UNIT_KINDS ("direct": the 3x3 unit).
     lut_multipliers: how many of the array's PI x PO x UnitKind.multipliers multipliers are
                  built in logic (LUTs) instead of DSP blocks, 0 .. all of them: the first
@@ -85,11 +92,12 @@ class HardwareGenerics:
     w_max: int = 224
     max_cg: int = 64
     line_depth: int = 2048
+    max_group: int = 1
     unit: str = "direct"
     lut_multipliers: int = 0
 
     def __post_init__(self):
-        for name in ("pi", "po", "max_cg", "line_depth"):
+        for name in ("pi", "po", "max_cg", "line_depth", "max_group"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise RepAccelError(f"generic {name}={value!r} must be a positive integer")
@@ -105,6 +113,9 @@ class HardwareGenerics:
         if self.line_depth > LINE_DEPTH_LIMIT:
             raise RepAccelError(f"generic line_depth={self.line_depth} exceeds {LINE_DEPTH_LIMIT}, the deepest "
                                 f"line buffer supported; use --line-depth <= {LINE_DEPTH_LIMIT}")
+        if self.max_group > MAX_GROUP_LIMIT:
+            raise RepAccelError(f"generic max_group={self.max_group} exceeds {MAX_GROUP_LIMIT}, the most tiles per "
+                                f"group supported; use --max-group <= {MAX_GROUP_LIMIT}")
         if not isinstance(self.unit, str) or self.unit not in UNIT_KINDS:
             raise RepAccelError(f"generic unit={self.unit!r:.40}: choose one of {', '.join(UNIT_KINDS)} (--unit)")
         value = self.lut_multipliers

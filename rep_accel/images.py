@@ -5,7 +5,7 @@
                       per-channel bias/M0/n, tile table with byte offsets, head, the
                       size and sha256 of every other file, the quantization report
       params.bin      the parameter beats of every layer, layer by layer, tile by tile
-                      (layout.pack_tile_params): exactly what the host streams to `params`
+                      (layout.pack_group_params): exactly what the host streams to `params`
       head.bin        the integer head: FC weights int8 (classes, C) row-major, then the
                       FC bias int32 little-endian (classes,)
       hex/NN_<layer>.hex   the same beats as params.bin for $readmemh: one beat per line,
@@ -33,7 +33,8 @@ from . import numerics
 from .errors import RepAccelError
 from .fsutil import atomic_output_dir
 from .generics import HardwareGenerics
-from .layout import LayerShape, Tile, pack_tile_params, plan_tiles, tile_param_beats, unpack_tile_params
+from .layout import (LayerShape, Tile, TileGroup, group_param_beats, pack_group_params, schedule_layer,
+                     unpack_group_params)
 from .qnetwork import QuantizedHead, QuantizedLayer, QuantizedNetwork
 from .untrusted import check_allocation, jsonable, contained_path, expect, int_in_range, read_limited
 
@@ -47,7 +48,7 @@ MAX_CLASSES = 1 << 20
 
 BUILD_FORMAT = "rep-accel-build"
 #: Bumped whenever the meaning of a field or file changes; load_build accepts only this one.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 MANIFEST = "manifest.json"
 PARAMS = "params.bin"
 HEAD = "head.bin"
@@ -91,15 +92,19 @@ def _tile_dict(t: Tile) -> dict:
             "in_base": t.in_base, "in_count": t.in_count, "cg": t.cg}
 
 
+def _group_dict(j: TileGroup) -> dict:
+    return {"index": j.index, "tiles": [t.index for t in j.tiles], "cg": j.cg}
+
+
 def _shape_dict(s: LayerShape) -> dict:
     return {"cin": s.cin, "cout": s.cout, "groups": s.groups, "stride": s.stride,
             "height": s.height, "width": s.width, "input_signed": bool(s.input_signed)}
 
 
 def layer_param_beats(layer: QuantizedLayer, generics: HardwareGenerics) -> list[np.ndarray]:
-    """The parameter beats of every tile of `layer`, uint8 (beats, 9 * PI) each."""
-    return [pack_tile_params(layer.weight, layer.bias, layer.m0, layer.n, layer.shape, t, generics)
-            for t in plan_tiles(layer.shape, generics)]
+    """The parameter beats of every tile group of `layer`, uint8 (beats, 9 * PI) each."""
+    return [pack_group_params(layer.weight, layer.bias, layer.m0, layer.n, layer.shape, j, generics)
+            for j in schedule_layer(layer.shape, generics, layer.name).groups]
 
 
 # ----------------------------------------------------------------------------------
@@ -171,12 +176,13 @@ def write_build(qnet: QuantizedNetwork, generics: HardwareGenerics, out_dir, rep
     hex_files: dict[str, bytes] = {}
     layers = []
     for i, layer in enumerate(qnet.layers):
-        tiles = plan_tiles(layer.shape, generics)
+        scheduled = schedule_layer(layer.shape, generics, layer.name)
         layer_start = len(params)
-        tile_rows = []
+        tile_rows = [_tile_dict(t) for t in scheduled.tiles]
+        group_rows = []
         all_beats = []
-        for t, beats in zip(tiles, layer_param_beats(layer, generics)):
-            tile_rows.append({**_tile_dict(t), "offset": len(params), "beats": int(beats.shape[0])})
+        for j, beats in zip(scheduled.groups, layer_param_beats(layer, generics)):
+            group_rows.append({**_group_dict(j), "offset": len(params), "beats": int(beats.shape[0])})
             params += beats.tobytes()
             all_beats.append(beats)
         beats = np.concatenate(all_beats)
@@ -192,7 +198,7 @@ def write_build(qnet: QuantizedNetwork, generics: HardwareGenerics, out_dir, rep
             "n": [int(v) for v in layer.n],
             "params": {"offset": layer_start, "bytes": len(params) - layer_start,
                        "beats": (len(params) - layer_start) // beat_bytes},
-            "hex": name, "tiles": tile_rows,
+            "hex": name, "tiles": tile_rows, "tile_groups": group_rows,
         })
     h = qnet.head
     fc_w = np.ascontiguousarray(np.asarray(h.fc_weight, dtype=np.int8))
@@ -241,7 +247,7 @@ class Build:
     """A loaded, validated build folder.
 
     path, manifest (dict), generics (HardwareGenerics), qnet (QuantizedNetwork), params
-    (bytes of params.bin), report (dict or None). `layer_params(i)` / `tile_params(i, t)`
+    (bytes of params.bin), report (dict or None). `layer_params(i)` / `group_params(i, j)`
     give the packed beats, uint8 (beats, 9 * PI); `tiles(i)` the layer's tile plan.
     """
 
@@ -267,16 +273,21 @@ class Build:
 
     def tiles(self, layer) -> list[Tile]:
         """The tile plan of a layer (index or name)."""
-        return plan_tiles(self.qnet.layers[self._layer_index(layer)].shape, self.generics)
+        return list(self.schedule(layer).tiles)
+
+    def schedule(self, layer):
+        """The layer's schedule (layout.ScheduledLayer: tiles and tile groups), index or name."""
+        q = self.qnet.layers[self._layer_index(layer)]
+        return schedule_layer(q.shape, self.generics, q.name)
 
     def layer_params(self, layer) -> np.ndarray:
         """All parameter beats of a layer (index or name), uint8 (beats, 9 * PI)."""
         p = self.manifest["layers"][self._layer_index(layer)]["params"]
         return np.frombuffer(self.params, np.uint8, p["bytes"], p["offset"]).reshape(-1, self.generics.param_beat_bytes)
 
-    def tile_params(self, layer, tile: int) -> np.ndarray:
-        """The parameter beats of one tile, uint8 (beats, 9 * PI)."""
-        t = self.manifest["layers"][self._layer_index(layer)]["tiles"][tile]
+    def group_params(self, layer, group: int) -> np.ndarray:
+        """The parameter beats of one tile group, uint8 (beats, 9 * PI)."""
+        t = self.manifest["layers"][self._layer_index(layer)]["tile_groups"][group]
         nbytes = t["beats"] * self.generics.param_beat_bytes
         return np.frombuffer(self.params, np.uint8, nbytes, t["offset"]).reshape(-1, self.generics.param_beat_bytes)
 
@@ -380,6 +391,9 @@ def _check_structure(manifest: dict, mpath: Path) -> None:
         expect(entry, dict, f"layers[{k}]", mpath)
         expect(_get(entry, "name", f"layers[{k}].", mpath), str, f"layers[{k}].name", mpath)
         expect(_get(entry, "tiles", f"layers[{k}].", mpath), list, f"layers[{k}].tiles", mpath)
+        groups = expect(_get(entry, "tile_groups", f"layers[{k}].", mpath), list, f"layers[{k}].tile_groups", mpath)
+        for row in groups:
+            expect(row, dict, f"layers[{k}].tile_groups[]", mpath)
         expect(_get(entry, "params", f"layers[{k}].", mpath), dict, f"layers[{k}].params", mpath)
         expect(_get(entry, "hex", f"layers[{k}].", mpath), str, f"layers[{k}].hex", mpath)
         for key in ("bias", "m0", "n", "s_w"):
@@ -429,22 +443,26 @@ def _load_checked(root: Path, manifest: dict) -> Build:
     layers = []
     offset = 0
     for i, (entry, shape) in enumerate(zip(manifest["layers"], shapes)):
-        tiles = plan_tiles(shape, generics)
-        if [_tile_dict(t) for t in tiles] != [{k: v for k, v in r.items() if k not in ("offset", "beats")}
-                                              for r in entry["tiles"]]:
+        scheduled = schedule_layer(shape, generics, entry["name"])
+        tiles, groups = scheduled.tiles, scheduled.groups
+        if [_tile_dict(t) for t in tiles] != entry["tiles"]:
             _fail(mpath, f"tile table of layer {entry['name']} does not match the tile plan for these generics")
+        if [_group_dict(j) for j in groups] != [{k: v for k, v in r.items() if k not in ("offset", "beats")}
+                                                for r in entry["tile_groups"]]:
+            _fail(mpath, f"tile groups of layer {entry['name']} do not match the schedule for these generics")
         if entry["params"]["offset"] != offset:
             _fail(mpath, f"layer {entry['name']} starts at byte {entry['params']['offset']}, expected {offset}")
         weight = np.zeros((shape.cout, shape.cin_per_group, 3, 3), dtype=np.int8)
         blobs = []
-        for t, row in zip(tiles, entry["tiles"]):
-            nbytes = tile_param_beats(t, generics) * beat_bytes
-            if row["offset"] != offset or row["beats"] * beat_bytes != nbytes:
-                _fail(mpath, f"layer {entry['name']} tile {t.index}: offset/size do not match the layout")
+        for j, row in zip(groups, entry["tile_groups"]):
+            nbytes = group_param_beats(j, generics) * beat_bytes
+            at, count = row.get("offset"), row.get("beats")
+            if not (type(at) is int and type(count) is int) or at != offset or count * beat_bytes != nbytes:
+                _fail(mpath, f"layer {entry['name']} tile group {j.index}: offset/size do not match the layout")
             if offset + nbytes > len(params):
                 _fail(root / PARAMS, f"ends at byte {len(params)}, layer {entry['name']} needs {offset + nbytes}")
             beats = np.frombuffer(params, np.uint8, nbytes, offset).reshape(-1, beat_bytes)
-            weight[t.out_base:t.out_base + t.out_count] = unpack_tile_params(beats, shape, t, generics)["kernels"]
+            weight[j.out_base:j.out_base + j.out_count] = unpack_group_params(beats, shape, j, generics)["kernels"]
             blobs.append(beats)
             offset += nbytes
         if entry["params"]["bytes"] != offset - entry["params"]["offset"]:
@@ -460,9 +478,9 @@ def _load_checked(root: Path, manifest: dict) -> Build:
                 _fail(mpath, f"layer {entry['name']}: {name} has {arr.size} entries, C_out is {shape.cout}")
         # Packing the reconstructed layer again must give params.bin's bytes: the header, the
         # bias/M0/n of every lane and the zero padding all agree with the manifest.
-        for t, beats in zip(tiles, layer_param_beats(layer, generics)):
-            if not np.array_equal(beats, blobs[t.index]):
-                _fail(root / PARAMS, f"layer {entry['name']} tile {t.index} does not match the manifest's "
+        for j, beats in zip(groups, layer_param_beats(layer, generics)):
+            if not np.array_equal(beats, blobs[j.index]):
+                _fail(root / PARAMS, f"layer {entry['name']} tile group {j.index} does not match the manifest's "
                                      f"bias/M0/n or the layout")
         hex_file = entry["hex"]
         if data.get(hex_file) != beats_to_hex(np.concatenate(blobs)):

@@ -96,6 +96,71 @@ def plan_tiles(shape: LayerShape, generics: HardwareGenerics) -> list[Tile]:
     return tiles
 
 
+@dataclass(frozen=True)
+class TileGroup:
+    """K consecutive tiles that read the same input channels and share one pass over the
+    input (docs/architecture.md, "Tile groups"): the input is streamed once for the K
+    tiles, each scan position that completes an output takes K * cg steps (the K tiles'
+    kernels in turn for each channel group) and the K tiles' kernels sit in the weight
+    buffer together (K * cg <= max_cg).
+
+    index: group number in the layer; tiles: the K Tiles, in order; cg, in_base, in_count:
+    their common input channels (Tile's fields)."""
+
+    index: int
+    tiles: tuple
+
+    @property
+    def count(self) -> int:
+        """K, tiles in the group."""
+        return len(self.tiles)
+
+    @property
+    def cg(self) -> int:
+        return self.tiles[0].cg
+
+    @property
+    def in_base(self) -> int:
+        return self.tiles[0].in_base
+
+    @property
+    def in_count(self) -> int:
+        return self.tiles[0].in_count
+
+    @property
+    def out_base(self) -> int:
+        return self.tiles[0].out_base
+
+    @property
+    def out_count(self) -> int:
+        return sum(t.out_count for t in self.tiles)
+
+
+def plan_groups(tiles, generics: HardwareGenerics) -> list[TileGroup]:
+    """The compiler's choice of tile groups: consecutive tiles with the same input channels,
+    as many per group as the hardware holds, K = min(max_group, max_cg // cg) (a group's
+    cost beyond its tiles' is one pass over the input and one pipeline drain, so fewer
+    groups are never slower). A tile whose cg exceeds max_cg is a group of one, for the fit
+    check to name."""
+    groups: list[TileGroup] = []
+    run: list[Tile] = []
+
+    def close():
+        if not run:
+            return
+        k = max(1, min(generics.max_group, generics.max_cg // run[0].cg))
+        for at in range(0, len(run), k):
+            groups.append(TileGroup(len(groups), tuple(run[at:at + k])))
+        run.clear()
+
+    for tile in tiles:
+        if run and (tile.in_base, tile.in_count) != (run[0].in_base, run[0].in_count):
+            close()
+        run.append(tile)
+    close()
+    return groups
+
+
 @register_jitable  # also callable from Numba code (the cycle simulator); unchanged in Python
 def scan_extent(height: int, width: int, stride: int) -> tuple[int, int]:
     """Rows and columns of window positions the engine scans for one tile.
@@ -117,51 +182,66 @@ def has_output(y: int, x: int, stride: int) -> bool:
     return y >= 1 and x >= 1 and (y - 1) % stride == 0 and (x - 1) % stride == 0
 
 
-def tile_param_beats(tile: Tile, generics: HardwareGenerics) -> int:
-    """Parameter-stream beats of one tile: header + PO requantization beats + PO * cg weight beats."""
-    return HEADER_BEATS + generics.po + generics.po * tile.cg
+def group_param_beats(group: TileGroup, generics: HardwareGenerics) -> int:
+    """Parameter-stream beats of one tile group: header + K * PO requantization beats +
+    K * PO * cg weight beats."""
+    return HEADER_BEATS + group.count * generics.po * (1 + group.cg)
 
 
-def tile_steps(shape: LayerShape, tile: Tile) -> int:
-    """Array steps of one tile: cg steps at every scanned position."""
+def group_steps(shape: LayerShape, group: TileGroup) -> int:
+    """Array steps of one tile group: at each scanned position cg steps, K * cg at a
+    position that completes an output pixel (the K tiles in turn)."""
     rows, cols = scan_extent(shape.height, shape.width, shape.stride)
-    return tile.cg * rows * cols
+    outputs = shape.out_height * shape.out_width
+    return group.cg * (group.count * outputs + rows * cols - outputs)
 
 
-def tile_cycles(shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> int:
-    """Cycles of one tile with a stream environment that never stalls:
+def group_cycles(shape: LayerShape, group: TileGroup, generics: HardwareGenerics) -> int:
+    """Cycles of one tile group with a stream environment that never stalls:
     parameter beats + steps + the pipeline latency (drain of the last output beat)."""
-    return tile_param_beats(tile, generics) + tile_steps(shape, tile) + generics.pipeline_latency
+    return group_param_beats(group, generics) + group_steps(shape, group) + generics.pipeline_latency
 
 
 @dataclass(frozen=True)
 class ScheduledLayer:
     """A layer as the hardware runs it, computed once by `schedule_layer` and passed along:
-    its shape, the generics, and the schedule's choices (today the tile plan), checked to
-    fit. Every consumer (the fit check, the cycle formula, the report, the simulator, the
-    images) reads the plan from here instead of planning again.
+    its shape, the generics, and the schedule's choices (the tile plan and the tile
+    groups), checked to fit. Every consumer (the fit check, the cycle formula, the report,
+    the simulator, the images) reads the plan from here instead of planning again.
 
-    tiles: the tile plan (plan_tiles); cycles: layer_cycles, no stalls; param_beats:
-    parameter-stream beats of the whole layer."""
+    tiles: the tile plan (plan_tiles); groups: the tile groups (plan_groups); cycles:
+    layer_cycles, no stalls; param_beats: parameter-stream beats of the whole layer."""
 
     shape: LayerShape
     generics: HardwareGenerics
     tiles: tuple
+    groups: tuple
 
     @property
     def cycles(self) -> int:
-        return DESCRIPTOR_CYCLES + sum(tile_cycles(self.shape, t, self.generics) for t in self.tiles)
+        return DESCRIPTOR_CYCLES + sum(group_cycles(self.shape, j, self.generics) for j in self.groups)
 
     @property
     def param_beats(self) -> int:
-        return sum(tile_param_beats(t, self.generics) for t in self.tiles)
+        return sum(group_param_beats(j, self.generics) for j in self.groups)
+
+    @property
+    def input_beats(self) -> int:
+        """act_in beats of the layer: one pass over the input per group, cg beats per pixel."""
+        return sum(j.cg for j in self.groups) * self.shape.height * self.shape.width
+
+    @property
+    def output_beats(self) -> int:
+        """act_out beats of the layer: one per tile and output pixel."""
+        return len(self.tiles) * self.shape.out_height * self.shape.out_width
 
 
 def schedule_layer(shape: LayerShape, generics: HardwareGenerics, name: str = "layer") -> ScheduledLayer:
     """Plan `shape` on `generics` once and check it fits (RepAccelError naming the layer
     and the limit otherwise)."""
     _check_shape(shape, generics, name)
-    scheduled = ScheduledLayer(shape, generics, tuple(plan_tiles(shape, generics)))
+    tiles = plan_tiles(shape, generics)
+    scheduled = ScheduledLayer(shape, generics, tuple(tiles), tuple(plan_groups(tiles, generics)))
     _check_tiles(scheduled, name)
     return scheduled
 
@@ -176,7 +256,7 @@ def layer_cycles(shape, generics: HardwareGenerics | None = None) -> int:
     stalls. shape: a ScheduledLayer (generics then None), or a LayerShape planned here."""
     if isinstance(shape, ScheduledLayer):
         return shape.cycles
-    return DESCRIPTOR_CYCLES + sum(tile_cycles(shape, t, generics) for t in plan_tiles(shape, generics))
+    return schedule_layer(shape, generics).cycles
 
 
 def check_fits(shape: LayerShape, generics: HardwareGenerics, name: str = "layer") -> None:
@@ -203,6 +283,9 @@ def _check_shape(shape: LayerShape, generics: HardwareGenerics, name: str) -> No
 
 def _check_tiles(scheduled: ScheduledLayer, name: str) -> None:
     shape, g = scheduled.shape, scheduled.generics
+    if len(scheduled.groups) >= 1 << CHANNEL_BITS:
+        raise RepAccelError(f"{name}: {len(scheduled.groups)} tile groups exceed the descriptor's {CHANNEL_BITS}-bit "
+                            f"n_groups field; raise --max-group or --po")
     for tile in scheduled.tiles:
         if tile.cg > g.max_cg:
             raise RepAccelError(
@@ -227,7 +310,8 @@ def size_generics(shapes, pi: int, po: int, policy: str = "smallest", *, names=N
     buffers run every layer of `shapes` (LayerShapes; `names` for the messages).
 
     Needed per layer (docs/architecture.md, "Generics"): w_max >= its width, max_cg >= the
-    channel groups of each tile, line_depth >= width x those groups. policy "smallest" takes
+    channel groups of each tile times the tiles of its group (K = max_group, or fewer where
+    fewer tiles share their input: `group_need`), line_depth >= width x the channel groups. policy "smallest" takes
     exactly the largest need (w_max at least 3); "defaults" takes at least `base`'s values
     (default HardwareGenerics()). w_max / max_cg / line_depth given explicitly are taken as
     they are. Every layer is checked with check_fits (RepAccelError naming the layer)."""
@@ -237,7 +321,8 @@ def size_generics(shapes, pi: int, po: int, policy: str = "smallest", *, names=N
     names = list(names) if names is not None else [f"layer {i}" for i in range(len(shapes))]
     probe = (base or HardwareGenerics()).replace(pi=pi, po=po)
     tiles = [(s, t) for s in shapes for t in plan_tiles(s, probe)]
-    need = {"w_max": max([3] + [s.width for s in shapes]), "max_cg": max([1] + [t.cg for _, t in tiles]),
+    need = {"w_max": max([3] + [s.width for s in shapes]),
+            "max_cg": max([1] + [group_need(plan_tiles(s, probe), probe.max_group) for s in shapes]),
             "line_depth": max([1] + [s.width * t.cg for s, t in tiles])}
     floor = {k: (getattr(probe, k) if policy == "defaults" else 0) for k in need}
     given = {"w_max": w_max, "max_cg": max_cg, "line_depth": line_depth}
@@ -247,6 +332,19 @@ def size_generics(shapes, pi: int, po: int, policy: str = "smallest", *, names=N
     return g
 
 
+def group_need(tiles, max_group: int) -> int:
+    """Kernels per unit (max_cg) that let every group of `tiles` hold max_group tiles (or
+    all the tiles that share its input, if fewer): max over runs of cg x min(max_group, run)."""
+    need, run = 0, []
+    for tile in list(tiles) + [None]:
+        if run and (tile is None or (tile.in_base, tile.in_count) != (run[0].in_base, run[0].in_count)):
+            need = max(need, run[0].cg * min(max_group, len(run)))
+            run = []
+        if tile is not None:
+            run.append(tile)
+    return need
+
+
 # ----------------------------------------------------------------------------------
 # Layer descriptor: one beat on the `desc` stream starts a layer (docs/architecture.md,
 # "Interfaces"). Fields from bit 0 up: (name, bits).
@@ -254,14 +352,17 @@ def size_generics(shapes, pi: int, po: int, policy: str = "smallest", *, names=N
 
 DESCRIPTOR_FIELDS = (("height", DIM_BITS), ("width", DIM_BITS), ("stride", 2), ("input_signed", 1),
                      ("groups", CHANNEL_BITS), ("cin", CHANNEL_BITS), ("cout", CHANNEL_BITS),
-                     ("n_tiles", CHANNEL_BITS))
+                     ("n_groups", CHANNEL_BITS))
 
 
-def pack_descriptor(shape: LayerShape, generics: HardwareGenerics) -> int:
-    """The `desc` beat of a layer as an integer (field values from bit 0 up, DESCRIPTOR_FIELDS)."""
+def pack_descriptor(shape, generics: HardwareGenerics) -> int:
+    """The `desc` beat of a layer (a LayerShape or ScheduledLayer) as an integer (field
+    values from bit 0 up, DESCRIPTOR_FIELDS)."""
+    scheduled = as_scheduled(shape, generics)
+    shape = scheduled.shape
     values = {"height": shape.height, "width": shape.width, "stride": shape.stride,
               "input_signed": int(shape.input_signed), "groups": shape.groups, "cin": shape.cin,
-              "cout": shape.cout, "n_tiles": len(plan_tiles(shape, generics))}
+              "cout": shape.cout, "n_groups": len(scheduled.groups)}
     word, pos = 0, 0
     for name, bits in DESCRIPTOR_FIELDS:
         if not 0 <= values[name] < 1 << bits:
@@ -272,19 +373,19 @@ def pack_descriptor(shape: LayerShape, generics: HardwareGenerics) -> int:
 
 
 # ----------------------------------------------------------------------------------
-# Parameter stream: the packed image of one tile, exactly in the order the hardware
-# loads it. One beat = PI slots of 9 bytes (generics.param_beat_bytes).
+# Parameter stream: the packed image of one tile group, exactly in the order the
+# hardware loads it. One beat = PI slots of 9 bytes (generics.param_beat_bytes).
 # ----------------------------------------------------------------------------------
 
 #: The parameter-beat format as tables of fields (name, bytes, signed), from byte 0 of a
 #: beat up, little-endian, as DESCRIPTOR_FIELDS is for the descriptor. The packer, the
 #: unpacker, the cycle simulator's decoder and the RTL's layouts (hdl/layouts.py) are
 #: all derived from them.
-#: Beat 0 of a tile, its header.
-HEADER_FIELDS = (("cg", 2, False), ("out_count", 2, False))
-#: Beats 1..PO: the requantization of tile output lane o.
+#: Beat 0 of a tile group, its header: channel groups, output channels of the group, tiles K.
+HEADER_FIELDS = (("cg", 2, False), ("out_count", 2, False), ("tiles", 2, False))
+#: Beats 1..K*PO: the requantization of output lane o of tile k of the group (beat 1 + k*PO + o).
 REQUANT_FIELDS = (("bias", 4, True), ("m0", 4, False), ("n", 1, False))
-#: What a requantization beat of an unused lane (o >= out_count) carries.
+#: What a requantization beat of an unused lane (o >= the tile's out_count) carries.
 UNUSED_LANE = {"bias": 0, "m0": 0, "n": N_MIN}
 
 
@@ -328,78 +429,90 @@ def weight_slots(shape: LayerShape, tile: Tile, generics: HardwareGenerics):
     return o_idx, k_idx, c[o_idx], rel[o_idx, k_idx]
 
 
-def pack_tile_params(weight_q: np.ndarray, bias_q: np.ndarray, m0: np.ndarray, n: np.ndarray,
-                     shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> np.ndarray:
-    """The parameter beats of one tile, uint8 (beats, 9 * PI).
+def _weight_beats_of(beats: np.ndarray, group: TileGroup, k: int, generics: HardwareGenerics) -> np.ndarray:
+    """The weight beats of tile k of a group inside the group's beats, as the (PO, cg * PI,
+    9) grid of kernel slots they form (beats (o, g) of a tile are consecutive)."""
+    po, pi, cg = generics.po, generics.pi, group.cg
+    first = HEADER_BEATS + group.count * po + k * po * cg
+    return beats[first:first + po * cg].reshape(po, cg * pi, KERNEL_BYTES)
+
+
+def pack_group_params(weight_q: np.ndarray, bias_q: np.ndarray, m0: np.ndarray, n: np.ndarray,
+                      shape: LayerShape, group: TileGroup, generics: HardwareGenerics) -> np.ndarray:
+    """The parameter beats of one tile group of K tiles, uint8 (beats, 9 * PI).
 
     weight_q: int8 (C_out, C_in / groups, 3, 3); bias_q, m0, n: int (C_out,).
-    Beat 0, header (HEADER_FIELDS): bytes 0-1 cg (uint16 LE), bytes 2-3 out_count (uint16 LE).
-    Beats 1..PO, requantization of tile output lane o (REQUANT_FIELDS): bytes 0-3 bias
-      (int32 LE), 4-7 m0 (uint32 LE), 8 n (uint8); lanes o >= out_count carry UNUSED_LANE.
-    Then PO * cg weight beats, o-major then cg: slot i (bytes 9i..9i+8) holds the
-      kernel of output lane o and tile input channel cg * PI + i, taps in order
-      ky * 3 + kx; zero outside the output channel's group or past in_count.
+    Beat 0, header (HEADER_FIELDS): bytes 0-1 cg, 2-3 out_count (of the group), 4-5 tiles
+      K (uint16 LE each).
+    Beats 1 .. K*PO, requantization of output lane o of tile k, beat 1 + k*PO + o
+      (REQUANT_FIELDS): bytes 0-3 bias (int32 LE), 4-7 m0 (uint32 LE), 8 n (uint8); lanes
+      o >= the tile's out_count carry UNUSED_LANE.
+    Then K * PO * cg weight beats, tile-major, then lane o, then channel group g: slot i
+      (bytes 9i..9i+8) holds the kernel of output lane o of tile k and input channel
+      in_base + g * PI + i, taps in order ky * 3 + kx; zero outside the output channel's
+      group or past in_count. The units keep it at weight address k * cg + g.
     """
-    pi, po = generics.pi, generics.po
-    beat_bytes = generics.param_beat_bytes
-    beats = np.zeros((tile_param_beats(tile, generics), beat_bytes), dtype=np.uint8)
-    _put_fields(beats[0], HEADER_FIELDS, {"cg": tile.cg, "out_count": tile.out_count})
-    for o in range(po):
-        if o < tile.out_count:
-            c = tile.out_base + o
-            nc = int(n[c])
-            if not N_MIN <= nc <= N_MAX:
-                raise RepAccelError(f"output channel {c}: shift n={nc} outside [{N_MIN}, {N_MAX}]")
-            values = {"bias": int(np.int32(bias_q[c])), "m0": int(np.uint32(m0[c])), "n": nc}
-        else:
-            values = UNUSED_LANE
-        _put_fields(beats[HEADER_BEATS + o], REQUANT_FIELDS, values)
+    po = generics.po
+    beats = np.zeros((group_param_beats(group, generics), generics.param_beat_bytes), dtype=np.uint8)
+    _put_fields(beats[0], HEADER_FIELDS, {"cg": group.cg, "out_count": group.out_count, "tiles": group.count})
     w_bytes = np.asarray(weight_q, dtype=np.int8).reshape(shape.cout, shape.cin_per_group, WINDOW_TAPS).view(np.uint8)
-    # Beats (o, cg) are consecutive, so the weight slots form an (out_count, cg * PI) grid
-    # (weight_slots: all at once, a loop per kernel is slow for large models).
-    first = HEADER_BEATS + po
-    slots = beats[first:first + tile.out_count * tile.cg].reshape(tile.out_count, tile.cg * pi, KERNEL_BYTES)
-    o_idx, k_idx, c, rel = weight_slots(shape, tile, generics)
-    slots[o_idx, k_idx] = w_bytes[c, rel]
+    for k, tile in enumerate(group.tiles):
+        for o in range(po):
+            if o < tile.out_count:
+                c = tile.out_base + o
+                nc = int(n[c])
+                if not N_MIN <= nc <= N_MAX:
+                    raise RepAccelError(f"output channel {c}: shift n={nc} outside [{N_MIN}, {N_MAX}]")
+                values = {"bias": int(np.int32(bias_q[c])), "m0": int(np.uint32(m0[c])), "n": nc}
+            else:
+                values = UNUSED_LANE
+            _put_fields(beats[HEADER_BEATS + k * po + o], REQUANT_FIELDS, values)
+        # weight_slots places all of a tile's kernels at once (a loop per kernel is slow).
+        o_idx, k_idx, c, rel = weight_slots(shape, tile, generics)
+        _weight_beats_of(beats, group, k, generics)[o_idx, k_idx] = w_bytes[c, rel]
     return beats
 
 
-def unpack_tile_params(beats: np.ndarray, shape: LayerShape, tile: Tile, generics: HardwareGenerics) -> dict:
-    """The inverse of pack_tile_params for one tile's beats uint8 (beats, 9 * PI):
-    {"cg", "out_count", "bias", "m0", "n" (int64 (PO,) per lane), "kernels": int8
-    (out_count, C_in/groups, 3, 3) of the tile's output channels}. Bytes the format leaves
-    zero are not read: packing the result again and comparing the bytes checks them."""
-    po, pi = generics.po, generics.pi
+def unpack_group_params(beats: np.ndarray, shape: LayerShape, group: TileGroup, generics: HardwareGenerics) -> dict:
+    """The inverse of pack_group_params for one group's beats uint8 (beats, 9 * PI):
+    {"cg", "out_count", "tiles" (the header), "bias", "m0", "n" (int64 (K, PO) per tile and
+    lane), "kernels": int8 (out_count, C_in/groups, 3, 3) of the group's output channels}.
+    Bytes the format leaves zero are not read: packing the result again and comparing the
+    bytes checks them."""
+    po = generics.po
     beats = np.asarray(beats, dtype=np.uint8)
     header = _get_fields(beats[0], HEADER_FIELDS)
-    lanes = [_get_fields(beats[HEADER_BEATS + o], REQUANT_FIELDS) for o in range(po)]
-    first = HEADER_BEATS + po
-    slots = beats[first:first + tile.out_count * tile.cg].reshape(tile.out_count, tile.cg * pi, KERNEL_BYTES)
-    o_idx, k_idx, c, rel = weight_slots(shape, tile, generics)
-    kernels = np.zeros((tile.out_count, shape.cin_per_group, WINDOW_TAPS), dtype=np.int8)
-    kernels[o_idx, rel] = slots[o_idx, k_idx].view(np.int8)
-    return {**header, **{name: np.array([lane[name] for lane in lanes], dtype=np.int64) for name, _, _ in
-                         REQUANT_FIELDS},
-            "kernels": kernels.reshape(tile.out_count, shape.cin_per_group, 3, 3)}
+    lanes = [[_get_fields(beats[HEADER_BEATS + k * po + o], REQUANT_FIELDS) for o in range(po)]
+             for k in range(group.count)]
+    kernels = np.zeros((group.out_count, shape.cin_per_group, WINDOW_TAPS), dtype=np.int8)
+    for k, tile in enumerate(group.tiles):
+        o_idx, k_idx, c, rel = weight_slots(shape, tile, generics)
+        kernels[c - group.out_base, rel] = _weight_beats_of(beats, group, k, generics)[o_idx, k_idx].view(np.int8)
+    return {**header, **{name: np.array([[lane[name] for lane in row] for row in lanes], dtype=np.int64)
+                         for name, _, _ in REQUANT_FIELDS},
+            "kernels": kernels.reshape(group.out_count, shape.cin_per_group, 3, 3)}
 
 
-def input_beats(x: np.ndarray, tile: Tile, generics: HardwareGenerics) -> np.ndarray:
-    """The activation-input beats of one tile for one image, (H * W * cg, PI) of x's dtype.
+def input_beats(x: np.ndarray, group, generics: HardwareGenerics) -> np.ndarray:
+    """The activation-input beats of one tile group (or tile: the same input channels) for
+    one image, (H * W * cg, PI) of x's dtype: the group's one pass over the input.
 
     x: (C_in, H, W) int8 or uint8. Raster order over pixels, then channel group cg;
     lane i of beat (y, x, cg) is channel in_base + cg * PI + i (zero past in_count).
     """
     pi = generics.pi
     c, h, w = x.shape
-    lanes = np.zeros((tile.cg * pi, h, w), dtype=x.dtype)
-    lanes[:tile.in_count] = x[tile.in_base:tile.in_base + tile.in_count]
+    lanes = np.zeros((group.cg * pi, h, w), dtype=x.dtype)
+    lanes[:group.in_count] = x[group.in_base:group.in_base + group.in_count]
     # (cg, pi, h, w) -> (h, w, cg, pi)
-    return lanes.reshape(tile.cg, pi, h, w).transpose(2, 3, 0, 1).reshape(h * w * tile.cg, pi).copy()
+    return lanes.reshape(group.cg, pi, h, w).transpose(2, 3, 0, 1).reshape(h * w * group.cg, pi).copy()
 
 
-def output_from_beats(beats: np.ndarray, shape: LayerShape, tile: Tile, out: np.ndarray) -> None:
-    """Scatter one tile's output beats, uint8 (H_out * W_out, PO) in raster order, into
-    out: uint8 (C_out, H_out, W_out)."""
-    ho, wo = shape.out_height, shape.out_width
-    lanes = beats[:, :tile.out_count].reshape(ho, wo, tile.out_count).transpose(2, 0, 1)
-    out[tile.out_base:tile.out_base + tile.out_count] = lanes
+def output_from_beats(beats: np.ndarray, shape: LayerShape, group: TileGroup, out: np.ndarray) -> None:
+    """Scatter one tile group's output beats, uint8 (H_out * W_out * K, PO) in transfer
+    order (raster order of output pixels, then the K tiles in turn), into out: uint8
+    (C_out, H_out, W_out)."""
+    ho, wo, kk = shape.out_height, shape.out_width, group.count
+    beats = beats.reshape(ho, wo, kk, -1)
+    for k, tile in enumerate(group.tiles):
+        out[tile.out_base:tile.out_base + tile.out_count] = beats[:, :, k, :tile.out_count].transpose(2, 0, 1)

@@ -3,9 +3,9 @@ defined once for the simulator (`rep_accel.sim.cycle`) and the cocotb testbench
 (`rep_accel.verification.tb`), which both import it.
 
 * `layer_params(layer, generics)`: a layer's parameter beats, uint8 (beats, 9 * PI), every
-  tile's `layout.pack_tile_params` in tile order (what params.bin holds);
+  tile group's `layout.pack_group_params` in group order (what params.bin holds);
 * `layer_streams(x, shape, generics)`: a picture's act_in beats, uint8 (beats, PI), every
-  tile's `layout.input_beats` in tile order;
+  tile group's `layout.input_beats` in group order;
 * `layer_output(beats, shape, generics)`: act_out beats (tiles * H_out * W_out, PO) in
   transfer order back to the output uint8 (C_out, H_out, W_out);
 * `Stimulus`: the host's per-cycle valid/ready patterns on the three streams;
@@ -24,7 +24,7 @@ import numpy as np
 from .errors import RepAccelError
 from .fsutil import atomic_write_bytes
 from .generics import HardwareGenerics
-from .layout import LayerShape, input_beats, output_from_beats, pack_tile_params, plan_tiles
+from .layout import LayerShape, as_scheduled, input_beats, output_from_beats, pack_group_params
 
 #: The engine's port signals in a trace, after the `cycle` column (all one bit).
 TRACE_SIGNALS = ("desc_valid", "desc_ready", "params_valid", "params_ready", "act_in_valid",
@@ -80,17 +80,18 @@ def trace_struct(rows: np.ndarray) -> np.ndarray:
 
 
 def layer_streams(x: np.ndarray, shape: LayerShape, generics: HardwareGenerics) -> np.ndarray:
-    """The act_in beats of a whole layer for one picture x (C_in, H, W): every tile's
-    `layout.input_beats` in tile order, as bytes uint8 (beats, PI)."""
-    parts = [input_beats(x, t, generics) for t in plan_tiles(shape, generics)]
+    """The act_in beats of a whole layer for one picture x (C_in, H, W): every tile group's
+    `layout.input_beats` in group order, as bytes uint8 (beats, PI). shape: a LayerShape or
+    ScheduledLayer."""
+    parts = [input_beats(x, j, generics) for j in as_scheduled(shape, generics).groups]
     return np.ascontiguousarray(np.concatenate(parts).view(np.uint8))
 
 
 def layer_params(layer, generics: HardwareGenerics) -> np.ndarray:
     """The parameter beats of a whole QuantizedLayer (what params.bin holds for it)."""
     s = layer.shape
-    return np.concatenate([pack_tile_params(layer.weight, layer.bias, layer.m0, layer.n, s, t, generics)
-                           for t in plan_tiles(s, generics)])
+    return np.concatenate([pack_group_params(layer.weight, layer.bias, layer.m0, layer.n, s, j, generics)
+                           for j in as_scheduled(s, generics, layer.name).groups])
 
 
 def compare_traces(rtl: np.ndarray, sim: np.ndarray) -> str | None:
@@ -156,12 +157,16 @@ def read_trace(path: str | os.PathLike) -> np.ndarray:
 
 def layer_output(beats: np.ndarray, shape: LayerShape, generics: HardwareGenerics) -> np.ndarray | None:
     """A layer's act_out beats (tiles * H_out * W_out, PO) in transfer order as the output
-    uint8 (C_out, H_out, W_out) (layout.output_from_beats per tile); None if the count is wrong."""
-    tiles = plan_tiles(shape, generics)
+    uint8 (C_out, H_out, W_out) (layout.output_from_beats per tile group); None if the count
+    is wrong. shape: a LayerShape or ScheduledLayer."""
+    scheduled = as_scheduled(shape, generics)
+    shape = scheduled.shape
     hw = shape.out_height * shape.out_width
-    if len(beats) != len(tiles) * hw:
+    if len(beats) != scheduled.output_beats:
         return None
     out = np.zeros((shape.cout, shape.out_height, shape.out_width), dtype=np.uint8)
-    for t in tiles:
-        output_from_beats(beats[t.index * hw:(t.index + 1) * hw], shape, t, out)
+    at = 0
+    for j in scheduled.groups:
+        output_from_beats(beats[at:at + j.count * hw], shape, j, out)
+        at += j.count * hw
     return out

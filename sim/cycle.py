@@ -12,7 +12,7 @@ delay line of `generics.pipeline_latency` stages whose last stage is the output
 register; the whole pipeline advances together (a global stall).
 
 The engine reads the same streams the RTL reads: the parameter beats of
-`layout.pack_tile_params` (what `params.bin` holds) and the activation beats of
+`layout.pack_group_params` (what `params.bin` holds) and the activation beats of
 `layout.input_beats`, and it writes `act_out` beats of PO lanes.
 
 Stimulus (the host side of the streams), cycle c counted from the descriptor transfer
@@ -49,8 +49,8 @@ from numba import njit
 
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import KERNEL_BYTES, WINDOW_TAPS, HardwareGenerics
-from rep_accel.layout import (HEADER_BEATS, HEADER_FIELDS, REQUANT_FIELDS, LayerShape, field_span, has_output,
-                              layer_cycles, plan_tiles, scan_extent, tile_param_beats)
+from rep_accel.layout import (HEADER_BEATS, HEADER_FIELDS, REQUANT_FIELDS, LayerShape, as_scheduled, field_span,
+                              group_param_beats, has_output, scan_extent)
 from rep_accel.memory import UNLIMITED_ENGINE_ARGS, MemoryModel
 from rep_accel.numerics import ACT_MAX, ACT_MIN, requantize_value
 # The streams and the trace format are shared with the cocotb testbench (rep_accel.streams);
@@ -61,6 +61,7 @@ from rep_accel.streams import (TRACE_DTYPE, TRACE_SIGNALS, Stimulus, layer_outpu
 # Where the decoder finds each parameter-beat field (layout.HEADER_FIELDS /
 # REQUANT_FIELDS): (first byte, bytes), module constants the kernel compiles in.
 _CG_AT, _CG_BYTES = field_span(HEADER_FIELDS, "cg")
+_TILES_AT, _TILES_BYTES = field_span(HEADER_FIELDS, "tiles")
 _BIAS_AT, _BIAS_BYTES = field_span(REQUANT_FIELDS, "bias")
 _M0_AT, _M0_BYTES = field_span(REQUANT_FIELDS, "m0")
 _N_AT, _N_BYTES = field_span(REQUANT_FIELDS, "n")
@@ -73,9 +74,12 @@ assert KERNEL_BYTES == WINDOW_TAPS
 IDLE, LOAD, SCAN, DRAIN = 0, 1, 2, 3
 
 # Error codes of the engine kernel (0 = ok); `_ERRORS` turns them into messages.
-_OK, _BAD_CG, _LINE_DEPTH, _PARAMS_SHORT, _INPUT_SHORT, _OUTPUT_LONG, _INPUT_LEFT, _PARAMS_LEFT = range(8)
+(_OK, _BAD_CG, _LINE_DEPTH, _PARAMS_SHORT, _INPUT_SHORT, _OUTPUT_LONG, _INPUT_LEFT, _PARAMS_LEFT, _BAD_TILES,
+ _WEIGHTS_FULL) = range(10)
 _ERRORS = {
-    _BAD_CG: "a tile header gives cg={} channel groups, outside 1..max_cg={}",
+    _BAD_CG: "a tile-group header gives cg={} channel groups, outside 1..max_cg={}",
+    _BAD_TILES: "a tile-group header gives {} tiles, outside 1..max_group={}",
+    _WEIGHTS_FULL: "a tile group needs tiles x cg = {} kernels per unit, more than max_cg={}",
     _LINE_DEPTH: "a tile needs width x cg = {} line-buffer entries, more than line_depth={}",
     _PARAMS_SHORT: "the parameter stream ended after {} beats while the engine still loads parameters (of {} given)",
     _INPUT_SHORT: "the activation stream ended after {} beats while the engine still scans (of {} given)",
@@ -116,14 +120,16 @@ def _trace_row(trace, n, a, b, c, d, e, f, g, h, i, j):
 
 
 @njit(cache=True)
-def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, po, max_cg, line_depth, latency,
-           params, act_in, params_pat, act_in_pat, act_out_pat, act_out, record, trace_capacity,
+def engine(height, width, stride, input_signed, n_groups, outputs_per_tile, pi, po, max_cg, line_depth, max_group,
+           latency, params, act_in, params_pat, act_in_pat, act_out_pat, act_out, record, trace_capacity,
            mem_num, mem_den, mem_cap, mem_latency, datapath):
     """Run one layer, one clock per loop iteration.
 
-    height, width, stride, input_signed, n_tiles: the descriptor fields the engine uses;
-    outputs_per_tile: H_out * W_out, output beats after which a tile is done.
-    pi, po, max_cg, line_depth, latency: hardware generics (latency = pipeline_latency).
+    height, width, stride, input_signed, n_groups: the descriptor fields the engine uses;
+    outputs_per_tile: H_out * W_out (a group of K tiles is done after K times as many
+    output beats).
+    pi, po, max_cg, line_depth, max_group, latency: hardware generics (latency =
+    pipeline_latency).
     params: uint8 (beats, 9 * pi) parameter stream; act_in: uint8 (beats, pi) activation
     stream (bytes; int8 lanes when input_signed); *_pat: uint8 valid/ready patterns;
     act_out: uint8 (max beats, po), filled with the output beats in transfer order.
@@ -142,13 +148,14 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
     # ---- state: window generator, units, accumulators, requantization, pipeline ----
     line = np.zeros((pi, line_depth, 2), dtype=np.int32)  # (row y-1, row y-2) per entry
     coldelay = np.zeros((pi, max_cg, 2, 3), dtype=np.int32)  # [lane, g, column x-1 / x-2, row y / y-1 / y-2]
-    weights = np.zeros((max_cg, po, pi * nine), dtype=np.int16)  # unit (i, o) kernel at address g
-    win = np.zeros(pi * nine, dtype=np.int16)
+    weights = np.zeros((max_cg, po, pi * nine), dtype=np.int16)  # unit (i, o) kernel of tile t at address t*cg + g
+    win = np.zeros(pi * nine, dtype=np.int16)   # the window register: held over a position's K steps
     cur = np.zeros(3, dtype=np.int32)
-    bias = np.zeros(po, dtype=np.int64)
-    m0 = np.zeros(po, dtype=np.int64)
-    nsh = np.full(po, 31, dtype=np.int64)
-    acc = np.zeros(po, dtype=np.int64)
+    # The columns' tables, one entry per tile of the group.
+    bias = np.zeros((max_group, po), dtype=np.int64)
+    m0 = np.zeros((max_group, po), dtype=np.int64)
+    nsh = np.full((max_group, po), 31, dtype=np.int64)
+    acc = np.zeros((max_group, po), dtype=np.int64)
     ring_valid = np.zeros(L, dtype=np.uint8)
     ring = np.zeros((L, po), dtype=np.uint8)
     # The delay line is a ring: `head` (= advances mod L) is the output register's slot;
@@ -166,15 +173,18 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
     p_held = False
     in_held = False
     out_beats = 0
-    tile_outputs = 0
+    group_outputs = 0
 
     phase = IDLE
-    tile = 0
+    group = 0
     k = 0
     cg = 1
+    tiles = 1    # K, tiles of the current group
     y = 0
     x = 0
     g = 0
+    kt = 0       # the step's tile within the group: 0 .. K-1 at a position with an output, else 0
+    k_here = 1   # steps per channel group at the current position: K if it completes an output, else 1
     done_next = False
     finished = False
     cycles = 0
@@ -214,7 +224,7 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
         iv = in_next < n_in and (in_held or in_offer)
         # ---- engine outputs (functions of the state and, for ready, of the stall) ----
         out_block = ovalid and not oready
-        needs_input = phase == SCAN and y < height and x < width
+        needs_input = phase == SCAN and y < height and x < width and kt == 0
         desc_ready = phase == IDLE
         p_ready = phase == LOAD
         in_ready = needs_input and not out_block
@@ -247,14 +257,14 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                 for o in range(po):
                     act_out[out_beats, o] = ring[head, o]
             out_beats += 1
-            tile_outputs += 1
+            group_outputs += 1
             ring_valid[head] = 0
 
         # ---- controller ----
         if phase == IDLE:
             if desc_t:
                 phase = LOAD
-                tile = 0
+                group = 0
                 k = 0
         elif phase == LOAD:
             if p_t:
@@ -266,33 +276,43 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                         return cycles, out_beats, _BAD_CG, cg, max_cg, trace[:n_trace]
                     if width * cg > line_depth:
                         return cycles, out_beats, _LINE_DEPTH, width * cg, line_depth, trace[:n_trace]
+                    tiles = _le(row, _TILES_AT, _TILES_BYTES)
+                    if tiles < 1 or tiles > max_group:
+                        return cycles, out_beats, _BAD_TILES, tiles, max_group, trace[:n_trace]
+                    if tiles * cg > max_cg:
+                        return cycles, out_beats, _WEIGHTS_FULL, tiles * cg, max_cg, trace[:n_trace]
                 elif not datapath:
                     pass
-                elif k <= po:
-                    o = k - HEADER_BEATS
+                elif k <= tiles * po:
+                    j = k - HEADER_BEATS   # beat 1 + t*PO + o
+                    t, o = j // po, j % po
                     b = _le(row, _BIAS_AT, _BIAS_BYTES)
-                    bias[o] = b - (np.int64(1) << 32) if b >= (np.int64(1) << 31) else b
-                    m0[o] = _le(row, _M0_AT, _M0_BYTES)
-                    nsh[o] = row[_N_AT]
+                    bias[t, o] = b - (np.int64(1) << 32) if b >= (np.int64(1) << 31) else b
+                    m0[t, o] = _le(row, _M0_AT, _M0_BYTES)
+                    nsh[t, o] = row[_N_AT]
                 else:
-                    j = k - HEADER_BEATS - po
-                    o = j // cg
+                    j = k - HEADER_BEATS - tiles * po   # weight beat (t, o, g), tile-major
+                    t = j // (po * cg)
+                    o = (j // cg) % po
                     gg = j % cg
                     for i in range(pi):
-                        for t in range(nine):
-                            v = np.int32(row[nine * i + t])
-                            weights[gg, o, nine * i + t] = v - 256 if v >= 128 else v
+                        for tap in range(nine):
+                            v = np.int32(row[nine * i + tap])
+                            weights[t * cg + gg, o, nine * i + tap] = v - 256 if v >= 128 else v
                 k += 1
-                if k == HEADER_BEATS + po + po * cg:
+                if k == HEADER_BEATS + tiles * po * (1 + cg):
                     phase = SCAN
                     y = 0
                     x = 0
                     g = 0
-                    tile_outputs = 0
+                    kt = 0
+                    k_here = 1   # position (0, 0) completes no output
+                    group_outputs = 0
         elif phase == SCAN:
             issue = in_t if needs_input else not out_block
-            if issue and datapath:
-                # -- window generator, per lane --
+            if issue and datapath and kt == 0:
+                # -- window generator, per lane: once per channel group of a position (the
+                # window register holds its window over the K tiles' steps) --
                 inside_col = x < width
                 addr = x * cg + g
                 for i in range(pi):
@@ -325,14 +345,15 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                     for r in range(3):
                         coldelay[i, g, 1, r] = 0 if x == 0 else coldelay[i, g, 0, r]
                         coldelay[i, g, 0, r] = cur[r]
-                # -- the array: partial sums of this channel group, column accumulators --
+            if issue and datapath:
+                # -- the array: tile kt's partial sums of this channel group, its accumulators --
                 for o in range(po):
                     # int32 products and sums, as the hardware's adder tree (|sum| < 2^31)
                     s = np.int32(0)
-                    wrow = weights[g, o]
-                    for t in range(pi * nine):
-                        s = np.int32(s + np.int32(np.int32(wrow[t]) * np.int32(win[t])))
-                    acc[o] = s if g == 0 else acc[o] + s
+                    wrow = weights[kt * cg + g, o]
+                    for tap in range(pi * nine):
+                        s = np.int32(s + np.int32(np.int32(wrow[tap]) * np.int32(win[tap])))
+                    acc[kt, o] = s if g == 0 else acc[kt, o] + s
             if issue:
                 if needs_input:
                     in_next += 1
@@ -342,28 +363,33 @@ def engine(height, width, stride, input_signed, n_tiles, outputs_per_tile, pi, p
                 if g == cg - 1 and has_output(y, x, stride):
                     if datapath:
                         for o in range(po):
-                            ring[slot, o] = requantize_value(acc[o] + bias[o], m0[o], nsh[o], ACT_MIN, ACT_MAX)
+                            ring[slot, o] = requantize_value(acc[kt, o] + bias[kt, o], m0[kt, o], nsh[kt, o],
+                                                             ACT_MIN, ACT_MAX)
                     ring_valid[slot] = 1
                 else:
                     ring_valid[slot] = 0
-                # -- next step --
-                g += 1
-                if g == cg:
-                    g = 0
-                    x += 1
-                    if x == cols:
-                        x = 0
-                        y += 1
-                        if y == rows:
-                            phase = DRAIN
+                # -- next step: the K tiles, then the channel groups, then the positions --
+                kt += 1
+                if kt == k_here:
+                    kt = 0
+                    g += 1
+                    if g == cg:
+                        g = 0
+                        x += 1
+                        if x == cols:
+                            x = 0
+                            y += 1
+                            if y == rows:
+                                phase = DRAIN
+                        k_here = tiles if has_output(y, x, stride) else 1
         else:  # DRAIN
             if not out_block:
                 ring_valid[head] = 0
                 head = head + 1 if head + 1 < L else 0
-        # ---- end of tile / layer: the tile's last output beat transferred ----
-        if out_t and tile_outputs == outputs_per_tile and phase == DRAIN:
-            tile += 1
-            if tile == n_tiles:
+        # ---- end of group / layer: the group's last output beat transferred ----
+        if out_t and group_outputs == tiles * outputs_per_tile and phase == DRAIN:
+            group += 1
+            if group == n_groups:
                 phase = IDLE
                 done_next = True
                 finished = True
@@ -413,25 +439,25 @@ def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: Ha
     params = np.ascontiguousarray(params, dtype=np.uint8)
     if params.ndim != 2 or params.shape[1] != g.param_beat_bytes:
         raise RepAccelError(f"{name}: parameter beats {params.shape} are not (beats, {g.param_beat_bytes}) for PI={g.pi}")
-    tiles = plan_tiles(shape, g)
-    act = layer_streams(x, shape, g)
+    scheduled = as_scheduled(shape, g, name)
+    act = layer_streams(x, scheduled, g)
     ho, wo = shape.out_height, shape.out_width
-    beats = np.zeros((len(tiles) * ho * wo, g.po), dtype=np.uint8)
+    beats = np.zeros((scheduled.output_beats, g.po), dtype=np.uint8)
     pp, pi_, po_ = (stimulus or Stimulus()).arrays()
     # Room for a run without stalls; the kernel doubles the trace when stalls need more.
-    capacity = layer_cycles(shape, g) + 1 if trace else 0
+    capacity = scheduled.cycles + 1 if trace else 0
     cycles, n_out, err, a0, a1, rows_ = engine(
-        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(tiles), ho * wo, g.pi, g.po, g.max_cg,
-        g.line_depth, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1),
+        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(scheduled.groups), ho * wo, g.pi, g.po,
+        g.max_cg, g.line_depth, g.max_group, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1),
         *_memory_args(memory, g), True)
     if err != _OK:
         raise RepAccelError(f"{name}: cycle simulation stopped: " + _ERRORS[err].format(a0, a1))
-    return CycleResult(layer_output(beats, shape, g), int(cycles), trace_struct(rows_) if trace else None)
+    return CycleResult(layer_output(beats, scheduled, g), int(cycles), trace_struct(rows_) if trace else None)
 
 
 def run_layer_q(layer, x: np.ndarray, generics: HardwareGenerics, stimulus: Stimulus | None = None,
                 trace: bool = False, memory: MemoryModel | None = None) -> CycleResult:
-    """`run_layer` for a QuantizedLayer, its parameter beats packed by `layout.pack_tile_params`."""
+    """`run_layer` for a QuantizedLayer, its parameter beats packed by `layout.pack_group_params`."""
     return run_layer(x, layer.shape, layer_params(layer, generics), generics, stimulus, trace, layer.name, memory)
 
 
@@ -453,22 +479,26 @@ def timing_cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryM
     """The cycles `run_layer` counts for this layer under `memory` and `stimulus`, without
     the data: the engine's control and host replayed with the datapath off (`engine`'s
     `datapath=False`). No value the datapath computes decides a cycle, so this is exact;
-    the parameter stream carries only its tile headers, the activation stream zeros
-    (allocated, never read). Fast mode's cycle count under a memory model."""
+    the parameter stream carries only its tile-group headers, the activation stream zeros
+    (allocated, never read). Fast mode's cycle count under a memory model. shape: a
+    LayerShape or ScheduledLayer."""
     g = generics
-    tiles = plan_tiles(shape, g)
-    beats_per_tile = [tile_param_beats(t, g) for t in tiles]
-    params = np.zeros((sum(beats_per_tile), g.param_beat_bytes), dtype=np.uint8)
+    scheduled = as_scheduled(shape, g, name)
+    shape = scheduled.shape
+    params = np.zeros((scheduled.param_beats, g.param_beat_bytes), dtype=np.uint8)
     at = 0
-    for t, n in zip(tiles, beats_per_tile):
-        params[at, 0:2] = np.frombuffer(np.uint16(t.cg).tobytes(), np.uint8)
-        at += n
-    act = np.zeros((sum(t.cg for t in tiles) * shape.height * shape.width, g.pi), dtype=np.uint8)
-    beats = np.zeros((len(tiles) * shape.out_height * shape.out_width, g.po), dtype=np.uint8)
+    for j in scheduled.groups:
+        for field_name, value in (("cg", j.cg), ("tiles", j.count)):
+            first, nbytes = field_span(HEADER_FIELDS, field_name)
+            params[at, first:first + nbytes] = np.frombuffer(value.to_bytes(nbytes, "little"), np.uint8)
+        at += group_param_beats(j, g)
+    act = np.zeros((scheduled.input_beats, g.pi), dtype=np.uint8)
+    beats = np.zeros((scheduled.output_beats, g.po), dtype=np.uint8)
     pp, pi_, po_ = (stimulus or Stimulus()).arrays()
     cycles, _, err, a0, a1, _ = engine(
-        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(tiles),
-        shape.out_height * shape.out_width, g.pi, g.po, g.max_cg, g.line_depth, g.pipeline_latency, params, act,
+        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(scheduled.groups),
+        shape.out_height * shape.out_width, g.pi, g.po, g.max_cg, g.line_depth, g.max_group, g.pipeline_latency,
+        params, act,
         pp, pi_, po_, beats, False, 1, *_memory_args(memory, g), False)
     if err != _OK:
         raise RepAccelError(f"{name}: timing replay stopped: " + _ERRORS[err].format(a0, a1))

@@ -43,7 +43,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rep_accel.generics import KERNEL_BYTES, HardwareGenerics
-from rep_accel.layout import as_scheduled, tile_param_beats
+from rep_accel.layout import as_scheduled
 from rep_accel.memory import MemoryModel, minimum_bytes
 
 BOTTLENECKS = ("compute", "input", "parameters")
@@ -129,8 +129,9 @@ def layer_report(name: str, shape, generics: HardwareGenerics, cycles: int,
     hw = shape.height * shape.width
     sum_cg = sum(t.cg for t in tiles)
     max_cg = max(t.cg for t in tiles)
-    param_beats = sum(tile_param_beats(t, g) for t in tiles)
-    compute, inputs = sum_cg * ho * wo, sum_cg * hw
+    kernels = max(j.cg * j.count for j in scheduled.groups)   # of a unit's weight buffer, the largest group's
+    param_beats = scheduled.param_beats
+    compute, inputs = sum_cg * ho * wo, scheduled.input_beats
     if param_beats > max(compute, inputs):
         bottleneck = "parameters"
     elif inputs > compute:
@@ -138,7 +139,7 @@ def layer_report(name: str, shape, generics: HardwareGenerics, cycles: int,
     else:
         bottleneck = "compute"
     macs = shape.macs
-    act_read, weight_read, act_write = sum_cg * hw * g.pi, param_beats * g.param_beat_bytes, len(tiles) * ho * wo * g.po
+    act_read, weight_read, act_write = inputs * g.pi, param_beats * g.param_beat_bytes, scheduled.output_beats * g.po
     total = act_read + weight_read + act_write
     unlimited = scheduled.cycles
     mem_cycles = memory.memory_cycles(total) if memory is not None else 0
@@ -147,7 +148,7 @@ def layer_report(name: str, shape, generics: HardwareGenerics, cycles: int,
         height=shape.height, width=shape.width, out_height=ho, out_width=wo, tiles=len(tiles), max_cg=max_cg,
         cycles=int(cycles), macs=macs, utilization=macs / (g.peak_macs_per_cycle * cycles),
         compute_demand=compute, input_demand=inputs, param_demand=param_beats, bottleneck=bottleneck,
-        line_buffer_bytes=g.pi * shape.width * max_cg * 2, weight_buffer_bytes=g.pi * g.po * max_cg * KERNEL_BYTES,
+        line_buffer_bytes=g.pi * shape.width * max_cg * 2, weight_buffer_bytes=g.pi * g.po * kernels * KERNEL_BYTES,
         act_read_bytes=act_read, weight_read_bytes=weight_read, act_write_bytes=act_write, bytes=total,
         min_bytes=minimum_bytes(shape), unlimited_cycles=unlimited, stall_cycles=int(cycles) - unlimited,
         memory_cycles=mem_cycles, bound="memory" if mem_cycles > unlimited else "compute")

@@ -11,7 +11,7 @@ import pytest
 from rep_accel import images, quantize
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import pack_tile_params, plan_tiles
+from rep_accel.layout import pack_group_params, plan_tiles, schedule_layer
 from rep_accel.testing import assert_qnet_equal
 from rep_accel.testing import random_fused_network as random_network
 
@@ -43,17 +43,19 @@ def test_round_trip_and_stream_order(tmp_path, qnet_and_report, generics):
     assert b.generics == generics
     params = (out / "params.bin").read_bytes()
     assert b.params == params
-    # params.bin is the tiles' beats, layer by layer, tile by tile, nothing else.
-    expected = b"".join(pack_tile_params(l.weight, l.bias, l.m0, l.n, l.shape, t, generics).tobytes()
-                        for l in qnet.layers for t in plan_tiles(l.shape, generics))
+    # params.bin is the tile groups' beats, layer by layer, group by group, nothing else.
+    expected = b"".join(pack_group_params(l.weight, l.bias, l.m0, l.n, l.shape, j, generics).tobytes()
+                        for l in qnet.layers for j in schedule_layer(l.shape, generics).groups)
     assert params == expected
     offset = 0
     for i, (layer, entry) in enumerate(zip(qnet.layers, b.manifest["layers"])):
         assert b.tiles(i) == plan_tiles(layer.shape, generics)
-        for t, row in zip(b.tiles(i), entry["tiles"]):
-            beats = pack_tile_params(layer.weight, layer.bias, layer.m0, layer.n, layer.shape, t, generics)
-            assert row["offset"] == offset
-            assert np.array_equal(b.tile_params(layer.name, t.index), beats)
+        groups = schedule_layer(layer.shape, generics).groups
+        assert [row["tiles"] for row in entry["tile_groups"]] == [[t.index for t in j.tiles] for j in groups]
+        for j, row in zip(groups, entry["tile_groups"]):
+            beats = pack_group_params(layer.weight, layer.bias, layer.m0, layer.n, layer.shape, j, generics)
+            assert row["offset"] == offset and row["cg"] == j.cg
+            assert np.array_equal(b.group_params(layer.name, j.index), beats)
             offset += beats.nbytes
         # The hex file: one beat per line, most significant byte first.
         lines = (out / entry["hex"]).read_text().splitlines()
@@ -135,7 +137,7 @@ def test_modified_params_refused(build):
 
 def test_wrong_version_refused(build):
     _edit_manifest(build, lambda m: m.update(version=images.BUILD_VERSION + 1), rehash=True)
-    with pytest.raises(RepAccelError, match=r"manifest\.json: build version 2, this rep-accel reads version 1"):
+    with pytest.raises(RepAccelError, match=r"manifest\.json: build version 3, this rep-accel reads version 2"):
         images.load_build(build)
 
 
@@ -152,7 +154,7 @@ def test_consistently_edited_manifest_refused(build):
     def edit(m):
         m["layers"][1]["bias"][0] += 1
     _edit_manifest(build, edit, rehash=True)
-    with pytest.raises(RepAccelError, match=r"params\.bin: layer l1 tile 0 does not match the manifest"):
+    with pytest.raises(RepAccelError, match=r"params\.bin: layer l1 tile group 0 does not match the manifest"):
         images.load_build(build)
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import (LayerShape, check_fits, has_output, input_beats, layer_cycles, output_from_beats,
-                              pack_tile_params, plan_tiles, scan_extent, tile_param_beats)
+from rep_accel.layout import (LayerShape, check_fits, group_param_beats, has_output, input_beats, layer_cycles,
+                              output_from_beats, pack_group_params, plan_tiles, scan_extent, schedule_layer)
 
 
 @pytest.mark.parametrize("h,w,stride", [(h, w, s) for h in (1, 2, 3, 4, 7, 8) for w in (1, 2, 5, 6) for s in (1, 2)])
@@ -55,23 +55,26 @@ def test_tiles_cover_outputs_once_and_read_exactly_their_groups(cin, cout, group
         assert needed == list(range(t.in_base, t.in_base + t.in_count))
 
 
-def _decode_weights(beats, tile, g):
-    """Independent decoder of the documented beat layout: kernels per (lane o, tile input channel)."""
-    first = 1 + g.po
-    k = np.zeros((g.po, tile.cg * g.pi, 9), np.int8)
+def _decode_weights(beats, group, k, g):
+    """Independent decoder of the documented beat layout: kernels of tile k of a group per
+    (lane o, tile input channel): weight beats after the header and K * PO requantization
+    beats, tile-major, then lane, then channel group."""
+    first = 1 + group.count * g.po + k * g.po * group.cg
+    kern = np.zeros((g.po, group.cg * g.pi, 9), np.int8)
     for o in range(g.po):
-        for cg in range(tile.cg):
-            row = beats[first + o * tile.cg + cg]
+        for cg in range(group.cg):
+            row = beats[first + o * group.cg + cg]
             for i in range(g.pi):
-                k[o, cg * g.pi + i] = row[9 * i:9 * i + 9].view(np.int8)
-    return k
+                kern[o, cg * g.pi + i] = row[9 * i:9 * i + 9].view(np.int8)
+    return kern
 
 
+@pytest.mark.parametrize("max_group", [1, 3])
 @pytest.mark.parametrize("cin,cout,groups,pi,po", [(12, 24, 2, 3, 5), (32, 32, 4, 8, 8), (3, 7, 1, 2, 2)])
-def test_param_beats_decode_to_the_dense_equivalent_weights(cin, cout, groups, pi, po):
+def test_param_beats_decode_to_the_dense_equivalent_weights(cin, cout, groups, pi, po, max_group):
     rng = np.random.default_rng(7)
     shape = LayerShape(cin, cout, groups, 1, 3, 3)
-    g = HardwareGenerics(pi=pi, po=po)
+    g = HardwareGenerics(pi=pi, po=po, max_group=max_group)
     wq = rng.integers(-127, 128, (cout, cin // groups, 3, 3)).astype(np.int8)
     bias = rng.integers(-2**20, 2**20, cout).astype(np.int32)
     m0 = rng.integers(2**30, 2**31, cout).astype(np.int64)
@@ -80,46 +83,79 @@ def test_param_beats_decode_to_the_dense_equivalent_weights(cin, cout, groups, p
     for c in range(cout):
         grp = c // (cout // groups)
         dense[c, grp * (cin // groups):(grp + 1) * (cin // groups)] = wq[c]
-    for t in plan_tiles(shape, g):
-        beats = pack_tile_params(wq, bias, m0, n, shape, t, g)
-        assert beats.shape == (tile_param_beats(t, g), 9 * pi)
-        assert int(beats[0, :2].view(np.uint16)[0]) == t.cg and int(beats[0, 2:4].view(np.uint16)[0]) == t.out_count
-        for o in range(po):
-            row = beats[1 + o]
-            if o < t.out_count:
-                c = t.out_base + o
-                assert row[0:4].view(np.int32)[0] == bias[c]
-                assert row[4:8].view(np.uint32)[0] == m0[c] and row[8] == n[c]
-            else:
-                assert not row[:8].any() and row[8] == 31
-        k = _decode_weights(beats, t, g)
-        for o in range(po):
-            for j in range(t.cg * pi):
-                expect = np.zeros(9, np.int8)
-                if o < t.out_count and j < t.in_count:
-                    expect = dense[t.out_base + o, t.in_base + j].reshape(9)
-                assert np.array_equal(k[o, j], expect)
+    groups_seen = 0
+    for group in schedule_layer(shape, g).groups:
+        beats = pack_group_params(wq, bias, m0, n, shape, group, g)
+        assert beats.shape == (group_param_beats(group, g), 9 * pi) == (1 + group.count * po * (1 + group.cg), 9 * pi)
+        header = beats[0, :6].view(np.uint16)
+        assert list(header) == [group.cg, group.out_count, group.count]
+        for k, t in enumerate(group.tiles):
+            assert (t.in_base, t.in_count, t.cg) == (group.in_base, group.in_count, group.cg)
+            for o in range(po):
+                row = beats[1 + k * po + o]
+                if o < t.out_count:
+                    c = t.out_base + o
+                    assert row[0:4].view(np.int32)[0] == bias[c]
+                    assert row[4:8].view(np.uint32)[0] == m0[c] and row[8] == n[c]
+                else:
+                    assert not row[:8].any() and row[8] == 31
+            kern = _decode_weights(beats, group, k, g)
+            for o in range(po):
+                for j in range(t.cg * pi):
+                    expect = np.zeros(9, np.int8)
+                    if o < t.out_count and j < t.in_count:
+                        expect = dense[t.out_base + o, t.in_base + j].reshape(9)
+                    assert np.array_equal(kern[o, j], expect)
+        groups_seen += group.count
+    assert groups_seen == len(plan_tiles(shape, g))
 
 
-def test_input_and_output_beats_round_trip():
+@pytest.mark.parametrize("cin,cout,groups,pi,po,max_group,max_cg", [
+    (16, 40, 1, 4, 4, 4, 64),    # 10 tiles of one input: groups of 4, 4, 2
+    (16, 40, 1, 4, 4, 8, 8),     # cg = 4: the weight buffer holds 2 tiles
+    (24, 24, 4, 3, 2, 8, 64),    # grouped conv: tiles of different inputs never share a group
+    (8, 8, 1, 8, 8, 4, 64),      # one tile
+])
+def test_tile_groups_share_inputs_and_fit_the_buffers(cin, cout, groups, pi, po, max_group, max_cg):
+    g = HardwareGenerics(pi=pi, po=po, max_group=max_group, max_cg=max_cg)
+    shape = LayerShape(cin, cout, groups, 1, 4, 4)
+    sch = schedule_layer(shape, g)
+    assert [t for j in sch.groups for t in j.tiles] == list(sch.tiles)
+    assert [j.index for j in sch.groups] == list(range(len(sch.groups)))
+    for j in sch.groups:
+        assert 1 <= j.count <= max_group and j.count * j.cg <= max_cg
+        assert len({(t.in_base, t.in_count) for t in j.tiles}) == 1
+    # Fewest groups: a run of tiles with one input is cut only where the buffers are full.
+    runs = {}
+    for t in sch.tiles:
+        runs[(t.in_base, t.in_count)] = runs.get((t.in_base, t.in_count), 0) + 1
+    per = min(max_group, max_cg // sch.tiles[0].cg)
+    assert len(sch.groups) == sum(-(-n // per) for n in runs.values())
+
+
+@pytest.mark.parametrize("max_group", [1, 2, 3])
+def test_input_and_output_beats_round_trip(max_group):
     rng = np.random.default_rng(3)
-    shape = LayerShape(10, 6, 1, 1, 3, 4)
-    g = HardwareGenerics(pi=4, po=4)
+    shape = LayerShape(10, 10, 1, 1, 3, 4)
+    g = HardwareGenerics(pi=4, po=4, max_group=max_group)
     x = rng.integers(0, 256, (10, 3, 4)).astype(np.uint8)
-    for t in plan_tiles(shape, g):
-        beats = input_beats(x, t, g)
-        assert beats.shape == (3 * 4 * t.cg, 4)
-        for (y, xx, cg) in [(0, 0, 0), (2, 3, t.cg - 1), (1, 2, 1)]:
-            lanes = beats[(y * 4 + xx) * t.cg + cg]
+    sch = schedule_layer(shape, g)
+    for j in sch.groups:
+        beats = input_beats(x, j, g)
+        assert beats.shape == (3 * 4 * j.cg, 4)
+        for (y, xx, cg) in [(0, 0, 0), (2, 3, j.cg - 1), (1, 2, 1)]:
+            lanes = beats[(y * 4 + xx) * j.cg + cg]
             for i in range(4):
-                ch = t.in_base + cg * 4 + i
-                assert lanes[i] == (x[ch, y, xx] if ch < t.in_base + t.in_count else 0)
-    out = np.zeros((6, 3, 4), np.uint8)
-    expect = rng.integers(0, 256, (6, 3, 4)).astype(np.uint8)
-    for t in plan_tiles(shape, g):
-        beats = np.zeros((12, 4), np.uint8)
-        beats[:, :t.out_count] = expect[t.out_base:t.out_base + t.out_count].reshape(t.out_count, 12).T
-        output_from_beats(beats, shape, t, out)
+                ch = j.in_base + cg * 4 + i
+                assert lanes[i] == (x[ch, y, xx] if ch < j.in_base + j.in_count else 0)
+    out = np.zeros((10, 3, 4), np.uint8)
+    expect = rng.integers(0, 256, (10, 3, 4)).astype(np.uint8)
+    for j in sch.groups:
+        # Documented order: output pixels in raster order, then the group's tiles in turn.
+        beats = np.zeros((12, j.count, 4), np.uint8)
+        for k, t in enumerate(j.tiles):
+            beats[:, k, :t.out_count] = expect[t.out_base:t.out_base + t.out_count].reshape(t.out_count, 12).T
+        output_from_beats(beats.reshape(12 * j.count, 4), shape, j, out)
     assert np.array_equal(out, expect)
 
 
@@ -131,6 +167,20 @@ def test_layer_cycles_formula_by_hand():
     # stride 2 on 4x4: only the 16 input positions are scanned, two tiles of cg = 2.
     shape = LayerShape(16, 16, 1, 2, 4, 4)
     assert layer_cycles(shape, g) == 1 + 2 * ((1 + 8 + 16) + 2 * 16 + g.pipeline_latency)
+
+
+def test_grouped_layer_cycles_formula_by_hand():
+    # 3 tiles of PO = 2 (cout 6) in one group (max_group 3), cin 4 = cg 2 at PI = 2, 3x3 stride 1:
+    # params 1 + 3*2 + 3*2*2 = 19; 16 positions of which 9 complete an output: 2 * (9 * 3 + 7) = 68 steps.
+    g = HardwareGenerics(pi=2, po=2, max_group=3)
+    shape = LayerShape(4, 6, 1, 1, 3, 3)
+    assert layer_cycles(shape, g) == 1 + 19 + 68 + g.pipeline_latency
+    # Stride 2, 4x4 input: 4x4 positions (even size: no padding row/column), 4 outputs.
+    shape2 = LayerShape(4, 6, 1, 2, 4, 4)
+    assert layer_cycles(shape2, g) == 1 + 19 + 2 * (4 * 3 + 12) + g.pipeline_latency
+    # The same layers tile by tile (max_group 1): 3 * (params 1 + 2 + 4, steps 2 * 16, drain).
+    g1 = g.replace(max_group=1)
+    assert layer_cycles(shape, g1) == 1 + 3 * (7 + 32 + g.pipeline_latency)
 
 
 @pytest.mark.parametrize("kwargs,fragment", [({"pi": 0}, "pi=0"), ({"po": -1}, "po=-1"), ({"w_max": 2}, "w_max=2"),
@@ -183,24 +233,28 @@ def test_parameter_beat_tables_round_trip_and_drive_the_rtl_layouts():
 
     from rep_accel.generics import HardwareGenerics
     from rep_accel.hdl.layouts import HeaderLayout, RequantParamLayout
-    from rep_accel.layout import (HEADER_FIELDS, REQUANT_FIELDS, LayerShape, field_span, pack_tile_params,
-                                  plan_tiles, unpack_tile_params)
+    from rep_accel.layout import (HEADER_FIELDS, REQUANT_FIELDS, LayerShape, field_span, pack_group_params,
+                                  schedule_layer, unpack_group_params)
     from rep_accel.sim import cycle
 
-    g = HardwareGenerics(pi=3, po=4)
-    shape = LayerShape(cin=10, cout=10, groups=2, stride=1, height=4, width=4, input_signed=False)
+    g = HardwareGenerics(pi=3, po=4, max_group=2)
+    shape = LayerShape(cin=10, cout=20, groups=2, stride=1, height=4, width=4, input_signed=False)
     rng = np.random.default_rng(5)
-    w = rng.integers(-127, 128, (10, 5, 3, 3)).astype(np.int8)
-    bias = rng.integers(-2**31 + 10**6, 2**31 - 10**6, 10)
-    m0 = rng.integers(1 << 30, 1 << 31, 10)
-    n = rng.integers(31, 63, 10)
-    for t in plan_tiles(shape, g):
-        f = unpack_tile_params(pack_tile_params(w, bias, m0, n, shape, t, g), shape, t, g)
-        sl = slice(t.out_base, t.out_base + t.out_count)
-        assert (f["cg"], f["out_count"]) == (t.cg, t.out_count)
-        assert np.array_equal(f["kernels"], w[sl])
-        assert np.array_equal(f["bias"][:t.out_count], bias[sl]) and np.array_equal(f["m0"][:t.out_count], m0[sl])
-        assert np.array_equal(f["n"][:t.out_count], n[sl]) and np.all(f["n"][t.out_count:] == 31)
+    w = rng.integers(-127, 128, (20, 5, 3, 3)).astype(np.int8)
+    bias = rng.integers(-2**31 + 10**6, 2**31 - 10**6, 20)
+    m0 = rng.integers(1 << 30, 1 << 31, 20)
+    n = rng.integers(31, 63, 20)
+    sch = schedule_layer(shape, g)
+    assert any(j.count == 2 for j in sch.groups)
+    for j in sch.groups:
+        f = unpack_group_params(pack_group_params(w, bias, m0, n, shape, j, g), shape, j, g)
+        assert (f["cg"], f["out_count"], f["tiles"]) == (j.cg, j.out_count, j.count)
+        assert np.array_equal(f["kernels"], w[j.out_base:j.out_base + j.out_count])
+        for k, t in enumerate(j.tiles):
+            sl = slice(t.out_base, t.out_base + t.out_count)
+            assert np.array_equal(f["bias"][k, :t.out_count], bias[sl])
+            assert np.array_equal(f["m0"][k, :t.out_count], m0[sl])
+            assert np.array_equal(f["n"][k, :t.out_count], n[sl]) and np.all(f["n"][k, t.out_count:] == 31)
     assert HeaderLayout.size == 8 * sum(b for _, b, _ in HEADER_FIELDS)
     assert RequantParamLayout.size == 8 * sum(b for _, b, _ in REQUANT_FIELDS)
     for name, nbytes, _ in REQUANT_FIELDS:

@@ -11,7 +11,7 @@ import pytest
 from rep_accel import memory
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import LayerShape, layer_cycles, plan_tiles, tile_param_beats
+from rep_accel.layout import LayerShape, group_param_beats, layer_cycles, plan_tiles, schedule_layer
 from rep_accel.sim import cycle, fast, synthetic
 from rep_accel.sim.network import NetworkSimulator, schedule_report
 from rep_accel.sim.report import format_table
@@ -135,7 +135,7 @@ def test_stall_pattern_is_the_memory_model_and_fast_equals_cycle(case):
         for col, name in enumerate(("params_valid", "act_in_valid", "act_out_ready")):
             bad = np.flatnonzero(t[name] != want[:, col])
             assert bad.size == 0, f"{name} differs from the memory model first in cycle {bad[:1]}"
-        n_out = len(plan_tiles(layer.shape, g)) * layer.shape.out_height * layer.shape.out_width
+        n_out = schedule_layer(layer.shape, g).output_beats
         moved = params.shape[0] * g.param_beat_bytes + n_in * g.pi + n_out * g.po
         assert res.cycles >= m.memory_cycles(moved)
         assert fast.cycles(layer.shape, g, m) == res.cycles
@@ -185,8 +185,8 @@ def test_a_layer_at_a_slow_memory_by_hand():
     shape = LayerShape(1, 1, 1, 1, 1, 1)
     g = HardwareGenerics(pi=1, po=1, w_max=3, max_cg=1, line_depth=1)
     m = memory.model(1.0, latency_cycles=3, fifo_bytes=9)
-    params = np.zeros((tile_param_beats(plan_tiles(shape, g)[0], g), g.param_beat_bytes), np.uint8)
-    params[0, 0] = 1  # header: cg = 1
+    params = np.zeros((group_param_beats(schedule_layer(shape, g).groups[0], g), g.param_beat_bytes), np.uint8)
+    params[0, 0] = params[0, 4] = 1  # header: cg = 1, tiles = 1
     t = cycle.run_layer(np.zeros((1, 1, 1), np.uint8), shape, params, g, trace=True, memory=m).trace
     assert list(np.flatnonzero(t["params_valid"] & t["params_ready"])) == [12, 21, 30]
     assert list(np.flatnonzero(t["act_in_valid"])) == list(range(3, 32))

@@ -64,8 +64,11 @@ def test_simulate_outputs_and_report(build, capsys, mode):
 
 
 def _write_bad_build(root, qnet):
-    """A build whose layers are wider than its W_MAX (write_build does not check fits)."""
-    images.write_build(qnet, HardwareGenerics(pi=4, po=4, w_max=16), root / "narrow")
+    """A build whose manifest claims a W_MAX narrower than its layers (write_build refuses
+    to write one, so the manifest is edited afterwards, its checksum recomputed)."""
+    from hostile import rewrite_manifest
+    images.write_build(qnet, HardwareGenerics(pi=4, po=4, w_max=24), root / "narrow")
+    rewrite_manifest(root / "narrow", lambda m: m["generics"].update(w_max=16))
     return root / "narrow"
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
-from rep_accel.layout import has_output, plan_tiles, scan_extent, tile_cycles, tile_param_beats, tile_steps
+from rep_accel.layout import has_output, scan_extent, schedule_layer
 from rep_accel.sim import cycle, fast
 from rep_accel.testing import vector_cases
 from sim_cases import LAYER_CASES, case_id, random_input, random_layer, reference_output
@@ -17,19 +17,24 @@ SEED = 7100
 ARRAYS = [(8, 8), (1, 1), (3, 5), (4, 2)]
 
 
-def _generics(pi, po, shape):
-    return HardwareGenerics(pi=pi, po=po, w_max=max(3, shape.width))
+#: Tiles per group: one tile at a time, and tile groups (docs/architecture.md, "Tile groups").
+MAX_GROUPS = [1, 3]
 
 
+def _generics(pi, po, shape, max_group=1):
+    return HardwareGenerics(pi=pi, po=po, w_max=max(3, shape.width), max_group=max_group)
+
+
+@pytest.mark.parametrize("max_group", MAX_GROUPS)
 @pytest.mark.parametrize("pi,po", ARRAYS, ids=lambda v: str(v))
 @pytest.mark.parametrize("case", LAYER_CASES, ids=case_id)
-def test_cycle_outputs_and_count_match_fast_mode(case, pi, po):
+def test_cycle_outputs_and_count_match_fast_mode(case, pi, po, max_group):
     seed = SEED + LAYER_CASES.index(case) * 10 + ARRAYS.index((pi, po))
     print("seed", seed)
     rng = np.random.default_rng(seed)
     layer = random_layer(case, rng)
     x = random_input(layer.shape, rng)
-    g = _generics(pi, po, layer.shape)
+    g = _generics(pi, po, layer.shape, max_group)
     res = cycle.run_layer_q(layer, x[0], g)
     assert np.array_equal(res.output, reference_output(layer, x)[0])
     assert np.array_equal(res.output, fast.conv_layer_q(x, layer)[0])
@@ -38,40 +43,45 @@ def test_cycle_outputs_and_count_match_fast_mode(case, pi, po):
 
 def _expected_ports(shape, g):
     """Per-cycle params.ready, act_in transfer and act_out transfer of a never-stalling
-    run, derived from the schedule's prose (tiles back to back after the descriptor;
-    parameter beats, then cg steps per scan position, output L cycles after the last step
-    of an output position)."""
-    tiles = plan_tiles(shape, g)
-    total = 1 + sum(tile_cycles(shape, t, g) for t in tiles)
-    p_ready = np.zeros(total + 1, np.uint8)
-    a_in = np.zeros(total + 1, np.uint8)
-    a_out = np.zeros(total + 1, np.uint8)
+    run, derived from the schedule's prose (tile groups back to back after the descriptor;
+    1 + K*PO*(1 + cg) parameter beats, then at each scan position, for each channel group,
+    K steps at a position with an output (only the first takes an input) or one step, an
+    output beat L cycles after each of the K last steps, then the drain of L cycles)."""
+    sch = schedule_layer(shape, g)
+    L = g.pipeline_latency
+    p_ready, a_in, a_out = [], [], []
     rows, cols = scan_extent(shape.height, shape.width, shape.stride)
-    start = 1
-    for t in tiles:
-        p = tile_param_beats(t, g)
-        p_ready[start:start + p] = 1
-        c = start + p
+    c = 1
+    for j in sch.groups:
+        p = 1 + j.count * g.po * (1 + j.cg)
+        p_ready += list(range(c, c + p))
+        c += p
         for y in range(rows):
             for x in range(cols):
-                for k in range(t.cg):
-                    if y < shape.height and x < shape.width:
-                        a_in[c] = 1
-                    if k == t.cg - 1 and has_output(y, x, shape.stride):
-                        a_out[c + g.pipeline_latency] = 1
-                    c += 1
-        assert c == start + p + tile_steps(shape, t)
-        start += tile_cycles(shape, t, g)
-    assert start == total
-    return total, p_ready, a_in, a_out
+                out = has_output(y, x, shape.stride)
+                for cg in range(j.cg):
+                    for k in range(j.count if out else 1):
+                        if k == 0 and y < shape.height and x < shape.width:
+                            a_in.append(c)
+                        if cg == j.cg - 1 and out:
+                            a_out.append(c + L)
+                        c += 1
+        c += L
+    total = c
+    assert total == sch.cycles
+    ports = [np.zeros(total + 1, np.uint8) for _ in range(3)]
+    for port, cycles in zip(ports, (p_ready, a_in, a_out)):
+        port[cycles] = 1
+    return (total, *ports)
 
 
 @pytest.mark.parametrize("pi,po", [(8, 8), (3, 5)], ids=str)
+@pytest.mark.parametrize("max_group", MAX_GROUPS)
 @pytest.mark.parametrize("case", LAYER_CASES[:8], ids=case_id)
-def test_trace_follows_the_schedule(case, pi, po):
+def test_trace_follows_the_schedule(case, pi, po, max_group):
     rng = np.random.default_rng(SEED)
     layer = random_layer(case, rng)
-    g = _generics(pi, po, layer.shape)
+    g = _generics(pi, po, layer.shape, max_group)
     res = cycle.run_layer_q(layer, random_input(layer.shape, rng)[0], g, trace=True)
     total, p_ready, a_in, a_out = _expected_ports(layer.shape, g)
     t = res.trace
@@ -108,12 +118,11 @@ def test_stalls_change_only_the_cycle_count(case):
     rng = np.random.default_rng(SEED + 1)
     layer = random_layer(case, rng)
     x = random_input(layer.shape, rng)[0]
-    g = _generics(4, 3, layer.shape)
+    g = _generics(4, 3, layer.shape, max_group=2)
     base = cycle.run_layer_q(layer, x, g)
     params = cycle.layer_params(layer, g)
     n_in = cycle.layer_streams(x, layer.shape, g).shape[0]
-    tiles = plan_tiles(layer.shape, g)
-    n_out = len(tiles) * layer.shape.out_height * layer.shape.out_width
+    n_out = schedule_layer(layer.shape, g).output_beats
     grew = 0
     for k, probs in enumerate([(0.5, 1.0, 1.0), (1.0, 0.5, 1.0), (1.0, 1.0, 0.3), (0.6, 0.4, 0.5), (0.9, 0.9, 0.9)]):
         seed = SEED * 100 + LAYER_CASES.index(case) * 10 + k

@@ -40,7 +40,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from .. import golden
 from ..errors import RepAccelError
 from ..generics import HardwareGenerics
-from ..layout import LayerShape, layer_cycles, pack_descriptor, plan_tiles
+from ..layout import LayerShape, as_scheduled, layer_cycles, pack_descriptor
 from .. import streams
 from ..sim import cycle as simcycle
 
@@ -379,9 +379,9 @@ class Scoreboard:
               compare_trace: bool = True, extra: dict | None = None) -> dict:
         g = self.g
         failures = list(run.errors)
-        tiles = plan_tiles(shape, g)
-        ho, wo = shape.out_height, shape.out_width
-        n_beats = len(tiles) * ho * wo
+        scheduled = as_scheduled(shape, g, name)
+        n_beats = scheduled.output_beats
+        hw = shape.out_height * shape.out_width
         out = None
         if run.timeout:
             failures.append(f"no done within {run.cycles_run} cycles")
@@ -393,10 +393,14 @@ class Scoreboard:
             failures.append(f"act_out: {len(run.beats)} beats, expected {n_beats} (tiles x H_out x W_out)")
         else:
             out = streams.layer_output(run.beats, shape, g)
-            for t in tiles:
-                part = run.beats[t.index * ho * wo:(t.index + 1) * ho * wo]
-                if np.any(part[:, t.out_count:]):
-                    failures.append(f"tile {t.index}: lanes past out_count={t.out_count} are not zero")
+            at = 0
+            for j in scheduled.groups:
+                # A group's beats: output pixels in raster order, then its tiles in turn.
+                part = np.asarray(run.beats[at:at + j.count * hw]).reshape(hw, j.count, -1)
+                at += j.count * hw
+                for k, t in enumerate(j.tiles):
+                    if np.any(part[:, k, t.out_count:]):
+                        failures.append(f"tile {t.index}: lanes past out_count={t.out_count} are not zero")
             if not np.array_equal(out, exp.sim.output):
                 failures.append(f"output differs from the simulator in {int(np.count_nonzero(out != exp.sim.output))} "
                                 f"of {out.size} values, first (c, y, x) {_first_diffs(out, exp.sim.output)}")
@@ -417,7 +421,7 @@ class Scoreboard:
         record = {
             "name": name, "shape": {k: getattr(shape, k) for k in ("cin", "cout", "groups", "stride", "height", "width",
                                                                    "input_signed")},
-            "tiles": len(tiles), "stalled": exp.stalled,
+            "tiles": len(scheduled.tiles), "tile_groups": len(scheduled.groups), "stalled": exp.stalled,
             "passed": not failures, "failures": failures,
             "outputs_compared": int(out.size) if out is not None else 0,
             "beats_compared": len(run.beats),
