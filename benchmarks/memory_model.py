@@ -50,17 +50,20 @@ def main() -> None:
     ap.add_argument("--pi", type=int, default=4)
     ap.add_argument("--po", type=int, default=4)
     ap.add_argument("--models", nargs="+", default=["A0", "B0"])
+    ap.add_argument("--max-group", type=int, nargs="+", default=[1, 16],
+                    help="tiles per tile group to compare (1: one tile at a time)")
     ap.add_argument("--memory", nargs="+", default=["unlimited", "ddr3-16-800", "sdr16-166"],
                     help="memory specs as `--memory` takes them")
     args = ap.parse_args()
     memories = [(spec, memory.parse(spec, args.clock_mhz)) for spec in args.memory]
     for spec, m in memories:
         print(f"memory {spec}: " + ("every stream one beat per cycle" if m is None else m.label()))
-    for name in args.models:
+    for name, max_group in [(n, k) for n in args.models for k in args.max_group]:
         work = workload.zoo_workload(name, (3, 224, 224))
-        g = workload.sized_generics(work, args.pi, args.po)
+        g = workload.sized_generics(work, args.pi, args.po, max_group)
         on_chip = g.line_buffer_bytes + g.weight_buffer_bytes
-        print(f"\n{work.name} on PI={g.pi} PO={g.po} (w_max {g.w_max}, max_cg {g.max_cg}, line_depth {g.line_depth}): "
+        print(f"\n{work.name} on PI={g.pi} PO={g.po}, max_group {g.max_group} (w_max {g.w_max}, max_cg {g.max_cg}, "
+              f"line_depth {g.line_depth}): "
               f"line buffer {g.line_buffer_bytes / 1024:.1f} KiB + weight buffer {g.weight_buffer_bytes / 1024:.1f} KiB "
               f"= {on_chip / 1024:.1f} KiB of the LFE5U-85F's {ECP5_85F_BRAM_BYTES / 1024:.0f} KiB block RAM")
         first = True

@@ -305,7 +305,8 @@ SIZING_POLICIES = ("smallest", "defaults")
 
 def size_generics(shapes, pi: int, po: int, policy: str = "smallest", *, names=None,
                   base: HardwareGenerics | None = None, w_max: int | None = None,
-                  max_cg: int | None = None, line_depth: int | None = None) -> HardwareGenerics:
+                  max_cg: int | None = None, line_depth: int | None = None,
+                  max_group: int | None = None) -> HardwareGenerics:
     """The one sizing rule of the hardware for a network: generics of a pi x po array whose
     buffers run every layer of `shapes` (LayerShapes; `names` for the messages).
 
@@ -313,13 +314,15 @@ def size_generics(shapes, pi: int, po: int, policy: str = "smallest", *, names=N
     channel groups of each tile times the tiles of its group (K = max_group, or fewer where
     fewer tiles share their input: `group_need`), line_depth >= width x the channel groups. policy "smallest" takes
     exactly the largest need (w_max at least 3); "defaults" takes at least `base`'s values
-    (default HardwareGenerics()). w_max / max_cg / line_depth given explicitly are taken as
+    (default HardwareGenerics()). max_group (default `base`'s) is taken as given. w_max / max_cg / line_depth given explicitly are taken as
     they are. Every layer is checked with check_fits (RepAccelError naming the layer)."""
     if policy not in SIZING_POLICIES:
         raise ValueError(f"sizing policy {policy!r}: one of {SIZING_POLICIES}")
     shapes = list(shapes)
     names = list(names) if names is not None else [f"layer {i}" for i in range(len(shapes))]
     probe = (base or HardwareGenerics()).replace(pi=pi, po=po)
+    if max_group is not None:
+        probe = probe.replace(max_group=max_group)
     tiles = [(s, t) for s in shapes for t in plan_tiles(s, probe)]
     need = {"w_max": max([3] + [s.width for s in shapes]),
             "max_cg": max([1] + [group_need(plan_tiles(s, probe), probe.max_group) for s in shapes]),
