@@ -84,6 +84,7 @@ class LayerReport:
     stall_cycles: int = 0
     memory_cycles: int = 0
     bound: str = "compute"
+    tile_groups: int = 0
 
 
 @dataclass
@@ -151,7 +152,8 @@ def layer_report(name: str, shape, generics: HardwareGenerics, cycles: int,
         line_buffer_bytes=g.pi * shape.width * max_cg * 2, weight_buffer_bytes=g.pi * g.po * kernels * KERNEL_BYTES,
         act_read_bytes=act_read, weight_read_bytes=weight_read, act_write_bytes=act_write, bytes=total,
         min_bytes=minimum_bytes(shape), unlimited_cycles=unlimited, stall_cycles=int(cycles) - unlimited,
-        memory_cycles=mem_cycles, bound="memory" if mem_cycles > unlimited else "compute")
+        memory_cycles=mem_cycles, bound="memory" if mem_cycles > unlimited else "compute",
+        tile_groups=len(scheduled.groups))
 
 
 def network_report(layers: list[LayerReport], generics: HardwareGenerics, clock_mhz: float, mode: str,
@@ -187,24 +189,25 @@ def _kib(b: int) -> str:
 
 def format_table(r: NetworkReport) -> str:
     """The report as a fixed-width text table (one row per layer, then the totals)."""
-    head = (f"{'layer':<12} {'shape CxHxW -> CxHxW':<24} {'s':>1} {'g':>2} {'tiles':>5} {'cycles':>11} "
+    head = (f"{'layer':<12} {'shape CxHxW -> CxHxW':<24} {'s':>1} {'g':>2} {'tiles':>5} {'grps':>4} {'cycles':>11} "
             f"{'MACs':>13} {'util':>6} {'bottleneck':>10} {'LB KiB':>7} {'WB KiB':>7} "
             f"{'act rd KiB':>10} {'wt rd KiB':>9} {'act wr KiB':>10} {'x min':>5} {'stalls':>9} {'bound':>7}")
     lines = [head, "-" * len(head)]
     for lr in r.layers:
         shp = f"{lr.cin}x{lr.height}x{lr.width}->{lr.cout}x{lr.out_height}x{lr.out_width}"
-        lines.append(f"{lr.name[:12]:<12} {shp:<24} {lr.stride:>1} {lr.groups:>2} {lr.tiles:>5} {lr.cycles:>11,} "
+        lines.append(f"{lr.name[:12]:<12} {shp:<24} {lr.stride:>1} {lr.groups:>2} {lr.tiles:>5} {lr.tile_groups:>4} {lr.cycles:>11,} "
                      f"{lr.macs:>13,} {lr.utilization:>6.1%} {lr.bottleneck:>10} {_kib(lr.line_buffer_bytes):>7} "
                      f"{_kib(lr.weight_buffer_bytes):>7} {_kib(lr.act_read_bytes):>10} "
                      f"{_kib(lr.weight_read_bytes):>9} {_kib(lr.act_write_bytes):>10} {lr.bytes / lr.min_bytes:>5.2f} "
                      f"{lr.stall_cycles:>9,} {lr.bound:>7}")
     lines.append("-" * len(head))
-    lines.append(f"{'total':<12} {'':<24} {'':>1} {'':>2} {sum(lr.tiles for lr in r.layers):>5} {r.cycles:>11,} "
+    lines.append(f"{'total':<12} {'':<24} {'':>1} {'':>2} {sum(lr.tiles for lr in r.layers):>5} "
+                 f"{sum(lr.tile_groups for lr in r.layers):>4} {r.cycles:>11,} "
                  f"{r.macs:>13,} {r.utilization:>6.1%} {r.bottleneck:>10} {_kib(r.line_buffer_bytes):>7} "
                  f"{_kib(r.weight_buffer_bytes):>7} {_kib(r.act_read_bytes):>10} {_kib(r.weight_read_bytes):>9} "
                  f"{_kib(r.act_write_bytes):>10} {r.bytes / r.min_bytes:>5.2f} {r.stall_cycles:>9,} {'':>7}")
     g = HardwareGenerics.from_dict(r.generics)
-    lines.append(f"PI={g.pi} PO={g.po} ({r.mode} mode): {r.cycles:,} cycles per frame = {r.latency_ms:.3f} ms "
+    lines.append(f"PI={g.pi} PO={g.po}, tile groups of up to {g.max_group} tiles ({r.mode} mode): {r.cycles:,} cycles per frame = {r.latency_ms:.3f} ms "
                  f"at {r.clock_mhz:g} MHz, {r.frames_per_second:.2f} frames/s; buffers on chip: line "
                  f"{_kib(g.line_buffer_bytes)} KiB, weights {_kib(g.weight_buffer_bytes)} KiB")
     lines.append(f"external memory: {r.bytes / 1e6:.2f} MB per frame, {r.bytes / r.min_bytes:.2f}x the minimum "

@@ -48,7 +48,8 @@ def add_arguments(p) -> None:
     p.add_argument("--w-max", type=int, help="check the layers fit a build with this W_MAX (default: derived)")
     p.add_argument("--max-cg", type=int, help="check against this weight-buffer depth (default: derived)")
     p.add_argument("--line-depth", type=int, help="check against this line-buffer depth (default: derived)")
-    from .rtl import add_arithmetic_arguments
+    from .rtl import add_arithmetic_arguments, add_group_argument
+    add_group_argument(p)         # the images are laid out in its tile groups: the RTL must have the same
     add_arithmetic_arguments(p)   # recorded in the build: its RTL must have the same
     p.add_argument("--json", action="store_true", help="print the quantization report as JSON instead of the table")
     add_force_argument(p)
@@ -175,11 +176,15 @@ def load_model(path: Path):
 # Hardware fit
 # ----------------------------------------------------------------------------------
 
-def fit_generics(shapes, names, pi: int, po: int, w_max=None, max_cg=None, line_depth=None) -> HardwareGenerics:
-    """Generics for an array of pi x po whose buffers take every layer: the defaults, or
-    larger where a layer needs it, or exactly the given sizes (layout.size_generics, policy
-    "defaults"). The images depend only on pi and po."""
-    return size_generics(shapes, pi, po, "defaults", names=names, w_max=w_max, max_cg=max_cg, line_depth=line_depth)
+def fit_generics(shapes, names, pi: int, po: int, w_max=None, max_cg=None, line_depth=None,
+                 max_group=None) -> HardwareGenerics:
+    """Generics for an array of pi x po with tile groups of up to max_group tiles (default
+    HardwareGenerics') whose buffers take every layer: the defaults, or larger where a
+    layer needs it, or exactly the given sizes (layout.size_generics, policy "defaults").
+    The images depend on pi, po and the tile groups (max_group, and max_cg if given smaller
+    than the groups need)."""
+    return size_generics(shapes, pi, po, "defaults", names=names, w_max=w_max, max_cg=max_cg, line_depth=line_depth,
+                         max_group=max_group)
 
 
 # ----------------------------------------------------------------------------------
@@ -225,17 +230,18 @@ def summary_table(qnet, report, generics: HardwareGenerics) -> str:
 
 def compile_model(model, output, calib: np.ndarray, observer: str = quantize.DEFAULT_OBSERVER,
                   pi: int = 8, po: int = 8, w_max=None, max_cg=None, line_depth=None, source=None,
-                  force: bool = False, arithmetic: dict | None = None):
+                  force: bool = False, arithmetic: dict | None = None, max_group=None):
     """Quantize a fused network on `calib` (N, C, H, W) and write its build to `output`.
     force: write into a folder holding files `compile` did not write (fsutil).
     arithmetic: the unit kind and LUT-multiplier count to record, {name: value} of
-    generics.ARITHMETIC_GENERICS (default: HardwareGenerics' defaults).
+    generics.ARITHMETIC_GENERICS (default: HardwareGenerics' defaults). max_group: the most
+    tiles per tile group (default HardwareGenerics').
     Returns (QuantizedNetwork, QuantReport, HardwareGenerics)."""
     check_output_folder(output, "compile", force)
     quantize.check_fused(model)
     calib = quantize.check_calibration(calib, model.in_channels)
     shapes = quantize.layer_shapes(model, calib.shape[1:])
-    generics = fit_generics(shapes, [l.name for l in model.layers], pi, po, w_max, max_cg, line_depth)
+    generics = fit_generics(shapes, [l.name for l in model.layers], pi, po, w_max, max_cg, line_depth, max_group)
     generics = generics.replace(**(arithmetic or {}))
     qnet, report = quantize.quantize_network(model, calib, observer, return_report=True)
     images.write_build(qnet, generics, output, report=report, source=source, force=force)
@@ -260,7 +266,7 @@ def run(args) -> int:
     source = {"model": model_path.name, "calibration": calib_source}
     qnet, report, generics = compile_model(fused, output, calib, args.observer, args.pi, args.po,
                                            args.w_max, args.max_cg, args.line_depth, source, args.force,
-                                           arithmetic_options(args))
+                                           arithmetic_options(args), args.max_group)
     if args.json:
         print(json.dumps(jsonable(report.to_dict()), indent=1))
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import RepAccelError
 from ..fsutil import add_force_argument, atomic_output_dir, check_output_dir
-from ..generics import (ARITHMETIC_GENERICS, LINE_DEPTH_LIMIT, MAX_CG_LIMIT, ON_CHIP_BYTES_LIMIT, UNIT_KINDS,
+from ..generics import (ARITHMETIC_GENERICS, LINE_DEPTH_LIMIT, MAX_CG_LIMIT, MAX_GROUP_LIMIT, ON_CHIP_BYTES_LIMIT, UNIT_KINDS,
                         HardwareGenerics)
 
 HELP = "generate the accelerator's Verilog (Amaranth) and a JSON of its ports and generics"
@@ -70,12 +70,23 @@ def add_arguments(p) -> None:
                    help=f"line-buffer entries per lane, width x channel groups, 1..{LINE_DEPTH_LIMIT} "
                         f"(default {d.line_depth}, or the model's; buffers together <= "
                         f"{ON_CHIP_BYTES_LIMIT >> 20} MiB)")
+    add_group_argument(p, "{}, or the build's")
     from ..families import DSP_STYLES
     p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
                    help="multiplier style: generic (any tool) or ecp5 (MULT18X18D with its registers); default generic")
     add_arithmetic_arguments(p, "{}, or the build's")
     p.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall on the result; fail on warnings")
     add_force_argument(p)
+
+
+def add_group_argument(p, default: str = "{}") -> None:
+    """--max-group, the most tiles per tile group (docs/architecture.md, "Tile groups");
+    `default` as for add_arithmetic_arguments."""
+    d = HardwareGenerics()
+    p.add_argument("--max-group", type=int, metavar="K",
+                   help=f"most tiles of PO output channels that share one pass over the input, 1..{MAX_GROUP_LIMIT}: "
+                        f"the depth of the output columns' accumulator and requantization tables; the weight buffer "
+                        f"then holds K x cg kernels (default {default.format(d.max_group)})")
 
 
 def add_arithmetic_arguments(p, default: str = "{}") -> None:
@@ -117,7 +128,9 @@ def check_build_options(args, build) -> None:
 
 
 #: The generics `rep-accel rtl` (and verify) take as options, by option name.
-GENERIC_OPTIONS = ("pi", "po", "w_max", "max_cg", "line_depth", *ARITHMETIC_GENERICS)
+GENERIC_OPTIONS = ("pi", "po", "w_max", "max_cg", "line_depth", "max_group", *ARITHMETIC_GENERICS)
+#: Of those, the ones a build's parameter images are laid out for: with a build, the RTL has the build's.
+LAYOUT_GENERICS = ("pi", "po", "max_group")
 
 
 def resolve_generics(args) -> tuple[HardwareGenerics, object]:
@@ -126,40 +139,53 @@ def resolve_generics(args) -> tuple[HardwareGenerics, object]:
 
 
 def generics_for(build_path=None, **given) -> tuple[HardwareGenerics, object]:
-    """The hardware generics, from the given ones (pi, po, w_max, max_cg, line_depth, unit,
-    lut_multipliers; None = not given) and the optional build folder: with a build, PI,
-    PO and the arithmetic are the build's and the buffers not given are the smallest its
-    layers need (layout.size_generics). Returns (generics, build or None). Raises
-    RepAccelError for generics out of range, a model that does not fit, or options that
-    contradict the build."""
+    """The hardware generics, from the given ones (pi, po, w_max, max_cg, line_depth,
+    max_group, unit, lut_multipliers; None = not given) and the optional build folder: with
+    a build, PI, PO, max_group and the arithmetic are the build's and the buffers not given
+    are the smallest its layers need (layout.size_generics), and every layer must be
+    scheduled in the same tile groups as the build's images. Returns (generics, build or
+    None). Raises RepAccelError for generics out of range, a model that does not fit, or
+    options that contradict the build."""
     unknown = set(given) - set(GENERIC_OPTIONS)
     if unknown:
         raise TypeError(f"unknown generics {sorted(unknown)}")
     given = {name: given.get(name) for name in GENERIC_OPTIONS}
-    for name in ("pi", "po", "w_max", "max_cg", "line_depth"):
+    for name in ("pi", "po", "w_max", "max_cg", "line_depth", "max_group"):
         value = given[name]
         if value is not None and value < 1:
             raise RepAccelError(f"--{name.replace('_', '-')} {value}: must be a positive integer")
     arithmetic = {name: given[name] for name in ARITHMETIC_GENERICS if given[name] is not None}
-    sizes = {name: given[name] for name in ("pi", "po", "w_max", "max_cg", "line_depth")}
+    sizes = {name: given[name] for name in ("pi", "po", "w_max", "max_cg", "line_depth", "max_group")}
     if not build_path:
         return HardwareGenerics(**{k: v for k, v in sizes.items() if v is not None}, **arithmetic), None
     from ..images import load_build
     build = load_build(build_path)
     check_arithmetic(arithmetic, build.generics, f"the build {build.path}", "recompile it with rep-accel compile ...")
-    for name in ("pi", "po"):
-        own = getattr(build.generics, name)
+    bg = build.generics
+    for name in LAYOUT_GENERICS:
+        own = getattr(bg, name)
+        flag = "--" + name.replace("_", "-")
         if sizes[name] is not None and sizes[name] != own:
             raise RepAccelError(
-                f"--{name} {sizes[name]} differs from the build's {name}={own} ({build_path} is laid out "
-                f"for a {build.generics.pi}x{build.generics.po} array); drop --{name} or recompile with --{name} {sizes[name]}")
+                f"{flag} {sizes[name]} differs from the build's {name}={own} ({build_path} is laid out for a "
+                f"{bg.pi}x{bg.po} array with tile groups of up to {bg.max_group} tiles); drop {flag} or recompile "
+                f"with {flag} {sizes[name]}")
         sizes[name] = own
-    from ..layout import size_generics
+    from ..layout import schedule_layer, size_generics
     layers = build.qnet.layers
-    generics = size_generics([l.shape for l in layers], sizes["pi"], sizes["po"], "smallest",
-                             names=[f"{build_path}: layer {l.name}" for l in layers],
-                             w_max=sizes["w_max"], max_cg=sizes["max_cg"], line_depth=sizes["line_depth"])
-    return generics.replace(**{name: getattr(build.generics, name) for name in ARITHMETIC_GENERICS}), build
+    names = [f"{build_path}: layer {l.name}" for l in layers]
+    generics = size_generics([l.shape for l in layers], sizes["pi"], sizes["po"], "smallest", names=names,
+                             w_max=sizes["w_max"], max_cg=sizes["max_cg"], line_depth=sizes["line_depth"],
+                             max_group=sizes["max_group"])
+    generics = generics.replace(**{name: getattr(bg, name) for name in ARITHMETIC_GENERICS})
+    for layer, name in zip(layers, names):
+        ours = [len(j.tiles) for j in schedule_layer(layer.shape, generics, name).groups]
+        theirs = [len(j.tiles) for j in build.schedule(layer.name).groups]
+        if ours != theirs:
+            raise RepAccelError(f"{name}: with max_cg={generics.max_cg} the layer runs in tile groups of {ours} tiles, "
+                                f"the build's images in groups of {theirs}; drop --max-cg or give at least "
+                                f"{max(j.cg * len(j.tiles) for j in build.schedule(layer.name).groups)}")
+    return generics, build
 
 
 def lint(folder: Path, models: list[str] = ()) -> str:

@@ -46,7 +46,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="write the dequantized logits, float32 N x classes, to this .npy")
     p.add_argument("--pi", type=int, help="array rows; must match the build's layout (default: the build's)")
     p.add_argument("--po", type=int, help="array columns; must match the build's layout (default: the build's)")
-    from .rtl import add_arithmetic_arguments
+    from .rtl import add_arithmetic_arguments, add_group_argument
+    add_group_argument(p, "the build's; must match it")
     add_arithmetic_arguments(p, "the build's; must match it")
     p.add_argument("--mode", choices=MODES, default="fast",
                    help="fast: exact outputs, schedule-formula cycles; cycle: every clock stepped (default fast)")
@@ -112,6 +113,10 @@ def run(args) -> int:
             raise RepAccelError(f"{opt} {value}: the build {args.build} is laid out for PI={g.pi}, PO={g.po}; "
                                 f"drop {opt} or recompile with `rep-accel compile ... --pi {args.pi or g.pi} "
                                 f"--po {args.po or g.po}`")
+    if args.max_group is not None and args.max_group != g.max_group:
+        raise RepAccelError(f"--max-group {args.max_group}: the build {args.build} is laid out in tile groups of up to "
+                            f"{g.max_group} tiles; drop --max-group or recompile with `rep-accel compile ... "
+                            f"--max-group {args.max_group}`")
     from .rtl import check_build_options
     check_build_options(args, build)
     qnet = build.qnet

@@ -71,7 +71,8 @@ def add_arguments(p) -> None:
     p.add_argument("--dsp", choices=DSP_STYLES, default="generic",
                    help="multiplier style of the RTL, as `rep-accel rtl --dsp` (ecp5: MULT18X18D, simulated "
                         "with its model); default generic")
-    from .rtl import add_arithmetic_arguments
+    from .rtl import add_arithmetic_arguments, add_group_argument
+    add_group_argument(p, "the build's; must match it")
     add_arithmetic_arguments(p, "the build's; must match it")
     p.add_argument("--build-cache", help="folder of compiled HDL simulators (default $REP_ACCEL_SIM_BUILD or "
                                          "~/.cache/rep-accel/sim_build)")
