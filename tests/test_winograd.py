@@ -82,6 +82,18 @@ def test_bilinear_form_is_four_times_the_direct_correlation():
     assert np.array_equal(coeff, W.OUTPUT_SCALE * direct)
 
 
+def test_one_dimensional_coefficients_are_two_where_p_is_i_plus_r():
+    """The 2-D coefficients factor into the 1-D F(2,3) ones, c(i,r,p) = sum_k A^T[i,k] G'[k,r] B^T[k,p]
+    = 2 [p == i + r]: the 24 numbers docs/numerics.md asks to check by hand."""
+    c = np.einsum("ik,kr,kp->irp", W.A_T, W.G_SCALED, W.B_T)
+    want = np.zeros((2, 3, 4), np.int64)
+    for i in range(2):
+        for r in range(3):
+            want[i, r, i + r] = 2
+    assert np.array_equal(c, want)
+    assert np.array_equal(W.bilinear_coefficients(), np.einsum("irp,jsq->ijpqrs", c, c))
+
+
 def test_unscaled_transform_gives_y_on_random_tiles():
     """With Lavin & Gray's fractional G (exact rationals) the same A^T and B^T give Y itself."""
     rng = np.random.default_rng(1)
@@ -282,6 +294,44 @@ def test_channel_sum_width_for_4096_channels():
     assert wd.channel_sum.lo == -4 * numerics.accumulator_bound(4096) == -4_812_963_840
     assert (wd.channel_sum.bits, wd.output.bits, wd.accumulator.bits) == (34, 34, 32)
     assert wd.accumulator.lo == -numerics.accumulator_bound(4096)
+
+
+def test_widths_table_of_the_docs():
+    """docs/numerics.md's table: bits of M and Z, and of acc, by input channels per group."""
+    table = {1: (22, 20), 64: (28, 26), 192: (29, 27), 512: (31, 29), 1280: (32, 30), 1827: (32, 30),
+             1828: (33, 31), 4096: (34, 32)}
+    for cin, (sum_bits, acc_bits) in table.items():
+        wd = W.check_widths(cin)
+        assert (wd.channel_sum.bits, wd.output.bits, wd.accumulator.bits) == (sum_bits, sum_bits, acc_bits), cin
+
+
+def _wrap(value, bits: int):
+    """value modulo 2^bits as a signed two's-complement number: what a bits-wide register holds."""
+    half = 1 << (bits - 1)
+    return (np.asarray(value, np.int64) + half) % (1 << bits) - half
+
+
+@pytest.mark.parametrize("cin, bits", [(1, 11), (6000, 32)])
+def test_wraparound_datapath_of_the_output_width_is_exact(cin, bits):
+    """Registers as wide as Z only, wrapping: the channel sums and the output transform's first stage
+    leave that range (|M[0,1]| = 391,680 per channel against |Z| = 1020) and Z still comes out exact."""
+    d = np.zeros((4, 4), np.uint8)
+    d[2, 1:3] = 255
+    g = np.full((3, 3), -128, np.int8)
+    g[1:3, 1] = 127
+    v = W.transform_input_tile(np.broadcast_to(d, (cin, 4, 4))).astype(np.int64)
+    u = W.transform_weights(np.broadcast_to(g, (1, cin, 3, 3)))[0].astype(np.int64)
+    exact_m = (u * v).sum(axis=0)
+    exact_z = W.output_transform(exact_m)
+    assert W.Range(int(exact_z.min()), int(exact_z.max())).bits <= bits
+    assert np.abs(exact_m).max() > (1 << (bits - 1))  # the sums do leave the register's range
+    m = np.zeros((4, 4), np.int64)
+    for c in range(0, cin, 1000):  # accumulate in blocks, wrapping after each, as a register would
+        m = _wrap(m + _wrap((u[c:c + 1000] * v[c:c + 1000]).sum(axis=0), bits), bits)
+    rows = _wrap(W.A_T @ m, bits)
+    z = _wrap(rows @ W.A_T.T, bits)
+    assert np.array_equal(z, exact_z)
+    assert np.array_equal(W.exact_quarter(z), W.exact_quarter(exact_z))
 
 
 def test_channel_sum_leaves_32_bits_where_the_widths_say():
