@@ -15,41 +15,28 @@ from rep_accel.errors import RepAccelError
 from rep_accel.layout import LayerShape
 from rep_accel.testing import vector_cases
 from rep_accel.verification import cases as C
+from sim_cases import LAYER_CASES, case_id, random_input, random_layer
 
-# (N, C_in, C_out, groups, H, W, signed input)
-LAYERS = [
+#: Stride-1 layers: the simulator tests' stride-1 cases (tests/sim_cases.py) and more
+#: (C_in, C_out, groups, 1, H, W, signed input): 1x1 images, depthwise, a 64-channel 28x28 layer.
+LAYERS = [c for c in LAYER_CASES if c[3] == 1] + [
     (1, 1, 1, 1, 1, 1, False),
-    (1, 3, 5, 1, 1, 1, True),
-    (2, 3, 8, 1, 5, 7, True),
-    (1, 16, 16, 1, 4, 4, False),
-    (1, 8, 12, 4, 6, 1, False),
-    (1, 64, 64, 2, 1, 7, False),
-    (1, 5, 7, 1, 3, 3, False),
-    (1, 40, 6, 2, 2, 2, False),
-    (3, 12, 10, 2, 8, 6, False),
-    (1, 17, 9, 1, 1, 5, False),
-    (1, 24, 24, 1, 9, 9, False),
-    (2, 6, 4, 2, 3, 4, True),
-    (1, 32, 32, 32, 5, 6, False),   # depthwise
-    (1, 4, 12, 4, 7, 2, False),
-    (1, 64, 64, 1, 28, 28, False),  # the size the issue names: a 64-channel 28x28 layer
+    (3, 5, 1, 1, 1, 1, True),
+    (3, 8, 1, 1, 5, 7, True),
+    (12, 10, 2, 1, 8, 6, False),
+    (17, 9, 1, 1, 1, 5, False),
+    (24, 24, 1, 1, 9, 9, False),
+    (32, 32, 32, 1, 5, 6, False),
+    (4, 12, 4, 1, 7, 2, False),
+    (64, 64, 1, 1, 28, 28, False),
 ]
 
 
-def layer_id(case) -> str:
-    n, cin, cout, groups, h, w, signed = case
-    return f"n{n}_{cin}to{cout}_g{groups}_{h}x{w}" + ("_int8" if signed else "")
-
-
-def random_operands(rng, case):
-    n, cin, cout, groups, h, w, signed = case
-    if signed:
-        x = rng.integers(-128, 128, (n, cin, h, w)).astype(np.int8)
-    else:
-        x = rng.integers(0, 256, (n, cin, h, w))
-        x[rng.random(x.shape) < 0.1] = 255
-        x[rng.random(x.shape) < 0.2] = 0
-        x = x.astype(np.uint8)
+def random_operands(rng, case, n: int = 1):
+    """Random inputs (n, C_in, H, W) as the simulator tests draw them, and int8 weights over the
+    whole type (-128 included, which the contract never uses but the width bounds take)."""
+    cin, cout, groups, _, h, w, signed = case
+    x = random_input(LayerShape(cin, cout, groups, 1, h, w, signed), rng, n)
     wt = rng.integers(-128, 128, (cout, cin // groups, 3, 3)).astype(np.int8)
     return x, wt
 
@@ -113,11 +100,12 @@ def test_unscaled_transform_gives_y_on_random_tiles():
 # Equality with the direct accumulators
 # ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", LAYERS, ids=layer_id)
+@pytest.mark.parametrize("case", LAYERS, ids=case_id)
 def test_equals_direct_accumulators_on_random_layers(case):
-    rng = np.random.default_rng(zlib.crc32(layer_id(case).encode()))
-    x, wt = random_operands(rng, case)
-    assert_same_accumulators(x, wt, case[3])
+    rng = np.random.default_rng(zlib.crc32(case_id(case).encode()))
+    for n in (1, 2):
+        x, wt = random_operands(rng, case, n)
+        assert_same_accumulators(x, wt, case[2])
 
 
 def test_equals_direct_on_many_random_tiles():
@@ -272,9 +260,9 @@ def test_int8_inputs_reach_their_product_bounds():
 def test_random_intermediates_stay_inside_the_bounds():
     """Random layers of both input types: every V, U, product, channel sum, 4Y within check_widths."""
     rng = np.random.default_rng(3)
-    for case in ((2, 5, 4, 1, 7, 6, False), (2, 5, 4, 1, 6, 5, True), (1, 33, 3, 1, 4, 4, False)):
-        x, wt = random_operands(rng, case)
-        wd = W.check_widths(case[1])
+    for case in ((5, 4, 1, 1, 7, 6, False), (5, 4, 1, 1, 6, 5, True), (33, 3, 1, 1, 4, 4, False)):
+        x, wt = random_operands(rng, case, 2)
+        wd = W.check_widths(case[0])
         v = W.transform_input_tile(W.input_tiles(x))
         u = W.transform_weights(wt)
         prods = u[None, :, :, None, None].astype(np.int64) * v[:, None].astype(np.int64)
@@ -356,17 +344,24 @@ def winograd_layer_output(x, layer):
                                     np.asarray(layer.n, np.int64))
 
 
+@pytest.mark.parametrize("case", LAYERS, ids=case_id)
+def test_requantized_winograd_equals_golden_layers(case):
+    """The simulator tests' random layers (kind "mixed": extreme shifts and biases included)."""
+    rng = np.random.default_rng(zlib.crc32(case_id(case).encode()) + 1)
+    layer = random_layer(case, rng)
+    x = random_input(layer.shape, rng, 2)
+    assert np.array_equal(winograd_layer_output(x, layer), golden.conv_layer(x, layer))
+
+
 @pytest.mark.parametrize("kind", C.PARAM_KINDS)
-def test_requantized_winograd_equals_golden_layers(kind):
+@pytest.mark.parametrize("inputs", C.INPUT_KINDS)
+def test_requantized_winograd_equals_golden_on_every_parameter_and_input_kind(kind, inputs):
     rng = np.random.default_rng(4)
-    for cin, cout, groups, h, w, signed in ((3, 8, 1, 9, 7, True), (16, 16, 1, 5, 6, False),
-                                            (8, 12, 4, 6, 1, False), (24, 24, 1, 2, 2, False),
-                                            (12, 10, 2, 8, 6, False), (40, 6, 2, 1, 1, False)):
-        shape = LayerShape(cin, cout, groups, 1, h, w, signed)
-        x = C.random_input(rng, shape)
-        layer = C.random_layer(rng, shape, f"{kind}{cin}", kind, x)
-        want = golden.conv_layer(x[None], layer)
-        assert np.array_equal(winograd_layer_output(x[None], layer), want)
+    for case in LAYER_CASES[:8]:
+        shape = LayerShape(*case[:3], 1, *case[4:])
+        lc = C.layer_case(rng, case_id(case), shape, kind, inputs)
+        x = lc.x[None]
+        assert np.array_equal(winograd_layer_output(x, lc.layer), golden.conv_layer(x, lc.layer))
 
 
 STRIDE1_VECTORS = [c for c in vector_cases() if c.layer.shape.stride == 1]
