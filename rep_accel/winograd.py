@@ -64,7 +64,8 @@ WEIGHT_RANGE = (-numerics.ABS_W_BOUND, numerics.WEIGHT_MAX)
 DSP_OPERAND_BITS = 18
 #: Integers that float64 represents exactly: the matrix products below stay under this.
 _FLOAT64_EXACT = 1 << 53
-#: Largest float64 buffer of transformed inputs built at once (elements, about 64 MiB).
+#: Largest buffer of tiles (4x4 entries of every channel and image of a chunk) built at once,
+#: in elements (int64 / float64: about 64 MiB).
 _MAX_TILE_ELEMENTS = 8 << 20
 
 
@@ -72,9 +73,11 @@ _MAX_TILE_ELEMENTS = 8 << 20
 # The transforms
 # ----------------------------------------------------------------------------------
 
-def _sandwich(left: np.ndarray, tiles: np.ndarray, right_t: np.ndarray) -> np.ndarray:
-    """left @ tile @ right_t^T for every tile of (..., r, c): int64 (..., left rows, right_t rows)."""
-    return np.einsum("ki,...ij,lj->...kl", left, tiles.astype(np.int64), right_t)
+def _sandwich(left: np.ndarray, tiles: np.ndarray, right_t: np.ndarray, dtype=np.int64) -> np.ndarray:
+    """left @ tile @ right_t^T for every tile of (..., r, c), in integers of `dtype` (wide enough
+    for the result and for left @ tile, which the callers' bounds guarantee):
+    (..., left rows, right_t rows)."""
+    return left.astype(dtype) @ tiles.astype(dtype) @ right_t.T.astype(dtype)
 
 
 def transform_weights(w_q: np.ndarray) -> np.ndarray:
@@ -85,7 +88,7 @@ def transform_weights(w_q: np.ndarray) -> np.ndarray:
     w_q = np.asarray(w_q)
     if w_q.dtype != np.int8 or w_q.ndim < 2 or w_q.shape[-2:] != (KERNEL, KERNEL):
         raise RepAccelError(f"winograd weights must be int8 (..., 3, 3), got {w_q.dtype} {w_q.shape}")
-    return _sandwich(G_SCALED, w_q, G_SCALED).astype(np.int16)
+    return _sandwich(G_SCALED, w_q, G_SCALED, np.int32).astype(np.int16)  # |G' g| <= 3 * 128
 
 
 def transform_input_tile(d: np.ndarray) -> np.ndarray:
@@ -96,7 +99,7 @@ def transform_input_tile(d: np.ndarray) -> np.ndarray:
     d = np.asarray(d)
     if d.dtype not in (np.uint8, np.int8) or d.ndim < 2 or d.shape[-2:] != (TILE_IN, TILE_IN):
         raise RepAccelError(f"winograd input tiles must be uint8 or int8 (..., 4, 4), got {d.dtype} {d.shape}")
-    return _sandwich(B_T, d, B_T).astype(np.int16)
+    return _sandwich(B_T, d, B_T, np.int32).astype(np.int16)  # |B^T d| <= 2 * 255
 
 
 def output_transform(m: np.ndarray) -> np.ndarray:
@@ -152,7 +155,7 @@ def winograd_domain_sums(v: np.ndarray, u: np.ndarray, groups: int) -> np.ndarra
     v: transformed input tiles int16 (N, C_in, tiles_h, tiles_w, 4, 4);
     u: transformed weights int16 (C_out, C_in/groups, 4, 4).
     """
-    n, cin, th, tw = v.shape[:4]
+    n, _, th, tw = v.shape[:4]
     cout, cpg = u.shape[:2]
     out_pg = cout // groups
     if check_widths(cpg).channel_sum.magnitude >= _FLOAT64_EXACT:
@@ -160,17 +163,13 @@ def winograd_domain_sums(v: np.ndarray, u: np.ndarray, groups: int) -> np.ndarra
     m = np.empty((n, cout, th, tw, TILE_IN, TILE_IN), dtype=np.int64)
     # One matrix product per tile position (k, l): (N * tiles) x C_in/groups times C_in/groups x C_out/groups.
     uf = u.astype(np.float64).reshape(cout, cpg, TILE_IN * TILE_IN).transpose(2, 1, 0)  # (16, cpg, cout)
-    chunk = max(1, _MAX_TILE_ELEMENTS // max(1, cin * th * tw * TILE_IN * TILE_IN))
-    for b0 in range(0, n, chunk):
-        vb = v[b0:b0 + chunk]
-        nb = vb.shape[0]
-        for g in range(groups):
-            vg = vb[:, g * cpg:(g + 1) * cpg].astype(np.float64)
-            vg = vg.reshape(nb, cpg, th * tw, TILE_IN * TILE_IN).transpose(3, 0, 2, 1).reshape(
-                TILE_IN * TILE_IN, nb * th * tw, cpg)
-            sums = vg @ uf[:, :, g * out_pg:(g + 1) * out_pg]  # exact: integers below 2^53
-            m[b0:b0 + nb, g * out_pg:(g + 1) * out_pg] = sums.reshape(
-                TILE_IN, TILE_IN, nb, th, tw, out_pg).transpose(2, 5, 3, 4, 0, 1).astype(np.int64)
+    for g in range(groups):
+        vg = v[:, g * cpg:(g + 1) * cpg].astype(np.float64)
+        vg = vg.reshape(n, cpg, th * tw, TILE_IN * TILE_IN).transpose(3, 0, 2, 1).reshape(
+            TILE_IN * TILE_IN, n * th * tw, cpg)
+        sums = vg @ uf[:, :, g * out_pg:(g + 1) * out_pg]  # exact: integers below 2^53
+        m[:, g * out_pg:(g + 1) * out_pg] = sums.reshape(
+            TILE_IN, TILE_IN, n, th, tw, out_pg).transpose(2, 5, 3, 4, 0, 1).astype(np.int64)
     return m
 
 
@@ -184,13 +183,19 @@ def winograd_accumulate(x_q: np.ndarray, weight: np.ndarray, stride: int = 1, gr
     """
     x_q, weight = np.asarray(x_q), np.asarray(weight)
     _check_operands(x_q, weight, stride, groups)
-    n, _, h, w = x_q.shape
+    n, cin, h, w = x_q.shape
+    cout = weight.shape[0]
     th, tw = tile_grid(h, w)
-    v = transform_input_tile(input_tiles(x_q))
-    m = winograd_domain_sums(v, transform_weights(weight), groups)
-    y = exact_quarter(output_transform(m))  # (N, C_out, th, tw, 2, 2)
-    y = y.transpose(0, 1, 2, 4, 3, 5).reshape(n, weight.shape[0], TILE_OUT * th, TILE_OUT * tw)
-    return np.ascontiguousarray(y[:, :, :h, :w])
+    u = transform_weights(weight)
+    acc = np.empty((n, cout, h, w), dtype=np.int64)
+    # Images in chunks, so the int64 / float64 tile buffers stay near _MAX_TILE_ELEMENTS.
+    chunk = max(1, _MAX_TILE_ELEMENTS // (max(cin, cout) * th * tw * TILE_IN * TILE_IN))
+    for b0 in range(0, n, chunk):
+        v = transform_input_tile(input_tiles(x_q[b0:b0 + chunk]))
+        y = exact_quarter(output_transform(winograd_domain_sums(v, u, groups)))  # (b, C_out, th, tw, 2, 2)
+        y = y.transpose(0, 1, 2, 4, 3, 5).reshape(-1, cout, TILE_OUT * th, TILE_OUT * tw)
+        acc[b0:b0 + chunk] = y[:, :, :h, :w]
+    return acc
 
 
 # ----------------------------------------------------------------------------------
@@ -228,9 +233,9 @@ def _linear_ranges(coeffs: np.ndarray, lo: int, hi: int) -> list[Range]:
     """Range of each output of integer linear map `coeffs` (outputs x inputs) over independent
     inputs in [lo, hi]: the max-|row sum| bound made exact, each input at the end its
     coefficient's sign asks for (so every range is reached)."""
-    pos, neg = np.clip(coeffs, 0, None), np.clip(coeffs, None, 0)
-    return [Range(int(p @ np.full(len(p), lo) + q @ np.full(len(q), hi)),
-                  int(p @ np.full(len(p), hi) + q @ np.full(len(q), lo))) for p, q in zip(pos, neg)]
+    pos = np.clip(coeffs, 0, None).sum(axis=1)  # sum of the positive coefficients of each output
+    neg = np.clip(coeffs, None, 0).sum(axis=1)  # and of the negative ones
+    return [Range(int(p * lo + q * hi), int(p * hi + q * lo)) for p, q in zip(pos, neg)]
 
 
 def _two_sided(left: np.ndarray, right: np.ndarray) -> np.ndarray:
