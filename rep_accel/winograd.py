@@ -189,7 +189,7 @@ def winograd_accumulate(x_q: np.ndarray, weight: np.ndarray, stride: int = 1, gr
     u = transform_weights(weight)
     acc = np.empty((n, cout, h, w), dtype=np.int64)
     # Images in chunks, so the int64 / float64 tile buffers stay near _MAX_TILE_ELEMENTS.
-    chunk = max(1, _MAX_TILE_ELEMENTS // (max(cin, cout) * th * tw * TILE_IN * TILE_IN))
+    chunk = max(1, _MAX_TILE_ELEMENTS // max(1, max(cin, cout) * th * tw * TILE_IN * TILE_IN))
     for b0 in range(0, n, chunk):
         v = transform_input_tile(input_tiles(x_q[b0:b0 + chunk]))
         y = exact_quarter(output_transform(winograd_domain_sums(v, u, groups)))  # (b, C_out, th, tw, 2, 2)
