@@ -35,8 +35,8 @@ class SystolicArray(wiring.Component):
     registered. Column o's sum over all PI lanes leaves row PI-1 on `psums[o]`.
 
     Ports (free-running: every register loads every cycle):
-      g         In(cg)                    channel group (weight-buffer address) of the windows
-                                          presented unit.ADDR_LEAD = 3 cycles later
+      rd_addr   In(cg)                    weight-buffer address (kernel kt*cg + g of a tile group)
+                                          of the windows presented unit.ADDR_LEAD = 3 cycles later
       windows   In(PI x 81)               the PI lanes' windows of one step (lane i in bits
                                           [81i+80:81i], 9-bit activations), at cycle t
       psums     Out(signed 32).array(PO)  column o: sum over lanes, valid from t + latency(o)
@@ -56,7 +56,7 @@ class SystolicArray(wiring.Component):
         self._g = generics
         self._dsp = dsp
         super().__init__({
-            "g": In(cg_shape(generics)),
+            "rd_addr": In(cg_shape(generics)),
             "windows": In(WINDOW_BITS * generics.pi),
             "psums": Out(signed(ACC_BITS)).array(generics.po),
             "wr_en": In(1),
@@ -72,11 +72,11 @@ class SystolicArray(wiring.Component):
         # Weight addresses along the anti-diagonals: unit (i, o) sees its window i + o
         # cycles after row 0, column 0, so it reads its kernel with the address delayed
         # by i + o. One shared delay line instead of an address register per unit.
-        g_delayed = [self.g]
+        addr_delayed = [self.rd_addr]
         for k in range(1, pi + po - 1):
-            reg = Signal.like(self.g, name=f"g_d{k}", reset_less=True)
-            m.d.sync += reg.eq(g_delayed[-1])
-            g_delayed.append(reg)
+            reg = Signal.like(self.rd_addr, name=f"rd_addr_d{k}", reset_less=True)
+            m.d.sync += reg.eq(addr_delayed[-1])
+            addr_delayed.append(reg)
 
         units = {}
         for i in range(pi):
@@ -95,7 +95,7 @@ class SystolicArray(wiring.Component):
                 m.submodules[f"unit{i}_{o}"] = u
                 m.d.comb += [
                     u.window.eq(window),
-                    u.rd_addr.eq(g_delayed[i + o]),
+                    u.rd_addr.eq(addr_delayed[i + o]),
                     u.wr_en.eq(self.wr_en & (self.wr_lane == o)),
                     u.wr_addr.eq(self.wr_addr),
                     u.wr_data.eq(lane(self.wr_data, i, KERNEL_BITS)),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rep_accel.generics import HardwareGenerics
 
 from . import requant
-from .layouts import ACC_BITS, ColumnControlLayout, RequantParamLayout, lane
+from .layouts import ACC_BITS, RequantParamLayout, column_control_layout, lane, memory_depth, tile_shape
 from .requant import Requantizer
 
 
@@ -23,19 +24,30 @@ class OutputColumns(wiring.Component):
     """The PO output lanes between the array and the output register.
 
     Column o's partial sums arrive o cycles after column 0's (the array's skew). Each
-    column has an accumulator that starts from the lane's bias at the first step of a
-    position (`first`) and adds the partial sum of every step (`valid`); after the last
-    step it holds v = acc + B, which a `Requantizer` turns into the lane's uint8. Column
-    o's result is then delayed PO - 1 - o cycles, so all lanes leave together.
+    column keeps one accumulator per tile of a tile group (docs/architecture.md, "Tile
+    groups"): a step of tile kt sets acc[kt] = (first ? bias[kt] : acc[kt]) + partial sum;
+    after the last channel group's step it holds v = acc + B, which a `Requantizer` turns,
+    with tile kt's (M0, n), into the lane's uint8. Column o's result is then delayed
+    PO - 1 - o cycles, so all lanes leave together.
 
-    The lanes' requantization parameters (bias, M0, n) are registers written from the
-    parameter stream (`param_we`, `param_lane`, `param`) while the controller loads a tile.
+    The lanes' requantization parameters (bias, M0, n) are written from the parameter
+    stream (`param_we`, `param_lane`, `param_tile`, `param`) while the controller loads a
+    group: entry param_tile of column param_lane.
+
+    With max_group = 1 the accumulator and the parameters are registers. With max_group > 1
+    they are tables of max_group entries per column (`Memory`, asynchronous read,
+    synchronous write: distributed RAM, one RAM16X4-class cell per 4 bits on ECP5) read at
+    the step's tile; the accumulator table is read and written in the same cycle, so a
+    step sees the sum of the step before it of the same tile, however close. Tile kt's
+    M0 and n are registered beside v, so the requantizer gets them with it.
 
     Ports (free-running: every register loads every cycle; the accumulators change only
     on valid steps):
       psums       In(signed 32).array(PO)  column o's partial sum at cycle t + o
-      ctl         In(ColumnControlLayout) the step's control at cycle t (column 0's timing)
-      param_we    In(1), param_lane In(range(PO)), param In(RequantParamLayout)
+      ctl         In(column_control_layout) the step's control (valid, first, emit, tile kt)
+                                         at cycle t (column 0's timing)
+      param_we    In(1), param_lane In(range(PO)), param_tile In(range(max_group)),
+      param       In(RequantParamLayout)
       data        Out(PO x 8)            the requantized lanes (lane o in bits [8o+7:8o]),
                                          valid from t + latency()
       emit        Out(1)                 `ctl.valid & ctl.emit` of the step whose result is on `data`
@@ -45,12 +57,14 @@ class OutputColumns(wiring.Component):
 
     def __init__(self, generics: HardwareGenerics):
         self._g = generics
+        self._ctl = column_control_layout(generics)
         po = generics.po
         super().__init__({
             "psums": In(signed(ACC_BITS)).array(po),
-            "ctl": In(ColumnControlLayout),
+            "ctl": In(self._ctl),
             "param_we": In(1),
             "param_lane": In(range(max(2, po))),
+            "param_tile": In(tile_shape(generics)),
             "param": In(RequantParamLayout),
             "data": Out(8 * po),
             "emit": Out(1),
@@ -59,27 +73,48 @@ class OutputColumns(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         po = self._g.po
+        tables = self._g.max_group > 1
         total = latency(self._g)
 
         # The step's control, delayed: tap o is column o's timing, tap `total` the outputs'.
         ctl = [self.ctl]
         for k in range(1, total + 1):
-            reg = Signal(ColumnControlLayout, name=f"ctl_d{k}")
+            reg = Signal(self._ctl, name=f"ctl_d{k}")
             m.d.sync += reg.eq(ctl[-1])
             ctl.append(reg)
         m.d.comb += self.emit.eq(ctl[total].valid & ctl[total].emit)
 
         for o in range(po):
-            params = Signal(RequantParamLayout, name=f"params{o}", reset_less=True)
-            with m.If(self.param_we & (self.param_lane == o)):
-                m.d.sync += params.eq(self.param)
-
+            write_params = self.param_we & (self.param_lane == o)
             acc = Signal(signed(ACC_BITS), name=f"acc{o}", reset_less=True)
-            with m.If(ctl[o].valid):
-                m.d.sync += acc.eq(Mux(ctl[o].first, params.bias, acc) + self.psums[o])
-
             m.submodules[f"requant{o}"] = rq = Requantizer()
-            m.d.comb += [rq.v.eq(acc), rq.m0.eq(params.m0), rq.n.eq(params.n)]
+            if not tables:
+                params = Signal(RequantParamLayout, name=f"params{o}", reset_less=True)
+                with m.If(write_params):
+                    m.d.sync += params.eq(self.param)
+                with m.If(ctl[o].valid):
+                    m.d.sync += acc.eq(Mux(ctl[o].first, params.bias, acc) + self.psums[o])
+                m.d.comb += [rq.v.eq(acc), rq.m0.eq(params.m0), rq.n.eq(params.n)]
+            else:
+                depth = memory_depth(self._g.max_group)
+                m.submodules[f"params{o}"] = param_table = Memory(shape=RequantParamLayout, depth=depth, init=[])
+                m.submodules[f"accs{o}"] = acc_table = Memory(shape=signed(ACC_BITS), depth=depth, init=[])
+                p_wr, p_rd = param_table.write_port(), param_table.read_port(domain="comb")
+                a_wr, a_rd = acc_table.write_port(), acc_table.read_port(domain="comb")
+                tile = ctl[o].kt
+                acc_next = Signal(signed(ACC_BITS), name=f"acc_next{o}")
+                m.d.comb += [
+                    p_wr.en.eq(write_params), p_wr.addr.eq(self.param_tile), p_wr.data.eq(self.param),
+                    p_rd.addr.eq(tile), a_rd.addr.eq(tile),
+                    acc_next.eq(Mux(ctl[o].first, p_rd.data.bias, a_rd.data) + self.psums[o]),
+                    a_wr.en.eq(ctl[o].valid), a_wr.addr.eq(tile), a_wr.data.eq(acc_next),
+                ]
+                # v and tile kt's M0, n together into the requantizer.
+                m0 = Signal(32, name=f"m0_{o}", reset_less=True)
+                n = Signal(8, name=f"n_{o}", reset_less=True)
+                with m.If(ctl[o].valid):
+                    m.d.sync += [acc.eq(acc_next), m0.eq(p_rd.data.m0), n.eq(p_rd.data.n)]
+                m.d.comb += [rq.v.eq(acc), rq.m0.eq(m0), rq.n.eq(n)]
 
             # De-skew: column o is PO - 1 - o cycles early.
             result = rq.y

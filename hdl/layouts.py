@@ -2,7 +2,7 @@
 
 The bit positions here are the HDL view of the contract in docs/architecture.md
 ("Interfaces", "Parameter beats"); their executable Python form is rep_accel/layout.py
-(`DESCRIPTOR_FIELDS`, `HEADER_FIELDS`, `REQUANT_FIELDS`, `pack_tile_params`). The
+(`DESCRIPTOR_FIELDS`, `HEADER_FIELDS`, `REQUANT_FIELDS`, `pack_group_params`). The
 descriptor and parameter-beat layouts are built from those tables, so the two sides
 cannot drift apart.
 """
@@ -52,10 +52,10 @@ def _beat_layout(fields) -> data.StructLayout:
                               for name, nbytes, is_signed in fields})
 
 
-#: Header beat of a tile (its first bytes): channel groups and output lanes in use.
+#: Header beat of a tile group (its first bytes): channel groups, output channels, tiles K.
 HeaderLayout = _beat_layout(HEADER_FIELDS)
 
-#: Requantization beat of output lane o (slot 0 of the beat, 9 bytes).
+#: Requantization beat of output lane o of tile k (slot 0 of the beat, 9 bytes).
 RequantParamLayout = _beat_layout(REQUANT_FIELDS)
 
 
@@ -85,11 +85,25 @@ def cg_shape(generics: HardwareGenerics):
     return unsigned(max(1, (generics.max_cg - 1).bit_length()))
 
 
+def tile_shape(generics: HardwareGenerics):
+    """Shape of a tile index within a tile group, 0 .. max_group - 1 (at least one bit)."""
+    return unsigned(max(1, (generics.max_group - 1).bit_length()))
+
+
 def step_layout(generics: HardwareGenerics) -> data.StructLayout:
     """One scan step as the controller issues it (docs/architecture.md, "The schedule").
 
+    At each scan position the controller issues, for each channel group g, K_here steps
+    kt = 0 .. K_here - 1 (K_here = the group's K tiles at a position that completes an
+    output pixel, else 1). Only the kt = 0 step takes an input and works the window
+    generator; the others (`repeat`) reuse its window with tile kt's kernels.
+
     valid:   a step is issued this cycle (0: a bubble: loading parameters, draining, stalled).
     g:       channel group 0 .. cg-1 of the step.
+    kt:      tile of the group whose kernels and accumulator the step uses, 0 .. K-1.
+    repeat:  kt > 0: the window of the position's kt = 0 step again; no input, no
+             line-buffer or column-delay work.
+    waddr:   weight-buffer address of the step's kernels, kt * cg + g (< max_cg).
     addr:    line-buffer entry x * cg + g (meaningful when the step consumes an input).
     row0:    y == 0: the two rows above are the top zero padding.
     row1:    y == 1: row y-2 is the top zero padding.
@@ -99,13 +113,17 @@ def step_layout(generics: HardwareGenerics) -> data.StructLayout:
     x_odd:   x mod 2 (the column-delay bank of column x).
     row_pad: y == H: the bottom zero-padding row (no input consumed).
     col_pad: x == W: the right zero-padding column (no input consumed).
-    first:   g == 0, the first step of a position (column accumulators start from the bias).
-    emit:    the last step of a position that completes an output pixel.
-    tag:     the last step of the tile (its output beat ends the tile).
+    first:   g == 0: tile kt's column accumulators start from its bias.
+    emit:    a step of the last channel group at a position that completes an output
+             pixel: tile kt's output beat.
+    tag:     the last step of the tile group (its output beat ends the group).
     """
     return data.StructLayout({
         "valid": 1,
         "g": cg_shape(generics),
+        "kt": tile_shape(generics),
+        "repeat": 1,
+        "waddr": cg_shape(generics),
         "addr": unsigned(max(1, (generics.line_depth - 1).bit_length())),
         "row0": 1,
         "row1": 1,
@@ -121,10 +139,14 @@ def step_layout(generics: HardwareGenerics) -> data.StructLayout:
     })
 
 
-#: Control that travels with a step's partial sums to the column accumulators.
-ColumnControlLayout = data.StructLayout({"valid": 1, "first": 1, "emit": 1})
+def column_control_layout(generics: HardwareGenerics) -> data.StructLayout:
+    """Control that travels with a step's partial sums to the column accumulators: the
+    step's valid, first and emit flags and its tile kt (which accumulator and which
+    requantization parameters of the column)."""
+    return data.StructLayout({"valid": 1, "first": 1, "emit": 1, "kt": tile_shape(generics)})
+
 
 assert DescriptorLayout["height"].shape.width == DIM_BITS
-assert DescriptorLayout["n_tiles"].shape.width == CHANNEL_BITS
+assert DescriptorLayout["n_groups"].shape.width == CHANNEL_BITS
 assert RequantParamLayout.size == 8 * KERNEL_BYTES
 assert KERNEL_BITS == WEIGHT_BITS * WINDOW_TAPS  # a kernel's int8 taps fill one parameter slot

@@ -20,7 +20,7 @@ class OutputStage(wiring.Component):
 
       - a delay line of L - 1 stages of the step's `emit` and `tag` flags advances with
         `advance`: its last stage says when the stalled pipeline's output register would
-        load an output beat, and whether it ends a tile;
+        load an output beat, and whether it ends a tile group;
       - the datapath's result for a step issued in cycle T is on `result` in cycle
         T + L - 1; the stalled pipeline loads it at the L-th advancing cycle counted from T,
         never earlier. Results not yet due wait in a FIFO (with a bypass when it is
@@ -33,12 +33,12 @@ class OutputStage(wiring.Component):
     Ports:
       advance      In(1)    the pipeline advances this cycle (controller)
       step_emit    In(1)    the step issued this cycle completes an output pixel
-      step_tag     In(1)    ... and is the tile's last step
+      step_tag     In(1)    ... and is the tile group's last step
       result_valid In(1)    `result` holds an output beat (the free-running datapath's `emit`)
       result       In(PO x 8)
       out          Out(stream of PO x 8)   act_out; valid never depends on ready
       out_block    Out(1)   the output register holds a beat that is not taken this cycle
-      tile_done    Out(1)   the tile's last beat transfers this cycle
+      group_done   Out(1)   the tile group's last beat transfers this cycle
 
     Latency: `latency` (L) cycles from a step's issue to its beat in `out`, plus the stall
     cycles in between. Throughput: one beat per cycle.
@@ -57,7 +57,7 @@ class OutputStage(wiring.Component):
             "result": In(width),
             "out": Out(stream.Signature(width)),
             "out_block": Out(1),
-            "tile_done": Out(1),
+            "group_done": Out(1),
         })
 
     def elaborate(self, platform):
@@ -103,6 +103,6 @@ class OutputStage(wiring.Component):
             m.d.sync += self.out.valid.eq(0)
         m.d.comb += [
             self.out_block.eq(self.out.valid & ~self.out.ready),
-            self.tile_done.eq(self.out.valid & self.out.ready & last),
+            self.group_done.eq(self.out.valid & self.out.ready & last),
         ]
         return m

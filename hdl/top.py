@@ -13,8 +13,8 @@ from .array import SystolicArray
 from .columns import OutputColumns
 from .controller import LayerController
 from .output import OutputStage
-from .layouts import (CYCLES_BITS, ColumnControlLayout, DescriptorLayout, RequantParamLayout, act_in_shape,
-                      act_out_shape, params_shape)
+from .layouts import (CYCLES_BITS, DescriptorLayout, RequantParamLayout, act_in_shape, act_out_shape,
+                      column_control_layout, params_shape)
 from .window import WindowGenerator
 
 
@@ -54,19 +54,28 @@ class Accelerator(wiring.Component):
 
     Ports (Verilog names in brackets; a stream `s` is `s__payload`, `s__valid`, `s__ready`):
       desc      In(stream of DescriptorLayout)   one beat starts a layer [desc__*]
-      params    In(stream of PI x 72 bits)       the tile's parameter beats (layout.pack_tile_params) [params__*]
-      act_in    In(stream of PI x 8 bits)        input pixels, lane i in bits [8i+7:8i] (layout.input_beats) [act_in__*]
-      act_out   Out(stream of PO x 8 bits)       output pixels, uint8, raster order per tile [act_out__*]
+      params    In(stream of PI x 72 bits)       each tile group's parameter beats
+                                                 (layout.pack_group_params) [params__*]
+      act_in    In(stream of PI x 8 bits)        input pixels, lane i in bits [8i+7:8i], one pass per tile
+                                                 group (layout.input_beats) [act_in__*]
+      act_out   Out(stream of PO x 8 bits)       output pixels, uint8; per tile group raster order of the
+                                                 output pixels, then its K tiles in turn [act_out__*]
       busy      Out(1)   high from the cycle after the descriptor transfer to the last output transfer
       done      Out(1)   one-cycle pulse in the cycle after the last output transfer
       cycles    Out(32)  the layer's cycles, descriptor transfer to last output transfer inclusive;
                          valid from `done` until the next descriptor transfer
     plus `clk` and `rst` (synchronous, active high).
 
-    Latency: an output beat is valid L = PI + PO + LATENCY_FIXED cycles after the last step
-    of its position issues (generics.pipeline_latency). With a host that never stalls a
+    Latency: an output beat is valid L = PI + PO + LATENCY_FIXED cycles after the step that
+    emits it issues (tile kt's step of the last channel group at its position;
+    generics.pipeline_latency), plus stall cycles. With a host that never stalls a
     layer takes exactly layout.layer_cycles cycles.
-    Throughput: one step (one act_in beat, or one padding step) per cycle.
+    Throughput: one step per cycle: one act_in beat, a padding step, or a repeat step (tile
+    kt > 0 of a group at a position that completes an output, on the window already formed).
+
+    Tile groups (generic max_group, docs/architecture.md "Tile groups"): each output column
+    keeps max_group accumulators and requantization entries (hdl/columns.py), each unit
+    max_cg kernels (a group of K tiles with cg channel groups uses K * cg of them).
 
     Stalls follow the contract's global-stall model exactly (when the output register holds
     a beat that is not taken, or the current step needs an act_in beat that is not valid,
@@ -99,6 +108,7 @@ class Accelerator(wiring.Component):
         m.submodules.window = wgen = WindowGenerator(g)
         m.submodules.array = arr = SystolicArray(g, self._dsp)
         m.submodules.columns = cols = OutputColumns(g)
+        control = column_control_layout(g)
         m.submodules.output = out = OutputStage(8 * g.po, g.pipeline_latency)
         wiring.connect(m, wiring.flipped(self.desc), ctrl.desc)
         wiring.connect(m, wiring.flipped(self.params), ctrl.params)
@@ -118,6 +128,7 @@ class Accelerator(wiring.Component):
             arr.wr_data.eq(self.params.payload),
             cols.param_we.eq(ctrl.rq_we),
             cols.param_lane.eq(ctrl.rq_lane),
+            cols.param_tile.eq(ctrl.rq_tile),
             cols.param.eq(RequantParamLayout(self.params.payload[:RequantParamLayout.size])),
         ]
 
@@ -131,19 +142,20 @@ class Accelerator(wiring.Component):
         ]
 
         # The array's weight address leads its windows by unit.ADDR_LEAD cycles: the step's
-        # channel group, delayed by the rest of the window generator's latency.
-        lead_g = ctrl.step.g
+        # kernel address kt*cg + g, delayed by the rest of the window generator's latency.
+        lead_addr = ctrl.step.waddr
         for k in range(window.LATENCY - unit.ADDR_LEAD):
-            reg = Signal.like(ctrl.step.g, name=f"g_d{k + 1}", reset_less=True)
-            m.d.sync += reg.eq(lead_g)
-            lead_g = reg
-        m.d.comb += arr.g.eq(lead_g)
+            reg = Signal.like(ctrl.step.waddr, name=f"waddr_d{k + 1}", reset_less=True)
+            m.d.sync += reg.eq(lead_addr)
+            lead_addr = reg
+        m.d.comb += arr.rd_addr.eq(lead_addr)
 
         # The step's control travels beside the data to column 0's partial sum.
-        ctl = Signal(ColumnControlLayout)
-        m.d.comb += [ctl.valid.eq(ctrl.step.valid), ctl.first.eq(ctrl.step.first), ctl.emit.eq(ctrl.step.emit)]
+        ctl = Signal(control)
+        m.d.comb += [ctl.valid.eq(ctrl.step.valid), ctl.first.eq(ctrl.step.first), ctl.emit.eq(ctrl.step.emit),
+                     ctl.kt.eq(ctrl.step.kt)]
         for k in range(window.LATENCY + array.latency(g, 0)):
-            reg = Signal(ColumnControlLayout, name=f"ctl_d{k + 1}")
+            reg = Signal(control, name=f"ctl_d{k + 1}")
             m.d.sync += reg.eq(ctl)
             ctl = reg
         m.d.comb += cols.ctl.eq(ctl)
@@ -159,6 +171,6 @@ class Accelerator(wiring.Component):
             out.result_valid.eq(cols.emit),
             out.result.eq(cols.data),
             ctrl.out_block.eq(out.out_block),
-            ctrl.tile_done.eq(out.tile_done),
+            ctrl.group_done.eq(out.group_done),
         ]
         return m

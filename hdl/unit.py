@@ -41,13 +41,14 @@ DSP_STYLES = families.DSP_STYLES
 class ConvUnit(wiring.Component):
     """Unit (i, o): 9 multiplies of a 3x3 window by a 3x3 kernel, their sum, plus a partial sum.
 
-    It keeps the kernels of input lane i for output lane o, one per channel group, in a
+    It keeps the kernels of input lane i for output lane o, one per channel group of each
+    tile of a tile group (address kt*cg + g), in a
     weight buffer of `max_cg` entries (a `Memory` of 72-bit words), written through
     `wr_*` while the controller loads parameters.
 
     Ports (free-running: every register loads every cycle; a bubble is a don't-care window):
       window    In(81)         nine 9-bit signed activations, tap ky*3+kx in bits [9t+8:9t], at cycle t
-      rd_addr   In(cg)         kernel (channel group) of that window, presented at t - ADDR_LEAD
+      rd_addr   In(cg)         kernel (kt*cg + g) of that window, presented at t - ADDR_LEAD
       psum_in   In(signed 32)  partial sum of unit (i-1, o), sampled at t + LATENCY - 1
       psum_out  Out(signed 32) psum_in + sum of the 9 products, valid from t + LATENCY (wraps mod 2^32)
       wr_en, wr_addr, wr_data  weight-buffer write port (one kernel: 72 bits, int8 tap t in bits [8t+7:8t]),

@@ -38,8 +38,14 @@ class WindowGenerator(wiring.Component):
         addressed g: bank (x mod 2) holds column x of channel group g. A step writes its
         column into bank (x mod 2) and reads both banks at g, read-first: bank (x mod 2)
         returns column x-2 as it is replaced, the other bank column x-1. Equal addresses
-        are exactly cg steps apart (bubbles between them write nothing), so any cg >= 1
-        works back to back.
+        are exactly cg input-taking steps apart (bubbles and repeat steps between them
+        write nothing), so any cg >= 1 works back to back.
+    A repeat step (`step.repeat`, kt > 0 of a tile group, docs/architecture.md "Tile
+    groups") is a bubble for the memories: it reads but writes nothing. The final window
+    register loads only for a valid step that is not a repeat and holds its window
+    otherwise (over bubbles and stalls too), so the K - 1 repeat steps of a (position,
+    channel group) see the window of its kt = 0 step. With max_group = 1 there are no
+    repeat steps and the register loads every cycle.
     Zero padding is generated, never stored: rows above the image (y = 0, and row y-2 at
     y = 1), the row below (`row_pad`), columns left of it (x = 0, and column x-2 at x = 1)
     and the column right of it (`col_pad`) read as zero.
@@ -47,12 +53,13 @@ class WindowGenerator(wiring.Component):
     Stages (t = the step's cycle): t memory reads and the line-buffer write; t+1 memory
     data registered as is (every bank's); t+2 the bank selected, the column formed and masked, the column-delay banks read
     and written; t+3 the banks' data registered as is; t+4 the window formed, masked and
-    extended to 9-bit activations; t+5 on `windows`. No logic follows a memory output: a
+    extended to 9-bit activations; t+5 on `windows` (held from the last valid, not
+    repeated step when max_group > 1). No logic follows a memory output: a
     block RAM's clock-to-output (about 4 ns on ECP5, which has no output register that
     Yosys maps) leaves no time for it at 150 MHz.
 
-    Ports (free-running: every register loads every cycle; `step.valid` low is a bubble,
-    which writes no memory):
+    Ports (free-running: every register but the final window register loads every cycle;
+    `step.valid` low is a bubble, which writes no memory, and so is `step.repeat`):
       step     In(step_layout)         the step issued this cycle (controller)
       pixels   In(PI x 8)              its `act_in` beat, lane i in bits [8i+7:8i] (ignored when
                                        the step consumes none)
@@ -60,7 +67,8 @@ class WindowGenerator(wiring.Component):
                                        a layer constant (used at t+4)
       windows  Out(PI x 81)            lane i's window in bits [81i+80:81i], tap ky*3+kx (9-bit
                                        signed, bits [9t+8:9t]) = row y-2+ky, column x-2+kx,
-                                       valid LATENCY = 5 cycles after the step
+                                       valid LATENCY = 5 cycles after the step (a repeat
+                                       step: its kt = 0 step's window, still held)
 
     Latency: LATENCY = 5 cycles. Throughput: one step per cycle.
     """
@@ -79,7 +87,10 @@ class WindowGenerator(wiring.Component):
         m = Module()
         g = self._g
         step = self.step
-        consumes = step.valid & ~step.row_pad & ~step.col_pad
+        # A step that forms a new window: valid and not a repeat (kt > 0) of the window before.
+        fresh = step.valid & ~step.repeat
+        consumes = fresh & ~step.row_pad & ~step.col_pad
+        holds = g.max_group > 1   # repeat steps exist: the final window register holds for them
 
         def register(value, name, reset_less=True):
             # Data needs no reset; the step's control (its `valid`) does.
@@ -144,7 +155,7 @@ class WindowGenerator(wiring.Component):
                 wr = bank.write_port()
                 m.d.comb += [
                     rd.addr.eq(s2.g),
-                    wr.en.eq(s2.valid & (s2.x_odd == b)), wr.addr.eq(s2.g), wr.data.eq(column),
+                    wr.en.eq(s2.valid & ~s2.repeat & (s2.x_odd == b)), wr.addr.eq(s2.g), wr.data.eq(column),
                 ]
                 reads.append(rd.data)
 
@@ -163,6 +174,14 @@ class WindowGenerator(wiring.Component):
             by_kx = (prev2, prev1, column4)  # columns x-2, x-1, x
             taps = [by_kx[kx][_ROW * ky:_ROW * (ky + 1)] for ky in range(3) for kx in range(3)]
             window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
-            window5 = register(window, f"window{i}")
+            if holds:
+                # Its load enable, one register per lane beside the lane's window registers.
+                fresh4 = register(register(s2.valid & ~s2.repeat, f"fresh3_{i}", reset_less=False),
+                                  f"fresh4_{i}", reset_less=False)
+                window5 = Signal.like(window, name=f"window{i}", reset_less=True)
+                with m.If(fresh4):
+                    m.d.sync += window5.eq(window)
+            else:
+                window5 = register(window, f"window{i}")
             m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window5)
         return m

@@ -34,6 +34,12 @@ G_1X1 = HardwareGenerics(pi=1, po=1, w_max=8, max_cg=8, line_depth=32)
 G_2X3 = HardwareGenerics(pi=2, po=3, w_max=16, max_cg=8, line_depth=64)
 G_4X4 = HardwareGenerics(pi=4, po=4, w_max=28, max_cg=128, line_depth=512)
 G_8X8 = HardwareGenerics(pi=8, po=8, w_max=28, max_cg=64, line_depth=256)
+#: Tile-group configurations (max_group > 1, docs/architecture.md "Tile groups"): the same
+#: arrays with K tiles per group and max_cg raised so that K * cg fits for the layers they
+#: run (a group of K tiles with cg channel groups needs K * cg kernels per unit).
+G_1X1_K3 = HardwareGenerics(pi=1, po=1, w_max=8, max_cg=12, line_depth=32, max_group=3)
+G_2X3_K4 = HardwareGenerics(pi=2, po=3, w_max=16, max_cg=16, line_depth=64, max_group=4)
+G_4X4_K8 = HardwareGenerics(pi=4, po=4, w_max=28, max_cg=256, line_depth=512, max_group=8)
 
 
 def main_sim() -> str:

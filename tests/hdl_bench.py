@@ -1,8 +1,9 @@
 """Amaranth-simulator testbench helpers for the RTL tests (tests/test_hdl_*.py).
 
 `run_layers` plays the host of docs/architecture.md against `rep_accel.hdl.top.Accelerator`:
-it streams each layer's descriptor, its tiles' parameter beats (`layout.pack_tile_params`)
-and input beats (`layout.input_beats`), collects the output beats and measures the
+it streams each layer's descriptor, its tile groups' parameter beats
+(`layout.pack_group_params`) and input beats (`layout.input_beats`), collects the output
+beats (back to an output image with `streams.layer_output`) and measures the
 cycles from the descriptor transfer to the last output transfer. The stimulus comes only
 from rep_accel.layout; the expected outputs come from `reference_layer` (plain numpy
 convolution + numerics.requantize_nchw).
@@ -16,7 +17,7 @@ import numpy as np
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-from rep_accel import layout, numerics
+from rep_accel import layout, numerics, streams
 from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import LayerShape
 
@@ -80,10 +81,10 @@ def run_layers(generics: HardwareGenerics, layers, *, seed: int = 0, in_gap: flo
     gap_rngs = [np.random.default_rng(seed + k + 1) for k in range(4)]
     plans = []
     for shape, x, w, bias, m0, n in layers:
-        tiles = layout.plan_tiles(shape, generics)
-        params = [layout.pack_tile_params(w, bias, m0, n, shape, t, generics) for t in tiles]
-        ins = [layout.input_beats(x, t, generics) for t in tiles]
-        plans.append((shape, tiles, params, ins))
+        scheduled = layout.schedule_layer(shape, generics)
+        params = [layout.pack_group_params(w, bias, m0, n, shape, j, generics) for j in scheduled.groups]
+        ins = [layout.input_beats(x, j, generics) for j in scheduled.groups]
+        plans.append((shape, scheduled, params, ins))
     results = [None] * len(plans)
     outputs = [[] for _ in plans]
     timeline = {"cycle": 0, "desc": [], "out": [[] for _ in plans], "done": [], "cycles_at_done": []}
@@ -101,7 +102,7 @@ def run_layers(generics: HardwareGenerics, layers, *, seed: int = 0, in_gap: flo
         ctx.set(s.valid, 0)
 
     async def desc_driver(ctx):
-        for shape, tiles, _, _ in plans:
+        for shape, _, _, _ in plans:
             await put(ctx, dut.desc, layout.pack_descriptor(shape, generics), gap_rngs[0], 0.0)
             await ctx.tick().until(dut.done)
         await ctx.tick().repeat(2)   # let the monitor see the last `done`
@@ -120,8 +121,8 @@ def run_layers(generics: HardwareGenerics, layers, *, seed: int = 0, in_gap: flo
                     await put(ctx, dut.act_in, beat_value(row), gap_rngs[2], in_gap)
 
     async def sink(ctx):
-        for li, (shape, tiles, _, _) in enumerate(plans):
-            need = len(tiles) * shape.out_height * shape.out_width
+        for li, (shape, scheduled, _, _) in enumerate(plans):
+            need = scheduled.output_beats
             while len(outputs[li]) < need:
                 ready = not (ready_drop and gap_rngs[3].random() < ready_drop)
                 ctx.set(dut.act_out.ready, ready)
@@ -152,7 +153,7 @@ def run_layers(generics: HardwareGenerics, layers, *, seed: int = 0, in_gap: flo
     sim.add_testbench(act_driver, background=True)
     sim.add_testbench(sink)
     sim.add_testbench(monitor, background=True)
-    total_cycles = sum(layout.layer_cycles(p[0], generics) for p in plans)
+    total_cycles = sum(scheduled.cycles for _, scheduled, _, _ in plans)
     budget = 10 * total_cycles + 1000 if not (in_gap or param_gap or ready_drop) else 40 * total_cycles + 1000
 
     async def watchdog(ctx):
@@ -162,14 +163,9 @@ def run_layers(generics: HardwareGenerics, layers, *, seed: int = 0, in_gap: flo
     sim.add_testbench(watchdog, background=True)
     sim.run()
 
-    for li, (shape, tiles, _, _) in enumerate(plans):
-        ho, wo = shape.out_height, shape.out_width
-        out = np.zeros((shape.cout, ho, wo), dtype=np.uint8)
-        per_tile = ho * wo
-        for t in tiles:
-            words = outputs[li][t.index * per_tile:(t.index + 1) * per_tile]
-            beats = np.array([[(wd >> (8 * o)) & 0xFF for o in range(generics.po)] for wd in words], dtype=np.uint8)
-            layout.output_from_beats(beats, shape, t, out)
+    for li, (shape, scheduled, _, _) in enumerate(plans):
+        beats = np.array([unpack_lanes(wd, generics.po, 8) for wd in outputs[li]], dtype=np.uint8)
+        out = streams.layer_output(beats, scheduled, generics)
         measured = timeline["out"][li][-1] - timeline["desc"][li] + 1
         dones = [c for c in timeline["done"] if timeline["desc"][li] < c
                  and (li + 1 >= len(timeline["desc"]) or c <= timeline["desc"][li + 1])]
@@ -247,8 +243,8 @@ def run_traced(generics: HardwareGenerics, shape: LayerShape, x: np.ndarray, par
 
     dut = Accelerator(generics)
     pp, pa, po_pat = (stimulus or simcycle.Stimulus()).arrays()
-    tiles = layout.plan_tiles(shape, generics)
-    acts = np.concatenate([layout.input_beats(x, t, generics) for t in tiles]).view(np.uint8)
+    scheduled = layout.schedule_layer(shape, generics)
+    acts = streams.layer_streams(x, scheduled, generics)
     params = np.ascontiguousarray(params, dtype=np.uint8)
     rows, words = [], []
 
@@ -261,9 +257,9 @@ def run_traced(generics: HardwareGenerics, shape: LayerShape, x: np.ndarray, par
         c = 0
         n_par = n_act = 0
         pend_par = pend_act = False
-        need = len(tiles) * shape.out_height * shape.out_width
+        need = scheduled.output_beats
         while True:
-            assert c < 100 * layout.layer_cycles(shape, generics) + 1000, "the layer did not finish"
+            assert c < 100 * scheduled.cycles + 1000, "the layer did not finish"
             ctx.set(dut.desc.valid, int(c == 0))
             ctx.set(Value.cast(dut.desc.payload), layout.pack_descriptor(shape, generics))
             par_valid = n_par < len(params) and (pend_par or bool(pp[c % len(pp)]))
@@ -296,10 +292,6 @@ def run_traced(generics: HardwareGenerics, shape: LayerShape, x: np.ndarray, par
         assert len(words) == need and n_par == len(params) and n_act == len(acts)
 
     simulate(dut, tb)
-    out = np.zeros((shape.cout, shape.out_height, shape.out_width), dtype=np.uint8)
-    per_tile = shape.out_height * shape.out_width
-    for t in tiles:
-        beats = np.array([unpack_lanes(wd, generics.po, 8) for wd in words[t.index * per_tile:(t.index + 1) * per_tile]],
-                         dtype=np.uint8)
-        layout.output_from_beats(beats, shape, t, out)
+    beats = np.array([unpack_lanes(wd, generics.po, 8) for wd in words], dtype=np.uint8)
+    out = streams.layer_output(beats, scheduled, generics)
     return out, np.array(rows, dtype=simcycle.TRACE_DTYPE)

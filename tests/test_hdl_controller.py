@@ -1,7 +1,8 @@
-"""The layer controller (hdl/controller.py): tile sequencing, parameter load, scan order and
-status, against rep_accel.layout (plan_tiles, tile_param_beats, scan_extent, has_output,
-layer_cycles). The datapath is replaced by a model of the pipeline's L stages and the
-output register (the same rules as hdl/top.py), so tile_done comes when it would."""
+"""The layer controller (hdl/controller.py): tile-group sequencing, parameter load, scan order
+and status, against rep_accel.layout (schedule_layer's groups, group_param_beats,
+scan_extent, has_output, layer_cycles). The datapath is replaced by a model of the
+pipeline's L stages and the output register (the same rules as hdl/top.py), so group_done
+comes when it would."""
 
 import numpy as np
 import pytest
@@ -14,35 +15,49 @@ from rep_accel.layout import LayerShape
 from hdl_bench import simulate
 
 
-def _expected_steps(shape, tile):
+STEP_FIELDS = ("g", "kt", "repeat", "waddr", "addr", "row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad",
+               "col_pad", "first", "emit", "tag")
+
+
+def _expected_steps(shape, group):
+    """The steps of one tile group's scan (docs/architecture.md "Tile groups"): at each
+    position, for each channel group g, K tiles kt in turn where the position completes an
+    output pixel, else one."""
     rows, cols = layout.scan_extent(shape.height, shape.width, shape.stride)
-    cg = tile.cg
+    cg = group.cg
     out = []
     for y in range(rows):
         for x in range(cols):
+            output = layout.has_output(y, x, shape.stride)
+            k_here = group.count if output else 1
             for g in range(cg):
                 last = g == cg - 1
-                out.append({
-                    "g": g, "addr": x * cg + g if x < shape.width else None,
-                    "row0": int(y == 0), "row1": int(y == 1), "col0": int(x == 0), "col1": int(x == 1),
-                    "y_odd": y % 2, "x_odd": x % 2,
-                    "row_pad": int(y == shape.height), "col_pad": int(x == shape.width),
-                    "first": int(g == 0), "emit": int(last and layout.has_output(y, x, shape.stride)),
-                    "tag": int(last and y == rows - 1 and x == cols - 1),
-                })
+                for kt in range(k_here):
+                    out.append({
+                        "g": g, "kt": kt, "repeat": int(kt > 0), "waddr": kt * cg + g,
+                        "addr": x * cg + g if x < shape.width and kt == 0 else None,
+                        "row0": int(y == 0), "row1": int(y == 1), "col0": int(x == 0), "col1": int(x == 1),
+                        "y_odd": y % 2, "x_odd": x % 2,
+                        "row_pad": int(y == shape.height), "col_pad": int(x == shape.width),
+                        "first": int(g == 0), "emit": int(last and output),
+                        "tag": int(last and kt == k_here - 1 and y == rows - 1 and x == cols - 1),
+                    })
     return out
 
 
 def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=0.0):
     rng = np.random.default_rng(seed)
     dut = LayerController(generics)
-    tiles = layout.plan_tiles(shape, generics)
+    groups = layout.schedule_layer(shape, generics).groups
     L = generics.pipeline_latency
     # Parameter beats: only the header matters to the controller; the rest carry an index.
     beats = []
-    for t in tiles:
-        beats.append(t.cg | (t.out_count << 16))
-        beats += [1000 * t.index + k for k in range(1, layout.tile_param_beats(t, generics))]
+    for j in groups:
+        beats.append(int.from_bytes(np.ascontiguousarray(
+            layout.pack_group_params(np.zeros((shape.cout, shape.cin_per_group, 3, 3), np.int8),
+                                     np.zeros(shape.cout, np.int64), np.zeros(shape.cout, np.int64),
+                                     np.full(shape.cout, 31, np.int64), shape, j, generics)[0]).tobytes(), "little"))
+        beats += [1000 * j.index + k for k in range(1, layout.group_param_beats(j, generics))]
     log = {"params": [], "rq": [], "wr": [], "steps": [], "in_xfer": 0, "busy": [], "done": [],
            "cycles_at_done": [], "desc_cycle": None, "last_out": None, "violations": []}
 
@@ -52,7 +67,7 @@ def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=
         pipe = [None] * (L - 1)     # (emit, tag) per stage between the issue and the output register
         out_valid, out_tag = 0, 0
         cycle = 0
-        tiles_done = 0
+        groups_done = 0
         while True:
             cycle += 1
             if not desc_sent:
@@ -68,7 +83,7 @@ def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=
             ctx.set(dut.in_valid, int(in_valid))
             ready = not (p_not_ready and rng.random() < p_not_ready)
             ctx.set(dut.out_block, int(out_valid and not ready))
-            ctx.set(dut.tile_done, int(out_valid and ready and out_tag))
+            ctx.set(dut.group_done, int(out_valid and ready and out_tag))
 
             # Combinational outputs of this cycle.
             advance = ctx.get(dut.advance)
@@ -80,7 +95,7 @@ def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=
                 log["params"].append(beats[beat])
                 beat += 1
             if ctx.get(dut.rq_we):
-                log["rq"].append(ctx.get(dut.rq_lane))
+                log["rq"].append((ctx.get(dut.rq_tile), ctx.get(dut.rq_lane)))
             if ctx.get(dut.wr_en):
                 log["wr"].append((ctx.get(dut.wr_lane), ctx.get(dut.wr_addr)))
             in_ready = ctx.get(dut.in_ready)
@@ -88,18 +103,16 @@ def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=
                 log["in_xfer"] += 1
             issued = advance and step.valid
             if issued:
-                needs = not step.row_pad and not step.col_pad
+                needs = not step.row_pad and not step.col_pad and not step.repeat
                 if needs != bool(in_ready) or (needs and not in_valid):
                     log["violations"].append(f"cycle {cycle}: step needs input {needs}, in_ready {in_ready}")
-                log["steps"].append({k: int(getattr(step, k)) for k in
-                                     ("g", "addr", "row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad",
-                                      "col_pad", "first", "emit", "tag")})
+                log["steps"].append({k: int(getattr(step, k)) for k in STEP_FIELDS})
             if advance and out_valid and not ready:
                 log["violations"].append(f"cycle {cycle}: advanced while the output was blocked")
             if in_ready and out_valid and not ready:
                 log["violations"].append(f"cycle {cycle}: act_in ready while the output was blocked")
             if out_valid and ready and out_tag:
-                tiles_done += 1
+                groups_done += 1
                 log["last_out"] = cycle
             log["busy"].append(ctx.get(dut.busy))
 
@@ -115,12 +128,12 @@ def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=
             if ctx.get(dut.done):
                 log["done"].append(cycle + 1)
                 log["cycles_at_done"].append(ctx.get(dut.cycles))
-            if tiles_done == len(tiles) and cycle > (log["last_out"] or 0) + 3:
+            if groups_done == len(groups) and cycle > (log["last_out"] or 0) + 3:
                 break
             assert cycle < 50 * layout.layer_cycles(shape, generics) + 200, "controller hung"
 
     simulate(dut, tb)
-    return tiles, log
+    return groups, log
 
 
 SHAPES = [
@@ -132,25 +145,36 @@ SHAPES = [
     (HardwareGenerics(pi=2, po=1, w_max=8, max_cg=4, line_depth=64), LayerShape(2, 2, 1, 2, 4, 5)),
     (HardwareGenerics(pi=1, po=1, w_max=8, max_cg=4, line_depth=64), LayerShape(1, 2, 1, 1, 1, 6)),
     (HardwareGenerics(pi=2, po=2, w_max=8, max_cg=4, line_depth=64), LayerShape(3, 2, 1, 2, 6, 1)),
+    # Tile groups (max_group > 1): 5 tiles of cg 2 in groups of 3 + 2 (weight addresses k*cg + g up to 5);
+    # stride 2 with cg 1 and one group of 4 tiles (K limited by max_group); groups 2 (two groups of 2
+    # tiles, one per input group); K limited by max_cg (4 // cg 2 = 2) with a partial last tile; a 1x1 input.
+    (HardwareGenerics(pi=2, po=2, w_max=8, max_cg=6, line_depth=64, max_group=3), LayerShape(3, 10, 1, 1, 3, 4)),
+    (HardwareGenerics(pi=1, po=1, w_max=8, max_cg=8, line_depth=64, max_group=4), LayerShape(1, 5, 1, 2, 5, 4)),
+    (HardwareGenerics(pi=2, po=1, w_max=8, max_cg=4, line_depth=64, max_group=4), LayerShape(4, 4, 2, 1, 3, 3)),
+    (HardwareGenerics(pi=1, po=3, w_max=8, max_cg=4, line_depth=64, max_group=5), LayerShape(2, 7, 1, 2, 2, 2)),
+    (HardwareGenerics(pi=1, po=2, w_max=8, max_cg=4, line_depth=64, max_group=2), LayerShape(1, 4, 1, 1, 1, 1)),
 ]
 
 
-def _check_sequence(generics, shape, tiles, log):
+def _check_sequence(generics, shape, groups, log):
     assert not log["violations"], log["violations"][:5]
-    # Parameter beats: every beat, in order; per tile PO requant lanes then PO * cg weight beats lane-major.
-    assert len(log["params"]) == sum(layout.tile_param_beats(t, generics) for t in tiles)
-    assert log["rq"] == [o for _ in tiles for o in range(generics.po)]
-    assert log["wr"] == [(o, g) for t in tiles for o in range(generics.po) for g in range(t.cg)]
-    # Steps: the scan of every tile, in order, with the documented flags.
-    expected = [s for t in tiles for s in _expected_steps(shape, t)]
+    # Parameter beats: every beat, in order; per group K * PO requant beats (tile-major), then
+    # K * PO * cg weight beats (tile, lane, channel group) to weight address k * cg + g.
+    assert len(log["params"]) == sum(layout.group_param_beats(j, generics) for j in groups)
+    assert log["rq"] == [(k, o) for j in groups for k in range(j.count) for o in range(generics.po)]
+    assert log["wr"] == [(o, k * j.cg + g) for j in groups for k in range(j.count) for o in range(generics.po)
+                         for g in range(j.cg)]
+    # Steps: the scan of every group, in order, with the documented flags.
+    expected = [s for j in groups for s in _expected_steps(shape, j)]
     got = log["steps"]
     assert len(got) == len(expected)
     for k, (s, e) in enumerate(zip(got, expected)):
         if e["addr"] is None:       # the padding column has no line-buffer entry
             s = dict(s, addr=None)
         assert s == e, f"step {k}: got {s}, expected {e}"
-    assert log["in_xfer"] == sum(shape.height * shape.width * t.cg for t in tiles)
-    assert sum(s["emit"] for s in got) == len(tiles) * shape.out_height * shape.out_width
+    assert log["in_xfer"] == sum(shape.height * shape.width * j.cg for j in groups)
+    assert sum(s["emit"] for s in got) == sum(j.count for j in groups) * shape.out_height * shape.out_width
+    assert len(got) == sum(layout.group_steps(shape, j) for j in groups)
 
 
 @pytest.mark.parametrize("case", range(len(SHAPES)))
@@ -158,8 +182,8 @@ def test_tile_sequencing_and_exact_cycles(case):
     """With a host that never stalls: the exact sequence, layout.layer_cycles cycles, the
     `cycles` output, one `done` pulse the cycle after the last output, busy in between."""
     generics, shape = SHAPES[case]
-    tiles, log = _run(generics, shape)
-    _check_sequence(generics, shape, tiles, log)
+    groups, log = _run(generics, shape)
+    _check_sequence(generics, shape, groups, log)
     expected = layout.layer_cycles(shape, generics)
     measured = log["last_out"] - log["desc_cycle"] + 1
     assert measured == expected
@@ -169,13 +193,13 @@ def test_tile_sequencing_and_exact_cycles(case):
     assert busy == list(range(log["desc_cycle"] + 1, log["last_out"] + 1))
 
 
-@pytest.mark.parametrize("case,seed", [(0, 21), (1, 22), (2, 23)])
+@pytest.mark.parametrize("case,seed", [(0, 21), (1, 22), (2, 23), (6, 24), (8, 25)])
 def test_tile_sequencing_under_stalls(case, seed):
     """Input gaps, parameter gaps and output back-pressure change only the timing."""
     print(f"seed={seed}")
     generics, shape = SHAPES[case]
-    tiles, log = _run(generics, shape, seed=seed, p_in_gap=0.3, p_param_gap=0.3, p_not_ready=0.3)
-    _check_sequence(generics, shape, tiles, log)
+    groups, log = _run(generics, shape, seed=seed, p_in_gap=0.3, p_param_gap=0.3, p_not_ready=0.3)
+    _check_sequence(generics, shape, groups, log)
     measured = log["last_out"] - log["desc_cycle"] + 1
     assert measured > layout.layer_cycles(shape, generics)
     assert log["cycles_at_done"] == [measured]

@@ -50,10 +50,13 @@ def _check_ports(text, desc, g):
 LINT_DEFAULT = [
     HardwareGenerics(pi=1, po=1, w_max=3, max_cg=1, line_depth=3),        # smallest everything
     HardwareGenerics(pi=3, po=2, w_max=224, max_cg=64, line_depth=2048),  # the defaults' buffers
+    # tile groups: tables of 2 (one-bit tile index) and of 5 entries (a depth not a power of two)
+    HardwareGenerics(pi=1, po=1, w_max=8, max_cg=4, line_depth=32, max_group=2),
+    HardwareGenerics(pi=2, po=3, w_max=16, max_cg=20, line_depth=64, max_group=5),
 ]
 
 
-@pytest.mark.parametrize("g", LINT_DEFAULT, ids=lambda g: f"{g.pi}x{g.po}-w{g.w_max}")
+@pytest.mark.parametrize("g", LINT_DEFAULT, ids=lambda g: f"{g.pi}x{g.po}-w{g.w_max}-k{g.max_group}")
 def test_elaborates_and_lints_clean(tmp_path, g):
     text, desc = _lint(tmp_path, g)
     _check_ports(text, desc, g)
@@ -156,7 +159,7 @@ def test_rtl_command_sizes_for_a_build(tmp_path):
     assert main(["rtl", "-o", str(out), str(build)]) == 0
     desc = json.loads((out / f"{TOP_NAME}.json").read_text())
     # Layer 0: W = 7, 3 channels -> cg 2 at PI = 2; layer 1: W = 4, groups 2, tiles of 2 -> cg 1.
-    assert desc["generics"] == {"pi": 2, "po": 2, "w_max": 7, "max_cg": 2, "line_depth": 14,
+    assert desc["generics"] == {"pi": 2, "po": 2, "w_max": 7, "max_cg": 2, "line_depth": 14, "max_group": 1,
                                 "unit": "direct", "lut_multipliers": 0}   # the build's arithmetic
     assert desc["build"]["layers"] == 2
 

@@ -1,5 +1,5 @@
 """The output stage (hdl/output.py) against a model of the globally stalled pipeline: every
-cycle its act_out valid/payload and tile_done equal those of an L-stage pipeline that holds
+cycle its act_out valid/payload and group_done equal those of an L-stage pipeline that holds
 whenever it does not advance, while the free-running datapath delivers each result exactly
 L - 1 cycles after its step (long output stalls fill its FIFO to the L - 1 bound)."""
 
@@ -47,7 +47,7 @@ def test_output_stage_follows_the_stalled_pipeline(latency, seed, p_ready, p_in)
             ctx.set(dut.result, result[2] if result else 0xDEAD)
             ctx.set(dut.out.ready, ready)
             got = (ctx.get(dut.out.valid), ctx.get(dut.out.payload) if ctx.get(dut.out.valid) else None,
-                   ctx.get(dut.out_block), ctx.get(dut.tile_done))
+                   ctx.get(dut.out_block), ctx.get(dut.group_done))
             want = (out_valid, out_payload if out_valid else None, int(out_block),
                     int(out_valid and ready and out_tag))
             if got != want:

@@ -1,7 +1,8 @@
 """The whole accelerator (hdl/top.py) in the Amaranth simulator: small layers against a plain
 numpy convolution + numerics.requantize_nchw and TensorFlow Lite's reference vectors, with
 exactly layout.layer_cycles cycles when the host never stalls, and identical outputs under
-random valid gaps and ready drops."""
+random valid gaps and ready drops; with tile groups (max_group > 1) as well, outputs and
+every port in every cycle equal to the cycle simulator's (rep_accel.sim.cycle)."""
 
 import numpy as np
 import pytest
@@ -34,8 +35,8 @@ TOP_CASES = [
 ]
 
 
-def _generics(pi, po, shapes):
-    g = HardwareGenerics(pi=pi, po=po, w_max=8, max_cg=4, line_depth=32)
+def _generics(pi, po, shapes, max_group=1, max_cg=4):
+    g = HardwareGenerics(pi=pi, po=po, w_max=8, max_cg=max_cg, line_depth=32, max_group=max_group)
     for s in shapes:
         layout.check_fits(s, g)
     return g
@@ -64,12 +65,17 @@ def test_back_to_back_layers_and_stalls_give_identical_outputs():
     """Two layers back to back (the second with a different shape, stride and cg), first with a
     host that never stalls, then with random input and parameter gaps and act_out ready drops:
     the outputs are identical, the stalled run only takes longer and reports its own count."""
-    seed = 7
-    print(f"seed={seed}")
-    rng = np.random.default_rng(seed)
     shapes = [LayerShape(cin=3, cout=3, groups=1, stride=1, height=3, width=3),
               LayerShape(cin=5, cout=2, groups=1, stride=2, height=3, width=4)]
-    g = _generics(2, 2, shapes)
+    _back_to_back_calm_and_stalled(_generics(2, 2, shapes), shapes, seed=7)
+
+
+def _back_to_back_calm_and_stalled(g, shapes, seed):
+    """Random layers of `shapes` back to back on `g`, with a host that never stalls and
+    with random gaps and drops: outputs equal the reference in both runs, the calm run takes
+    layout.layer_cycles and reports it, the stalled one takes longer and reports its own."""
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
     layers = []
     for s in shapes:
         w, b, m0, n = random_layer(rng, s)
@@ -140,19 +146,26 @@ def test_port_trace_equals_the_cycle_simulator(case):
     """Under the same host patterns (random valid gaps and ready drops), every port of the
     RTL in every cycle equals the cycle simulator's trace (the global-stall model of
     docs/architecture.md), and so do the outputs."""
-    from rep_accel.sim import cycle as simcycle
     pi, po, shape, stim_seed = STALL_CASES[case]
-    seed = 300 + case
+    _check_against_cycle_simulator(_generics(pi, po, [shape]), shape, 300 + case, stim_seed)
+
+
+def _check_against_cycle_simulator(g, shape, seed, stim_seed):
+    """A random layer of `shape` on `g` under the simulator's host patterns of `stim_seed`
+    (None: never stalls): outputs equal to the numpy reference and the cycle simulator's,
+    every port in every cycle equal to its trace; without stalls layout.layer_cycles."""
+    from rep_accel.sim import cycle as simcycle
     print(f"seed={seed} stimulus seed={stim_seed}")
     rng = np.random.default_rng(seed)
-    g = _generics(pi, po, [shape])
     w, b, m0, n = random_layer(rng, shape)
     x = random_input(rng, shape)
+    ref = reference_layer(x, shape, w, b, m0, n)
     stimulus = None if stim_seed is None else simcycle.Stimulus.random(stim_seed, 0.6, 0.6, 0.6, length=97)
-    params = np.concatenate([layout.pack_tile_params(w, b, m0, n, shape, t, g) for t in layout.plan_tiles(shape, g)])
+    scheduled = layout.schedule_layer(shape, g)
+    params = np.concatenate([layout.pack_group_params(w, b, m0, n, shape, j, g) for j in scheduled.groups])
     out, trace = run_traced(g, shape, x, params, stimulus)
     sim = simcycle.run_layer(x, shape, params, g, stimulus, trace=True)
-    assert np.array_equal(out, reference_layer(x, shape, w, b, m0, n))
+    assert np.array_equal(out, ref), f"outputs differ at {np.argwhere(out != ref)[:5].tolist()}"
     assert np.array_equal(out, sim.output)
     assert len(trace) == len(sim.trace) == sim.cycles + 1
     for name in simcycle.TRACE_SIGNALS:
@@ -160,4 +173,42 @@ def test_port_trace_equals_the_cycle_simulator(case):
         assert diff.size == 0, f"{name} differs from cycle {diff[0]}: RTL {trace[name][diff[0]:diff[0] + 8]}, " \
                                f"simulator {sim.trace[name][diff[0]:diff[0] + 8]}"
     if stim_seed is None:
-        assert sim.cycles == layout.layer_cycles(shape, g)
+        assert sim.cycles == scheduled.cycles
+    return ref
+
+
+GROUP_CASES = [
+    # (pi, po, max_group, max_cg, shape, stimulus seed or None): tile groups of K tiles.
+    # 4 tiles of cg 2 in one group (weight addresses up to 7); a partial last tile.
+    (2, 2, 4, 8, LayerShape(cin=3, cout=7, groups=1, stride=1, height=3, width=4), None),
+    # stride 2, odd sizes, int8 input: groups 3 + 2 of cg 1, under stalls.
+    (1, 1, 3, 4, LayerShape(cin=1, cout=5, groups=1, stride=2, height=5, width=3, input_signed=True), 41),
+    # conv groups 2: one tile group per input group (K = 2 each), under stalls.
+    (2, 1, 4, 4, LayerShape(cin=4, cout=4, groups=2, stride=1, height=3, width=3), 42),
+    # K limited by max_cg (6 // cg 3 = 2): groups 2 + 1, stride 2 even sizes, a 1-row input.
+    (1, 2, 4, 6, LayerShape(cin=3, cout=6, groups=1, stride=2, height=2, width=4), 43),
+    (3, 2, 2, 4, LayerShape(cin=5, cout=4, groups=1, stride=1, height=1, width=5), None),
+]
+
+
+@pytest.mark.parametrize("case", range(len(GROUP_CASES)))
+def test_tile_groups_equal_reference_and_cycle_simulator(case):
+    """Tile groups: outputs equal the numpy reference and the cycle simulator's, the port
+    trace equals the simulator's in every cycle (under the simulator's host patterns), and
+    without stalls the layer takes exactly layout.layer_cycles (one input pass per group)."""
+    pi, po, max_group, max_cg, shape, stim_seed = GROUP_CASES[case]
+    g = _generics(pi, po, [shape], max_group, max_cg)
+    assert max(j.count for j in layout.schedule_layer(shape, g).groups) > 1   # a group of several tiles
+    ref = _check_against_cycle_simulator(g, shape, 400 + case, stim_seed)
+    assert 0 < np.count_nonzero(ref) < ref.size      # the case exercises ReLU and values
+
+
+def test_tile_groups_back_to_back_and_stalled():
+    """Two grouped layers back to back (K = 3 then K = 2 with another cg), with a host that
+    never stalls and with random gaps and ready drops: outputs equal the reference, the calm
+    run takes exactly layout.layer_cycles and reports it, the stalled one reports its own."""
+    shapes = [LayerShape(cin=2, cout=6, groups=1, stride=1, height=3, width=3),
+              LayerShape(cin=5, cout=4, groups=1, stride=2, height=3, width=4)]
+    g = _generics(2, 2, shapes, max_group=3, max_cg=6)
+    assert [[j.count for j in layout.schedule_layer(s, g).groups] for s in shapes] == [[3], [2]]
+    _back_to_back_calm_and_stalled(g, shapes, seed=8)

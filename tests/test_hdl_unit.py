@@ -97,7 +97,7 @@ def test_array_column_sums(pi, po, lut):
     for c in range(count + lead + last):
         d = []
         if c < count:
-            d.append((dut.g, int(gs[c])))
+            d.append((dut.rd_addr, int(gs[c])))
         if 0 <= c - lead < count:
             d.append((dut.windows, pack_lanes([pack_lanes([_as_activation(int(b), bool(signed)) for b in
                                                             windows[c - lead, i]], 9) for i in range(pi)], 81)))

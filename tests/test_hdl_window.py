@@ -13,18 +13,22 @@ from rep_accel.hdl import window
 from rep_accel.hdl.window import WindowGenerator
 
 
-def _steps(h, w, stride, cg):
-    """The scan's steps as the controller issues them: (y, x, g) and the step fields."""
+def _steps(h, w, stride, cg, tiles=1):
+    """The scan's steps as the controller issues them: (y, x, g, kt) and the step fields; at
+    a position that completes an output, `tiles` steps per channel group, kt > 0 marked
+    `repeat` (their other fields are filled in by _run: the generator must ignore them)."""
     rows, cols = layout.scan_extent(h, w, stride)
     steps = []
     for y in range(rows):
         for x in range(cols):
             for g in range(cg):
-                steps.append(((y, x, g), {
-                    "valid": 1, "g": g, "addr": x * cg + g if x < w else 0,
+                steps.append(((y, x, g, 0), {
+                    "valid": 1, "g": g, "kt": 0, "repeat": 0, "addr": x * cg + g if x < w else 0,
                     "row0": int(y == 0), "row1": int(y == 1), "col0": int(x == 0), "col1": int(x == 1),
                     "y_odd": y % 2, "x_odd": x % 2, "row_pad": int(y == h), "col_pad": int(x == w),
                     "first": 0, "emit": 0, "tag": 0}))
+                if layout.has_output(y, x, stride):
+                    steps += [((y, x, g, kt), None) for kt in range(1, tiles)]
     return steps
 
 
@@ -38,18 +42,22 @@ def _reference_window(img, y, x, g, i, pi):
     return out
 
 
-def _run(generics, images, stride, p_bubble=0.0, seed=0):
+def _run(generics, images, stride, p_bubble=0.0, seed=0, tiles=1):
     """Scan every image (C = cg*PI, H, W; int8 or uint8) in turn through one generator; return
-    per image the windows of every step, [(y, x, g)] -> lane -> 9 taps (9-bit signed).
+    per image the windows of every step, [(y, x, g, kt)] -> lane -> 9 taps (9-bit signed).
     With probability p_bubble a bubble (valid low, every other field and the pixels random)
-    comes before a step, as when the pipeline stalls."""
+    comes before a step, as when the pipeline stalls. tiles > 1: the repeat steps of a tile
+    group (valid, repeat, every other field and the pixels random) follow the kt = 0 step of
+    each channel group at an output position."""
     pi = generics.pi
     dut = WindowGenerator(generics)
     rng = np.random.default_rng(seed)
     flags = ("row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad", "col_pad", "first", "emit", "tag")
 
-    def bubble(signed):
-        return [(dut.step, {"valid": 0, "g": int(rng.integers(0, generics.max_cg)),
+    def bubble(signed, valid=0, repeat=None):
+        return [(dut.step, {"valid": valid, "g": int(rng.integers(0, generics.max_cg)),
+                            "kt": int(rng.integers(0, generics.max_group)),
+                            "repeat": int(rng.integers(0, 2)) if repeat is None else repeat,
                             "addr": int(rng.integers(0, generics.line_depth)),
                             **{f: int(rng.integers(0, 2)) for f in flags}}),
                 (dut.pixels, int(rng.integers(0, 1 << 62)) & ((1 << (8 * pi)) - 1)), (dut.signed, signed)]
@@ -60,11 +68,14 @@ def _run(generics, images, stride, p_bubble=0.0, seed=0):
         cg = c // pi
         signed = int(img.dtype == np.int8)
         at = {}
-        for (y, x, g), fields in _steps(h, w, stride, cg):
+        for (y, x, g, kt), fields in _steps(h, w, stride, cg, tiles):
             while p_bubble and rng.random() < p_bubble:
                 cycles.append(bubble(signed))
+            at[(y, x, g, kt)] = len(cycles)
+            if fields is None:   # a repeat step
+                cycles.append(bubble(signed, valid=1, repeat=1))
+                continue
             pixels = [int(img[g * pi + i, y, x]) & 0xFF if y < h and x < w else 0 for i in range(pi)]
-            at[(y, x, g)] = len(cycles)
             cycles.append([(dut.step, fields), (dut.pixels, pack_lanes(pixels, 8)), (dut.signed, signed)])
         plan.append((img, at))
         # `signed` is a layer constant: the image's steps drain before the next image's value.
@@ -87,10 +98,10 @@ def _run(generics, images, stride, p_bubble=0.0, seed=0):
 
 def _check(images, results, stride, pi):
     for img, got in zip(images, results):
-        for (y, x, g), lanes in got.items():
+        for (y, x, g, kt), lanes in got.items():
             for i in range(pi):
                 expect = _reference_window(img, y, x, g, i, pi)
-                assert lanes[i] == expect, f"{img.shape} stride {stride} at (y={y}, x={x}, g={g}) lane {i}: " \
+                assert lanes[i] == expect, f"{img.shape} stride {stride} at (y={y}, x={x}, g={g}, kt={kt}) lane {i}: " \
                                            f"got {lanes[i]}, expected {expect}"
 
 
@@ -140,3 +151,23 @@ def test_windows_across_line_buffer_banks():
               rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8)]
     images[1][images[1] == 0] = 1
     _check(images, _run(g, images, 1, p_bubble=0.1, seed=seed), 1, pi)
+
+
+@pytest.mark.parametrize("h,w,stride,cg,tiles,p_bubble,seed", [(3, 4, 1, 2, 3, 0.0, 12), (5, 3, 2, 1, 4, 0.3, 13),
+                                                               (2, 5, 1, 3, 2, 0.4, 14), (4, 4, 2, 2, 5, 0.2, 15)])
+def test_windows_held_over_repeat_steps(h, w, stride, cg, tiles, p_bubble, seed):
+    """Tile groups (max_group > 1): after the kt = 0 step of each channel group at an output
+    position come the group's repeat steps (valid, `repeat`, every other field and the
+    pixels random), with random bubbles among them. Each repeat step sees the window of its
+    kt = 0 step (the final register holds it), and nothing a repeat step carries reaches the
+    line buffer or the column delay: every later window is still right."""
+    print(f"seed={seed}")
+    pi = 2
+    g = HardwareGenerics(pi=pi, po=1, w_max=8, max_cg=cg * tiles, line_depth=40, max_group=tiles)
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(1, 256, size=(cg * pi, h, w)).astype(np.uint8),
+              rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8)]
+    images[1][images[1] == 0] = 1
+    results = _run(g, images, stride, p_bubble=p_bubble, seed=seed, tiles=tiles)
+    assert sum(kt > 0 for got in results for (_, _, _, kt) in got) > 0
+    _check(images, results, stride, pi)
