@@ -10,14 +10,15 @@ build's parameter beats (params.bin), then the head in the golden code. Every la
 checked by the scoreboard (simulator bit for bit and trace, golden model, cycles); here the
 RTL's logits must equal the simulator's exactly and its predictions the int8 golden model's.
 
-Default suite: 2 images on a 4x4 array. Slow: 20 images on the default 8x8 array, and one
+Default suite: 2 images on a 4x4 array, and 2 on a 4x4 array with tile groups of up to 8
+tiles (generic max_group, the build's params.bin laid out per group). Slow: 20 images on the default 8x8 array, and one
 image with a host that stalls every stream.
 """
 
 import numpy as np
 import pytest
 
-from cocotb_cases import G_4X4, G_8X8, build, default_model, main_sim, run, spread
+from cocotb_cases import G_4X4, G_4X4_K8, G_8X8, build, default_model, main_sim, run, spread
 from rep_accel import golden, images
 from rep_accel.sim.network import NetworkSimulator
 from rep_accel.verification import cases as C
@@ -62,6 +63,20 @@ def _run_network(model, g, n_images, folder, stall=None):
 
 def test_default_model_4x4(model, tmp_path):
     _run_network(model, G_4X4, 2, tmp_path)
+
+
+def test_default_model_tile_groups_4x4(model, tmp_path):
+    """Tile groups: every layer of the default model runs as groups of several tiles (one input
+    pass per group), with the same exact checks; fewer cycles per image than without groups."""
+    from rep_accel.layout import schedule_layer
+    qnet = model[0]
+    groups = [schedule_layer(layer.shape, G_4X4_K8).groups for layer in qnet.layers]
+    assert sum(max(j.count for j in gs) > 1 for gs in groups) >= len(groups) - 1
+    outcome = _run_network(model, G_4X4_K8, 2, tmp_path)
+    grouped = sum(r["rtl_cycles"] for r in outcome.results["records"] if r["image"] == 0)
+    plain = sum(schedule_layer(layer.shape, G_4X4).cycles for layer in qnet.layers)
+    print(f"cycles per image: {grouped} with tile groups, {plain} without")
+    assert grouped < plain
 
 
 @pytest.mark.slow
