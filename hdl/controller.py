@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rep_accel.generics import CHANNEL_BITS, DIM_BITS, HardwareGenerics
 
-from .layouts import CYCLES_BITS, DescriptorLayout, HeaderLayout, cg_shape, params_shape, step_layout, tile_shape
+from .layouts import (CYCLES_BITS, DescriptorLayout, HeaderLayout, cg_shape, params_shape, step_index_shape,
+                      step_layout, tile_shape)
 
 
 class LayerController(wiring.Component):
@@ -17,15 +18,17 @@ class LayerController(wiring.Component):
     States: IDLE (``desc.ready``) -> per tile group of K tiles: HEADER (1 beat: cg, K),
     REQUANT (K * PO beats, beat 1 + k*PO + o for lane o of tile k), WEIGHTS (K * PO * cg
     beats: tile-major, then lane, then channel group; tile k's kernel of group g goes to
-    weight address k*cg + g) -> SCAN (rows x cols positions in raster order; at each, for
-    each channel group g, K steps kt = 0..K-1 at a position that completes an output
-    pixel, else one) -> DRAIN (until the group's last output beat transfers) -> the next
-    group, or IDLE with a `done` pulse.
+    weight address k*cg + g) -> SCAN (the slots of layout.scan_slots: at stride 1 every
+    position in raster order; at stride 2 row 0, then each output row with the next row's
+    pixels as STORE items, in slots of two columns; for each slot and channel group g,
+    max(K_here, items) steps: step kt runs the slot's item kt and computes tile kt if
+    kt < K_here, K_here = K at a slot with an output pixel, else 1) -> DRAIN (until the
+    group's last output beat transfers) -> the next group, or IDLE with a `done` pulse.
 
     The pipeline stall is decided here: `advance` is low when the output register holds
     a beat the host does not take (`out_block`) or when the scan's current step needs an
-    `act_in` beat that is not valid; no step issues then (see hdl/output.py). Only the
-    kt = 0 step of a (position, channel group) needs an input.
+    `act_in` beat that is not valid; no step issues then (see hdl/output.py). A step
+    needs an input when its item is a FULL item inside the image or a STORE item.
 
     Ports:
       desc          In(stream of DescriptorLayout)  a beat starts a layer (ready in IDLE)
@@ -95,8 +98,9 @@ class LayerController(wiring.Component):
         # one-tile controller of the first release (Yosys removes what is left over).
         single = self._g.max_group == 1
         g = Signal(16)                   # channel group: weight beats, then scan steps
-        kt = Const(0, tile_shape(self._g)) if single else Signal(tile_shape(self._g))
-        # kt: tile of the group: parameter beats, then scan steps
+        # kt: the tile of the group while loading; scanning, the step's index in its slot
+        # (the tile it computes, the item it runs), up to max(max_group, 4) - 1.
+        kt = Signal(step_index_shape(self._g))
         y = Signal(coord)
         x = Signal(coord)
         addr = Signal.like(self.step.addr)
@@ -110,9 +114,28 @@ class LayerController(wiring.Component):
         # (`advance`) depends on registers and the stream handshakes only.
         row0, row1, col0, col1, row_pad, col_pad, y_last, x_last = (
             Signal(name=n) for n in ("row0", "row1", "col0", "col1", "row_pad", "col_pad", "y_last", "x_last"))
-        out_pos = Signal()               # the position completes an output pixel (layout.has_output)
-        pos_in = Signal()                # the position consumes input beats (y < H and x < W)
-        repeat = Const(0) if single else Signal()   # kt > 0: the step reuses its position's window
+        out_pos = Signal()               # the slot completes an output pixel (layout.has_output)
+        pos_in = Signal()                # its first FULL item consumes input beats (y < H and x < W)
+        # Stride 2, rows y >= 1 (`pairs`): a slot is columns x, x+1 of row y (items FULL A,
+        # FULL B) and the same columns of row y+1 (STORE A, STORE B); `x` is column A.
+        # What the slot has, kept for each of its channel groups, and which item the current
+        # step runs (one-hot) and which are left.
+        pairs = Signal()
+        store_row = Signal()             # row y+1 exists (y + 1 < H): the slots store it
+        has_fb, has_sa, has_sb = Signal(name="has_fb"), Signal(name="has_sa"), Signal(name="has_sb")
+        in_b = Signal()                  # FULL B consumes an input (x + 1 < W)
+        col_pad_b = Signal()             # column x + 1 == W
+        cur_fa, cur_fb, cur_sa, cur_sb = (Signal(name=n) for n in ("cur_fa", "cur_fb", "cur_sa", "cur_sb"))
+        rem_fb, rem_sa, rem_sb = Signal(name="rem_fb"), Signal(name="rem_sa"), Signal(name="rem_sb")
+        compute = Signal()               # kt < K_here: the step computes tile kt
+        addr_b = Signal.like(self.step.addr)   # entry (x + 1) * cg + g
+        cg_line = Signal(len(self.step.addr) + 1)   # the group's cg, wide enough for line-buffer entries
+        # Layer constants for the stride-2 slot tests (signed: W - 3 may be negative).
+        cmp = signed(coord + 2)
+        height_m2, height_m3, rows_m3 = Signal(cmp), Signal(cmp), Signal(cmp)
+        width_m2, width_m3, cols_m3, cols_m4 = Signal(cmp), Signal(cmp), Signal(cmp), Signal(cmp)
+        w_gt1, w_gt2, w_is1, w_is2, cols_gt2, cols_le3, h_gt2 = (
+            Signal(name=n) for n in ("w_gt1", "w_gt2", "w_is1", "w_is2", "cols_gt2", "cols_le3", "h_gt2"))
         count = Signal(CYCLES_BITS)
 
         # "Last channel group", "last lane" and "last tile" as registers kept beside g, lane
@@ -120,7 +143,7 @@ class LayerController(wiring.Component):
         # requantization writes all over the array, which pulls them far from the FSM.
         g_last = Signal()
         lane_last = Signal()
-        kt_last = Const(1) if single else Signal()   # loading: kt == K - 1; scanning: kt == K_here - 1
+        kt_last = Signal()               # loading: kt == K - 1; scanning: kt == K_here - 1
         cg_is_1 = Signal()               # the group has one channel group
         cg_m2 = Signal(16)               # channel groups - 2 (wraps for cg = 1: never met)
         k_is_1 = Const(1) if single else Signal()    # the group has one tile
@@ -140,10 +163,15 @@ class LayerController(wiring.Component):
             return [lane.eq(lane + 1), lane_last.eq(lane_po_m2)]
 
         def kt_restart(tiles_here_is_1):
-            return [] if single else [kt.eq(0), kt_last.eq(tiles_here_is_1), repeat.eq(0)]
+            return [kt.eq(0), kt_last.eq(tiles_here_is_1)]
 
         def kt_step():
-            return [] if single else [kt.eq(kt + 1), kt_last.eq(kt == k_m2), repeat.eq(1)]
+            return [kt.eq(kt + 1), kt_last.eq(kt == k_m2)]
+
+        def slot_start(fb, sa, sb):
+            """The first step of a (slot, channel group): item FULL A, the others left."""
+            return [cur_fa.eq(1), cur_fb.eq(0), cur_sa.eq(0), cur_sb.eq(0),
+                    rem_fb.eq(fb), rem_sa.eq(sa), rem_sb.eq(sb), compute.eq(1)]
         header = HeaderLayout(self.params.payload[:HeaderLayout.size])
 
         m.d.comb += self.cycles.eq(count)
@@ -165,24 +193,33 @@ class LayerController(wiring.Component):
         ]
 
         # The datapath runs freely: a cycle that issues no step carries a bubble, no flag set.
+        # The step's item, from the one-hot current item: FULL A is the slot's position
+        # (x), FULL B column x + 1 of the same row (never column 0 or 1), STORE A / B the
+        # pixels of row y + 1 at columns x, x + 1 (inside the image: no padding flags).
+        full = cur_fa | cur_fb
+        store = cur_sa | cur_sb
+        emits = issue & compute & g_last & out_pos
         m.d.comb += [
             self.step.valid.eq(issue),
             self.step.g.eq(g),
             self.step.kt.eq(kt),
-            self.step.repeat.eq(repeat),
+            self.step.compute.eq(compute),
+            self.step.repeat.eq(~full),
+            self.step.store.eq(store),
+            self.step.load.eq(cur_fa),
             self.step.waddr.eq(g if single else waddr),
-            self.step.addr.eq(addr),
+            self.step.addr.eq(Mux(cur_fb | cur_sb, addr_b, addr)),
             self.step.row0.eq(row0),
             self.step.row1.eq(row1),
-            self.step.col0.eq(col0),
-            self.step.col1.eq(col1),
-            self.step.y_odd.eq(y[0]),
-            self.step.x_odd.eq(x[0]),
-            self.step.row_pad.eq(row_pad),
-            self.step.col_pad.eq(col_pad),
+            self.step.col0.eq(col0 & cur_fa),
+            self.step.col1.eq(col1 & cur_fa),
+            self.step.y_odd.eq(y[0] ^ store),
+            self.step.x_odd.eq(x[0] ^ (cur_fb | cur_sb)),
+            self.step.row_pad.eq(row_pad & full),
+            self.step.col_pad.eq(Mux(cur_fb, col_pad_b, col_pad & cur_fa)),
             self.step.first.eq(issue & (g == 0)),
-            self.step.emit.eq(issue & g_last & out_pos),
-            self.step.tag.eq(issue & g_last & kt_last & x_last & y_last),
+            self.step.emit.eq(emits),
+            self.step.tag.eq(emits & kt_last & x_last & y_last),
             self.wr_lane.eq(lane),
             self.wr_addr.eq(g if single else waddr),
             self.rq_lane.eq(lane),
@@ -206,6 +243,16 @@ class LayerController(wiring.Component):
                         rows_m2.eq(Mux(odd_or_s1 | d.height[0], d.height - 1, d.height - 2)),
                         cols_m2.eq(Mux(odd_or_s1 | d.width[0], d.width - 1, d.width - 2)),
                         count.eq(1),
+                        # Stride 2 (cols = W + 1 for odd W, else W; likewise rows):
+                        height_m2.eq(d.height - 2), height_m3.eq(d.height - 3),
+                        rows_m3.eq(Mux(d.height[0], d.height - 2, d.height - 3)),
+                        width_m2.eq(d.width - 2), width_m3.eq(d.width - 3),
+                        cols_m3.eq(Mux(d.width[0], d.width - 2, d.width - 3)),
+                        cols_m4.eq(Mux(d.width[0], d.width - 3, d.width - 4)),
+                        w_gt1.eq(d.width > 1), w_gt2.eq(d.width > 2), w_is1.eq(d.width == 1),
+                        w_is2.eq(d.width == 2), h_gt2.eq(d.height > 2),
+                        cols_gt2.eq(Mux(d.width[0], d.width + 1, d.width) > 2),
+                        cols_le3.eq(Mux(d.width[0], d.width + 1, d.width) <= 3),
                     ]
                     with m.If(d.n_groups == 0):
                         m.d.sync += self.done.eq(1)
@@ -218,6 +265,7 @@ class LayerController(wiring.Component):
                 with m.If(self.params.valid):
                     one_tile = header.tiles == 1
                     m.d.sync += [cg_m2.eq(header.cg - 2), cg_is_1.eq(header.cg == 1), cg.eq(header.cg),
+                                 cg_line.eq(header.cg),
                                  *lane_restart(), *kt_restart(one_tile)]
                     if not single:
                         m.d.sync += [k_m2.eq(header.tiles - 2), k_is_1.eq(one_tile)]
@@ -252,38 +300,83 @@ class LayerController(wiring.Component):
                                     # position (0, 0) completes no output: one step per channel group
                                     out_pos.eq(0), pos_in.eq(1), *kt_restart(1),
                                     scanning.eq(1), wants_input.eq(1),
+                                    pairs.eq(0), store_row.eq(0), has_fb.eq(0), has_sa.eq(0), has_sb.eq(0),
+                                    in_b.eq(0), col_pad_b.eq(0), addr_b.eq(cg_line), *slot_start(0, 0, 0),
                                 ]
                                 m.next = "SCAN"
 
             with m.State("SCAN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += count.eq(count + 1)
-                with m.If(issue & ~kt_last):
-                    # The next tile's step on the same window: no input.
-                    m.d.sync += [*kt_step(), waddr.eq(waddr + cg), wants_input.eq(0)]
-                with m.If(issue & kt_last):
-                    # The next channel group of this position (its kt = 0 step), or the next position.
+                more_compute = compute & ~kt_last
+                with m.If(issue & (more_compute | rem_fb | rem_sa | rem_sb)):
+                    # The next step of this (slot, channel group): the next tile, the next item.
+                    m.d.sync += [*kt_step(), waddr.eq(waddr + cg), compute.eq(more_compute),
+                                 cur_fa.eq(0), cur_fb.eq(rem_fb), cur_sa.eq(~rem_fb & rem_sa),
+                                 cur_sb.eq(~rem_fb & ~rem_sa & rem_sb),
+                                 wants_input.eq(Mux(rem_fb, in_b, rem_sa | rem_sb))]
+                    with m.If(rem_fb):
+                        m.d.sync += rem_fb.eq(0)
+                    with m.Elif(rem_sa):
+                        m.d.sync += rem_sa.eq(0)
+                    with m.Else():
+                        m.d.sync += rem_sb.eq(0)
+                with m.Elif(issue):
+                    # The next channel group of this slot (its first step), or the next slot.
                     with m.If(~col_pad):   # x < W: the entry x * cg + g exists (read on the padding row too)
                         m.d.sync += addr.eq(addr + 1)
-                    m.d.sync += [*g_step(), waddr.eq(g + 1), *kt_restart(~out_pos | k_is_1),
-                                 wants_input.eq(pos_in)]
+                    m.d.sync += [addr_b.eq(addr_b + 1), *g_step(), waddr.eq(g + 1),
+                                 *kt_restart(~out_pos | k_is_1), wants_input.eq(pos_in),
+                                 *slot_start(has_fb, has_sa, has_sb)]
                     with m.If(g_last):
                         m.d.sync += [*g_restart(), waddr.eq(0)]
                         with m.If(x_last):
-                            y_next = y + 1
+                            # The next row: y + 1, or at stride 2 past row 0 y + 2 (row y + 1
+                            # was stored by this row's slots). Its slot 0 is column 0.
+                            y_next = Mux(pairs, y + 2, y + 1)
+                            pad_next = Mux(pairs, y == height_m2, y == height_m1)
+                            stores_next = stride2 & Mux(pairs, y < height_m3, h_gt2)
                             m.d.sync += [
                                 x.eq(0), col0.eq(1), col1.eq(0), col_pad.eq(0), x_last.eq(0), addr.eq(0),
+                                addr_b.eq(cg_line),
                                 y.eq(y_next), row0.eq(0), row1.eq(row0),
-                                row_pad.eq(y == height_m1), y_last.eq(y == rows_m2),
-                                pos_in.eq(y != height_m1), wants_input.eq(y != height_m1),
+                                row_pad.eq(pad_next), y_last.eq(Mux(pairs, y == rows_m3, y == rows_m2)),
+                                pos_in.eq(~pad_next), wants_input.eq(~pad_next),
                                 out_pos.eq(0), *kt_restart(1),     # x = 0: no output
+                                pairs.eq(stride2), store_row.eq(stores_next),
+                                has_fb.eq(0), has_sa.eq(stores_next), has_sb.eq(0), in_b.eq(0), col_pad_b.eq(0),
+                                *slot_start(0, stores_next, 0),
                             ]
                             with m.If(y_last):
                                 m.d.sync += [scanning.eq(0), wants_input.eq(0)]
                                 m.next = "DRAIN"
+                        with m.Elif(pairs & col0):
+                            # Stride 2: from column 0 to the slot of columns 1, 2.
+                            in_a = ~row_pad & w_gt1
+                            m.d.sync += [
+                                x.eq(1), col0.eq(0), col1.eq(1), col_pad.eq(w_is1), x_last.eq(cols_le3),
+                                pos_in.eq(in_a), wants_input.eq(in_a), out_pos.eq(1), *kt_restart(k_is_1),
+                                has_fb.eq(cols_gt2), has_sa.eq(store_row & w_gt1), has_sb.eq(store_row & w_gt2),
+                                in_b.eq(~row_pad & w_gt2), col_pad_b.eq(w_is2),
+                                *slot_start(cols_gt2, store_row & w_gt1, store_row & w_gt2),
+                            ]
+                        with m.Elif(pairs):
+                            # Stride 2: from the slot of columns x, x+1 to that of x+2, x+3.
+                            in_a = ~row_pad & (x < width_m2)
+                            fb = x < cols_m3
+                            sa, sb = store_row & (x < width_m2), store_row & (x < width_m3)
+                            m.d.sync += [
+                                x.eq(x + 2), col1.eq(0), col_pad.eq(x == width_m2), x_last.eq(x >= cols_m4),
+                                addr.eq(addr_b + 1), addr_b.eq(addr_b + 1 + cg_line),
+                                pos_in.eq(in_a), wants_input.eq(in_a), out_pos.eq(1), *kt_restart(k_is_1),
+                                has_fb.eq(fb), has_sa.eq(sa), has_sb.eq(sb),
+                                in_b.eq(~row_pad & (x < width_m3)), col_pad_b.eq(x == width_m3),
+                                *slot_start(fb, sa, sb),
+                            ]
                         with m.Else():
                             x_next = x + 1
-                            # layout.has_output(y, x + 1): y >= 1, and at stride 2 y and x + 1 odd.
+                            # layout.has_output(y, x + 1): y >= 1, and at stride 2 y and x + 1 odd
+                            # (stride 2 reaches here on row 0 only: no output).
                             out_next = ~row0 & (~stride2 | (y[0] & ~x[0]))
                             in_next = ~row_pad & (x != width_m1)
                             m.d.sync += [

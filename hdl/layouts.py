@@ -90,21 +90,38 @@ def tile_shape(generics: HardwareGenerics):
     return unsigned(max(1, (generics.max_group - 1).bit_length()))
 
 
+#: Most window-generator items of a scan slot (layout.scan_slots: two FULL, two STORE).
+SLOT_ITEMS = 4
+
+
+def step_index_shape(generics: HardwareGenerics):
+    """Shape of a step's index within its slot and channel group, 0 .. max(max_group,
+    SLOT_ITEMS) - 1: the tile it computes, or the item it runs."""
+    return unsigned(max(1, (max(generics.max_group, SLOT_ITEMS) - 1).bit_length()))
+
+
 def step_layout(generics: HardwareGenerics) -> data.StructLayout:
     """One scan step as the controller issues it (docs/architecture.md, "The schedule").
 
-    At each scan position the controller issues, for each channel group g, K_here steps
-    kt = 0 .. K_here - 1 (K_here = the group's K tiles at a position that completes an
-    output pixel, else 1). Only the kt = 0 step takes an input and works the window
-    generator; the others (`repeat`) reuse its window with tile kt's kernels.
+    The scan is a list of slots (layout.scan_slots); for each slot and channel group g
+    the controller issues max(K_here, items) steps (K_here = the group's K tiles at a slot
+    with an output pixel, else 1). Step kt runs the slot's item kt through the window
+    generator, if it has one (a FULL item: window generator, input if inside the image;
+    a STORE item: one pixel of the next row into the line buffer), and computes tile kt
+    if kt < K_here (`compute`).
 
     valid:   a step is issued this cycle (0: a bubble: loading parameters, draining, stalled).
     g:       channel group 0 .. cg-1 of the step.
-    kt:      tile of the group whose kernels and accumulator the step uses, 0 .. K-1.
-    repeat:  kt > 0: the window of the position's kt = 0 step again; no input, no
-             line-buffer or column-delay work.
+    kt:      tile of the group whose kernels and accumulator the step uses, 0 .. K-1
+             (the step's index in its slot, truncated; meaningful when `compute`).
+    compute: the array computes tile kt (kt < K_here); else the step only runs its item.
+    repeat:  no FULL item: no line-buffer read, no column-delay work, no window.
+    store:   a STORE item: the pixel (row y_odd's parity) into line-buffer entry addr.
+    load:    the FULL item of the slot's output position: the window register loads
+             its window (and holds it for the slot's other steps).
     waddr:   weight-buffer address of the step's kernels, kt * cg + g (< max_cg).
-    addr:    line-buffer entry x * cg + g (meaningful when the step consumes an input).
+    addr:    line-buffer entry x * cg + g of the item (meaningful when it has one).
+    The position flags below are the item's (a STORE item's y_odd is row y+1's parity).
     row0:    y == 0: the two rows above are the top zero padding.
     row1:    y == 1: row y-2 is the top zero padding.
     col0:    x == 0: the two columns to the left are the left zero padding.
@@ -116,13 +133,16 @@ def step_layout(generics: HardwareGenerics) -> data.StructLayout:
     first:   g == 0: tile kt's column accumulators start from its bias.
     emit:    a step of the last channel group at a position that completes an output
              pixel: tile kt's output beat.
-    tag:     the last step of the tile group (its output beat ends the group).
+    tag:     the tile group's last emitting step (its output beat ends the group).
     """
     return data.StructLayout({
         "valid": 1,
         "g": cg_shape(generics),
         "kt": tile_shape(generics),
+        "compute": 1,
         "repeat": 1,
+        "store": 1,
+        "load": 1,
         "waddr": cg_shape(generics),
         "addr": unsigned(max(1, (generics.line_depth - 1).bit_length())),
         "row0": 1,

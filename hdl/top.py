@@ -152,7 +152,8 @@ class Accelerator(wiring.Component):
 
         # The step's control travels beside the data to column 0's partial sum.
         ctl = Signal(control)
-        m.d.comb += [ctl.valid.eq(ctrl.step.valid), ctl.first.eq(ctrl.step.first), ctl.emit.eq(ctrl.step.emit),
+        m.d.comb += [ctl.valid.eq(ctrl.step.valid & ctrl.step.compute), ctl.first.eq(ctrl.step.first),
+                     ctl.emit.eq(ctrl.step.emit),
                      ctl.kt.eq(ctrl.step.kt)]
         for k in range(window.LATENCY + array.latency(g, 0)):
             reg = Signal(control, name=f"ctl_d{k + 1}")

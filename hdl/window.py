@@ -37,15 +37,17 @@ class WindowGenerator(wiring.Component):
       - a column delay of two banks (`Memory`, `max_cg` entries of 24 bits each)
         addressed g: bank (x mod 2) holds column x of channel group g. A step writes its
         column into bank (x mod 2) and reads both banks at g, read-first: bank (x mod 2)
-        returns column x-2 as it is replaced, the other bank column x-1. Equal addresses
-        are exactly cg input-taking steps apart (bubbles and repeat steps between them
-        write nothing), so any cg >= 1 works back to back.
-    A repeat step (`step.repeat`, kt > 0 of a tile group, docs/architecture.md "Tile
-    groups") is a bubble for the memories: it reads but writes nothing. The final window
-    register loads only for a valid step that is not a repeat and holds its window
-    otherwise (over bubbles and stalls too), so the K - 1 repeat steps of a (position,
-    channel group) see the window of its kt = 0 step. With max_group = 1 there are no
-    repeat steps and the register loads every cycle.
+        returns column x-2 as it is replaced, the other bank column x-1. Steps of one
+        channel group reach their address in column order (the column delay of g only
+        sees g's FULL items, in order), so any cg >= 1 works back to back.
+    A step's item (docs/architecture.md, "The schedule of one tile group"): a FULL item
+    (`~step.repeat`) does all of the above; a STORE item (`step.store`, stride 2: a pixel
+    of row y+1, which has no outputs) only writes its pixel into byte (y+1 mod 2) of its
+    entry, after the FULL item of row y there has read it; a step without an item
+    (`repeat` and not `store`) is a bubble for the memories. The final window register
+    loads only at a slot's FULL A item (`step.load`) and holds its window otherwise (over
+    the slot's other steps, bubbles and stalls), so every step of the slot computes on
+    the window of its output position.
     Zero padding is generated, never stored: rows above the image (y = 0, and row y-2 at
     y = 1), the row below (`row_pad`), columns left of it (x = 0, and column x-2 at x = 1)
     and the column right of it (`col_pad`) read as zero.
@@ -53,8 +55,8 @@ class WindowGenerator(wiring.Component):
     Stages (t = the step's cycle): t memory reads and the line-buffer write; t+1 memory
     data registered as is (every bank's); t+2 the bank selected, the column formed and masked, the column-delay banks read
     and written; t+3 the banks' data registered as is; t+4 the window formed, masked and
-    extended to 9-bit activations; t+5 on `windows` (held from the last valid, not
-    repeated step when max_group > 1). No logic follows a memory output: a
+    extended to 9-bit activations; t+5 on `windows` (held from the last `load` step).
+    No logic follows a memory output: a
     block RAM's clock-to-output (about 4 ns on ECP5, which has no output register that
     Yosys maps) leaves no time for it at 150 MHz.
 
@@ -89,8 +91,11 @@ class WindowGenerator(wiring.Component):
         step = self.step
         # A step that forms a new window: valid and not a repeat (kt > 0) of the window before.
         fresh = step.valid & ~step.repeat
-        consumes = fresh & ~step.row_pad & ~step.col_pad
-        holds = g.max_group > 1   # repeat steps exist: the final window register holds for them
+        # A FULL item inside the image takes its pixel, and so does a STORE item (row y+1).
+        consumes = (fresh & ~step.row_pad & ~step.col_pad) | (step.valid & step.store)
+        # The final window register holds over the other steps of a slot (tiles kt > 0, and
+        # at stride 2 the slot's other items); it loads only at the slot's FULL A item.
+        holds = True
 
         def register(value, name, reset_less=True):
             # Data needs no reset; the step's control (its `valid`) does.
@@ -176,7 +181,7 @@ class WindowGenerator(wiring.Component):
             window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
             if holds:
                 # Its load enable, one register per lane beside the lane's window registers.
-                fresh4 = register(register(s2.valid & ~s2.repeat, f"fresh3_{i}", reset_less=False),
+                fresh4 = register(register(s2.valid & s2.load, f"fresh3_{i}", reset_less=False),
                                   f"fresh4_{i}", reset_less=False)
                 window5 = Signal.like(window, name=f"window{i}", reset_less=True)
                 with m.If(fresh4):

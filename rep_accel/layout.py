@@ -138,10 +138,10 @@ class TileGroup:
 
 def plan_groups(tiles, generics: HardwareGenerics) -> list[TileGroup]:
     """The compiler's choice of tile groups: consecutive tiles with the same input channels,
-    as many per group as the hardware holds, K = min(max_group, max_cg // cg) (a group's
-    cost beyond its tiles' is one pass over the input and one pipeline drain, so fewer
-    groups are never slower). A tile whose cg exceeds max_cg is a group of one, for the fit
-    check to name."""
+    at most K = min(max_group, max_cg // cg) per group, in as few groups as that allows (a
+    group's cost beyond its tiles' is one pass over the input and one pipeline drain), of
+    sizes that differ by at most one. A tile whose cg exceeds max_cg is a group of one,
+    for the fit check to name."""
     groups: list[TileGroup] = []
     run: list[Tile] = []
 
@@ -149,8 +149,14 @@ def plan_groups(tiles, generics: HardwareGenerics) -> list[TileGroup]:
         if not run:
             return
         k = max(1, min(generics.max_group, generics.max_cg // run[0].cg))
-        for at in range(0, len(run), k):
-            groups.append(TileGroup(len(groups), tuple(run[at:at + k])))
+        # As few groups as K allows, of sizes that differ by at most one: a stride-2 slot
+        # takes max(K, its window-generator items) steps, so a small last group would idle.
+        n_groups = cdiv(len(run), k)
+        at = 0
+        for j in range(n_groups):
+            size = len(run) // n_groups + (j < len(run) % n_groups)
+            groups.append(TileGroup(len(groups), tuple(run[at:at + size])))
+            at += size
         run.clear()
 
     for tile in tiles:
@@ -188,12 +194,67 @@ def group_param_beats(group: TileGroup, generics: HardwareGenerics) -> int:
     return HEADER_BEATS + group.count * generics.po * (1 + group.cg)
 
 
+#: Columns of a scan-slot table (`scan_slots`): the scan row, the slot's first column, its
+#: window-generator items (FULL items of row y at columns x0 .. x0+n_full-1, then STORE items
+#: of row y+1 at columns x0 .. x0+n_store-1) and whether its first item completes an output.
+SLOT_FIELDS = ("y", "x0", "n_full", "n_store", "has_out")
+
+
+def scan_slots(height: int, width: int, stride: int) -> np.ndarray:
+    """The scan of one tile group as slots, int64 (slots, 5) with SLOT_FIELDS columns
+    (docs/architecture.md, "The schedule of one tile group"); for each slot the engine takes,
+    for each channel group g, max(K if has_out else 1, n_full + n_store) steps.
+
+    Stride 1: one slot per scan position (y, x) in raster order, one FULL item each.
+    Stride 2: row 0 as at stride 1; then each output row y = 1, 3, ... < rows carries the
+    next row y+1 (which has no outputs) as STORE items: slot 0 is column 0, slot p >= 1
+    is columns 2p-1 (an output position) and 2p (when 2p < cols); each slot stores row
+    y+1 (when y+1 < H) at the same columns (those < W). So at stride 2 the input is read
+    while the array computes, one item per step, and a slot of an output position takes
+    K steps per channel group once K >= its items (at most 4)."""
+    rows, cols = scan_extent(height, width, stride)
+    out = []
+    if stride == 1:
+        for y in range(rows):
+            for x in range(cols):
+                out.append((y, x, 1, 0, int(has_output(y, x, 1))))
+        return np.array(out, dtype=np.int64).reshape(-1, 5)
+    for x in range(cols):
+        out.append((0, x, 1, 0, 0))
+    for y in range(1, rows, 2):
+        store = y + 1 < height
+        out.append((y, 0, 1, int(store), 0))
+        for x0 in range(1, cols, 2):
+            n_full = 1 + (x0 + 1 < cols)
+            n_store = sum(x < width for x in range(x0, x0 + n_full)) if store else 0
+            out.append((y, x0, n_full, n_store, 1))
+    return np.array(out, dtype=np.int64).reshape(-1, 5)
+
+
+def slot_steps(slots: np.ndarray, tiles: int) -> int:
+    """Steps per channel group of a scan-slot table for a group of `tiles` tiles:
+    sum over slots of max(K if has_out else 1, n_full + n_store)."""
+    compute = np.where(slots[:, 4] == 1, tiles, 1)
+    return int(np.maximum(compute, slots[:, 2] + slots[:, 3]).sum())
+
+
+def input_order(height: int, width: int, stride: int, cg: int = 1) -> np.ndarray:
+    """The act_in beats of a tile group's scan as (y, x, g), int64 (H * W * cg, 3), in the
+    order the scan consumes them: slot by slot (`scan_slots`), for each channel group g,
+    the slot's FULL items inside the image, then its STORE items. At stride 1 this is
+    raster order of pixels, then g."""
+    order = []
+    for y, x0, n_full, n_store, _ in scan_slots(height, width, stride).tolist():
+        pixels = [(y, x) for x in range(x0, x0 + n_full) if y < height and x < width]
+        pixels += [(y + 1, x) for x in range(x0, x0 + n_store)]
+        order += [(py, px, g) for g in range(cg) for py, px in pixels]
+    return np.array(order, dtype=np.int64).reshape(-1, 3)
+
+
 def group_steps(shape: LayerShape, group: TileGroup) -> int:
-    """Array steps of one tile group: at each scanned position cg steps, K * cg at a
-    position that completes an output pixel (the K tiles in turn)."""
-    rows, cols = scan_extent(shape.height, shape.width, shape.stride)
-    outputs = shape.out_height * shape.out_width
-    return group.cg * (group.count * outputs + rows * cols - outputs)
+    """Array steps of one tile group: cg x `slot_steps` of the layer's scan slots (stride 1:
+    cg steps at each scanned position, K * cg at a position that completes an output)."""
+    return group.cg * slot_steps(scan_slots(shape.height, shape.width, shape.stride), group.count)
 
 
 def group_cycles(shape: LayerShape, group: TileGroup, generics: HardwareGenerics) -> int:
@@ -496,19 +557,24 @@ def unpack_group_params(beats: np.ndarray, shape: LayerShape, group: TileGroup, 
             "kernels": kernels.reshape(group.out_count, shape.cin_per_group, 3, 3)}
 
 
-def input_beats(x: np.ndarray, group, generics: HardwareGenerics) -> np.ndarray:
+def input_beats(x: np.ndarray, group, generics: HardwareGenerics, stride: int = 1) -> np.ndarray:
     """The activation-input beats of one tile group (or tile: the same input channels) for
     one image, (H * W * cg, PI) of x's dtype: the group's one pass over the input.
 
-    x: (C_in, H, W) int8 or uint8. Raster order over pixels, then channel group cg;
-    lane i of beat (y, x, cg) is channel in_base + cg * PI + i (zero past in_count).
+    x: (C_in, H, W) int8 or uint8. Beats (y, x, g) in the scan's order (`input_order`:
+    raster order of pixels, then g, at stride 1); lane i of beat (y, x, g) is channel
+    in_base + g * PI + i (zero past in_count).
     """
     pi = generics.pi
     c, h, w = x.shape
     lanes = np.zeros((group.cg * pi, h, w), dtype=x.dtype)
     lanes[:group.in_count] = x[group.in_base:group.in_base + group.in_count]
-    # (cg, pi, h, w) -> (h, w, cg, pi)
-    return lanes.reshape(group.cg, pi, h, w).transpose(2, 3, 0, 1).reshape(h * w * group.cg, pi).copy()
+    # (cg, pi, h, w) -> (h, w, cg, pi), then the beats in scan order
+    beats = lanes.reshape(group.cg, pi, h, w).transpose(2, 3, 0, 1)
+    if stride != 1:
+        order = input_order(h, w, stride, group.cg)
+        return beats[order[:, 0], order[:, 1], order[:, 2]].copy()
+    return beats.reshape(h * w * group.cg, pi).copy()
 
 
 def output_from_beats(beats: np.ndarray, shape: LayerShape, group: TileGroup, out: np.ndarray) -> None:

@@ -83,7 +83,8 @@ def layer_streams(x: np.ndarray, shape: LayerShape, generics: HardwareGenerics) 
     """The act_in beats of a whole layer for one picture x (C_in, H, W): every tile group's
     `layout.input_beats` in group order, as bytes uint8 (beats, PI). shape: a LayerShape or
     ScheduledLayer."""
-    parts = [input_beats(x, j, generics) for j in as_scheduled(shape, generics).groups]
+    scheduled = as_scheduled(shape, generics)
+    parts = [input_beats(x, j, generics, scheduled.shape.stride) for j in scheduled.groups]
     return np.ascontiguousarray(np.concatenate(parts).view(np.uint8))
 
 

@@ -50,7 +50,7 @@ from numba import njit
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import KERNEL_BYTES, WINDOW_TAPS, HardwareGenerics
 from rep_accel.layout import (HEADER_BEATS, HEADER_FIELDS, REQUANT_FIELDS, LayerShape, as_scheduled, field_span,
-                              group_param_beats, has_output, scan_extent)
+                              group_param_beats, scan_slots)
 from rep_accel.memory import UNLIMITED_ENGINE_ARGS, MemoryModel
 from rep_accel.numerics import ACT_MAX, ACT_MIN, requantize_value
 # The streams and the trace format are shared with the cocotb testbench (rep_accel.streams);
@@ -72,6 +72,8 @@ assert KERNEL_BYTES == WINDOW_TAPS
 
 # Controller phases.
 IDLE, LOAD, SCAN, DRAIN = 0, 1, 2, 3
+# Window-generator items of a step (layout.scan_slots).
+NO_ITEM, FULL, STORE = 0, 1, 2
 
 # Error codes of the engine kernel (0 = ok); `_ERRORS` turns them into messages.
 (_OK, _BAD_CG, _LINE_DEPTH, _PARAMS_SHORT, _INPUT_SHORT, _OUTPUT_LONG, _INPUT_LEFT, _PARAMS_LEFT, _BAD_TILES,
@@ -120,12 +122,13 @@ def _trace_row(trace, n, a, b, c, d, e, f, g, h, i, j):
 
 
 @njit(cache=True)
-def engine(height, width, stride, input_signed, n_groups, outputs_per_tile, pi, po, max_cg, line_depth, max_group,
+def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, po, max_cg, line_depth, max_group,
            latency, params, act_in, params_pat, act_in_pat, act_out_pat, act_out, record, trace_capacity,
            mem_num, mem_den, mem_cap, mem_latency, datapath):
     """Run one layer, one clock per loop iteration.
 
-    height, width, stride, input_signed, n_groups: the descriptor fields the engine uses;
+    height, width, input_signed, n_groups: the descriptor fields the engine uses; slots:
+    int64 (slots, 5), the scan of a group (`layout.scan_slots` of height, width, stride);
     outputs_per_tile: H_out * W_out (a group of K tiles is done after K times as many
     output beats).
     pi, po, max_cg, line_depth, max_group, latency: hardware generics (latency =
@@ -164,7 +167,6 @@ def engine(height, width, stride, input_signed, n_groups, outputs_per_tile, pi, 
     trace = np.zeros((trace_capacity if record else 0, 10), dtype=np.uint8)
     n_trace = 0
 
-    rows, cols = scan_extent(height, width, stride)
 
     n_params = params.shape[0]
     n_in = act_in.shape[0]
@@ -180,11 +182,18 @@ def engine(height, width, stride, input_signed, n_groups, outputs_per_tile, pi, 
     k = 0
     cg = 1
     tiles = 1    # K, tiles of the current group
-    y = 0
-    x = 0
+    # The scan: slot si of `slots` (layout.scan_slots), channel group g, step kt of the slot.
+    n_slots = slots.shape[0]
+    si = 0
     g = 0
-    kt = 0       # the step's tile within the group: 0 .. K-1 at a position with an output, else 0
-    k_here = 1   # steps per channel group at the current position: K if it completes an output, else 1
+    kt = 0         # step within the slot's channel group; the array computes tile kt if kt < k_here
+    sy = 0         # the slot's row, first column, FULL and STORE items, output
+    sx0 = 0
+    n_full = 1
+    n_store = 0
+    has_out = False
+    k_here = 1     # K at a slot with an output, else 1
+    slot_len = 1   # steps per channel group: max(k_here, items)
     done_next = False
     finished = False
     cycles = 0
@@ -224,7 +233,20 @@ def engine(height, width, stride, input_signed, n_groups, outputs_per_tile, pi, 
         iv = in_next < n_in and (in_held or in_offer)
         # ---- engine outputs (functions of the state and, for ready, of the stall) ----
         out_block = ovalid and not oready
-        needs_input = phase == SCAN and y < height and x < width and kt == 0
+        # The current step's window-generator item (slot si, step kt of channel group g).
+        item = NO_ITEM
+        yi = sy
+        xi = sx0 + kt
+        load = False
+        if phase == SCAN:
+            if kt < n_full:
+                item = FULL
+                load = kt == 0   # the slot's first FULL item (its output position if it has one)
+            elif kt < n_full + n_store:
+                item = STORE
+                yi = sy + 1
+                xi = sx0 + kt - n_full
+        needs_input = item == STORE or (item == FULL and yi < height and xi < width)
         desc_ready = phase == IDLE
         p_ready = phase == LOAD
         in_ready = needs_input and not out_block
@@ -302,50 +324,57 @@ def engine(height, width, stride, input_signed, n_groups, outputs_per_tile, pi, 
                 k += 1
                 if k == HEADER_BEATS + tiles * po * (1 + cg):
                     phase = SCAN
-                    y = 0
-                    x = 0
+                    si = 0
                     g = 0
                     kt = 0
-                    k_here = 1   # position (0, 0) completes no output
+                    sy, sx0, n_full, n_store, has_out = (slots[0, 0], slots[0, 1], slots[0, 2], slots[0, 3],
+                                                         slots[0, 4] != 0)
+                    k_here = tiles if has_out else 1
+                    slot_len = max(k_here, n_full + n_store)
                     group_outputs = 0
         elif phase == SCAN:
             issue = in_t if needs_input else not out_block
-            if issue and datapath and kt == 0:
-                # -- window generator, per lane: once per channel group of a position (the
-                # window register holds its window over the K tiles' steps) --
-                inside_col = x < width
-                addr = x * cg + g
+            if issue and datapath and item != NO_ITEM:
+                # -- window generator, per lane: one item (docs/architecture.md, "The schedule
+                # of one tile group"); the slot's first FULL item loads the window register,
+                # which holds it over the slot's other steps --
+                inside_col = xi < width
+                addr = xi * cg + g
                 for i in range(pi):
+                    v = np.int32(0)
                     if needs_input:
                         v = np.int32(act_in[in_next, i])
                         if input_signed and v >= 128:
                             v -= 256
-                        cur[0] = v
-                    else:
-                        cur[0] = 0
+                    if item == STORE:   # row y+1 into the entry, which then holds rows y+1, y
+                        line[i, addr, 1] = line[i, addr, 0]
+                        line[i, addr, 0] = v
+                        continue
+                    cur[0] = v
                     if inside_col:
-                        cur[1] = line[i, addr, 0] if y >= 1 else 0
-                        cur[2] = line[i, addr, 1] if y >= 2 else 0
+                        cur[1] = line[i, addr, 0] if yi >= 1 else 0
+                        cur[2] = line[i, addr, 1] if yi >= 2 else 0
                     else:
                         cur[1] = 0
                         cur[2] = 0
                     if needs_input:
                         line[i, addr, 0] = cur[0]
                         line[i, addr, 1] = cur[1]
-                    wb = i * nine
-                    for ky in range(3):
-                        r = 2 - ky  # window row ky is image row y - 2 + ky
-                        if x == 0:
-                            win[wb + ky * 3] = 0
-                            win[wb + ky * 3 + 1] = 0
-                        else:
-                            win[wb + ky * 3] = coldelay[i, g, 1, r]
-                            win[wb + ky * 3 + 1] = coldelay[i, g, 0, r]
-                        win[wb + ky * 3 + 2] = cur[r]
+                    if load:
+                        wb = i * nine
+                        for ky in range(3):
+                            r = 2 - ky  # window row ky is image row y - 2 + ky
+                            if xi == 0:
+                                win[wb + ky * 3] = 0
+                                win[wb + ky * 3 + 1] = 0
+                            else:
+                                win[wb + ky * 3] = coldelay[i, g, 1, r]
+                                win[wb + ky * 3 + 1] = coldelay[i, g, 0, r]
+                            win[wb + ky * 3 + 2] = cur[r]
                     for r in range(3):
-                        coldelay[i, g, 1, r] = 0 if x == 0 else coldelay[i, g, 0, r]
+                        coldelay[i, g, 1, r] = 0 if xi == 0 else coldelay[i, g, 0, r]
                         coldelay[i, g, 0, r] = cur[r]
-            if issue and datapath:
+            if issue and datapath and kt < k_here:
                 # -- the array: tile kt's partial sums of this channel group, its accumulators --
                 for o in range(po):
                     # int32 products and sums, as the hardware's adder tree (|sum| < 2^31)
@@ -360,7 +389,7 @@ def engine(height, width, stride, input_signed, n_groups, outputs_per_tile, pi, 
                 # -- requantization enters the pipeline at the position's last step --
                 slot = head
                 head = head + 1 if head + 1 < L else 0
-                if g == cg - 1 and has_output(y, x, stride):
+                if g == cg - 1 and has_out and kt < k_here:
                     if datapath:
                         for o in range(po):
                             ring[slot, o] = requantize_value(acc[kt, o] + bias[kt, o], m0[kt, o], nsh[kt, o],
@@ -368,20 +397,21 @@ def engine(height, width, stride, input_signed, n_groups, outputs_per_tile, pi, 
                     ring_valid[slot] = 1
                 else:
                     ring_valid[slot] = 0
-                # -- next step: the K tiles, then the channel groups, then the positions --
+                # -- next step: a slot's steps, then the channel groups, then the slots --
                 kt += 1
-                if kt == k_here:
+                if kt == slot_len:
                     kt = 0
                     g += 1
                     if g == cg:
                         g = 0
-                        x += 1
-                        if x == cols:
-                            x = 0
-                            y += 1
-                            if y == rows:
-                                phase = DRAIN
-                        k_here = tiles if has_output(y, x, stride) else 1
+                        si += 1
+                        if si == n_slots:
+                            phase = DRAIN
+                        else:
+                            sy, sx0, n_full, n_store, has_out = (slots[si, 0], slots[si, 1], slots[si, 2],
+                                                                 slots[si, 3], slots[si, 4] != 0)
+                            k_here = tiles if has_out else 1
+                            slot_len = max(k_here, n_full + n_store)
         else:  # DRAIN
             if not out_block:
                 ring_valid[head] = 0
@@ -447,7 +477,8 @@ def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: Ha
     # Room for a run without stalls; the kernel doubles the trace when stalls need more.
     capacity = scheduled.cycles + 1 if trace else 0
     cycles, n_out, err, a0, a1, rows_ = engine(
-        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(scheduled.groups), ho * wo, g.pi, g.po,
+        shape.height, shape.width, scan_slots(shape.height, shape.width, shape.stride), bool(shape.input_signed),
+        len(scheduled.groups), ho * wo, g.pi, g.po,
         g.max_cg, g.line_depth, g.max_group, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1),
         *_memory_args(memory, g), True)
     if err != _OK:
@@ -496,8 +527,8 @@ def timing_cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryM
     beats = np.zeros((scheduled.output_beats, g.po), dtype=np.uint8)
     pp, pi_, po_ = (stimulus or Stimulus()).arrays()
     cycles, _, err, a0, a1, _ = engine(
-        shape.height, shape.width, shape.stride, bool(shape.input_signed), len(scheduled.groups),
-        shape.out_height * shape.out_width, g.pi, g.po, g.max_cg, g.line_depth, g.max_group, g.pipeline_latency,
+        shape.height, shape.width, scan_slots(shape.height, shape.width, shape.stride), bool(shape.input_signed),
+        len(scheduled.groups), shape.out_height * shape.out_width, g.pi, g.po, g.max_cg, g.line_depth, g.max_group, g.pipeline_latency,
         params, act,
         pp, pi_, po_, beats, False, 1, *_memory_args(memory, g), False)
     if err != _OK:

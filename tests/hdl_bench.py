@@ -83,7 +83,7 @@ def run_layers(generics: HardwareGenerics, layers, *, seed: int = 0, in_gap: flo
     for shape, x, w, bias, m0, n in layers:
         scheduled = layout.schedule_layer(shape, generics)
         params = [layout.pack_group_params(w, bias, m0, n, shape, j, generics) for j in scheduled.groups]
-        ins = [layout.input_beats(x, j, generics) for j in scheduled.groups]
+        ins = [layout.input_beats(x, j, generics, shape.stride) for j in scheduled.groups]
         plans.append((shape, scheduled, params, ins))
     results = [None] * len(plans)
     outputs = [[] for _ in plans]

@@ -15,33 +15,53 @@ from rep_accel.layout import LayerShape
 from hdl_bench import simulate
 
 
-STEP_FIELDS = ("g", "kt", "repeat", "waddr", "addr", "row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad",
-               "col_pad", "first", "emit", "tag")
+STEP_FIELDS = ("g", "kt", "compute", "repeat", "store", "load", "waddr", "addr", "row0", "row1", "col0", "col1",
+               "y_odd", "x_odd", "row_pad", "col_pad", "first", "emit", "tag")
+
+
+def _prose_slots(h, w, stride):
+    """The scan's slots as docs/architecture.md words them: [(FULL positions, STORE pixels,
+    output)]: stride 1 every position; stride 2 row 0, then each output row's column 0
+    and pairs of columns (2p-1, 2p), each with the next row's pixels at those columns."""
+    rows, cols = layout.scan_extent(h, w, stride)
+    if stride == 1:
+        return [([(y, x)], [], layout.has_output(y, x, 1)) for y in range(rows) for x in range(cols)]
+    slots = [([(0, x)], [], False) for x in range(cols)]
+    for y in range(1, rows, 2):
+        for xs in [[0]] + [[x for x in (x0, x0 + 1) if x < cols] for x0 in range(1, cols, 2)]:
+            slots.append(([(y, x) for x in xs], [(y + 1, x) for x in xs if y + 1 < h and x < w], xs[0] % 2 == 1))
+    return slots
 
 
 def _expected_steps(shape, group):
-    """The steps of one tile group's scan (docs/architecture.md "Tile groups"): at each
-    position, for each channel group g, K tiles kt in turn where the position completes an
-    output pixel, else one."""
-    rows, cols = layout.scan_extent(shape.height, shape.width, shape.stride)
-    cg = group.cg
+    """The steps of one tile group's scan (docs/architecture.md, "The schedule of one tile
+    group"): for each slot and channel group g, max(K_here, items) steps; step kt runs item
+    kt and computes tile kt if kt < K_here. None: a field the step's kind leaves open
+    (kt and waddr of a step that computes nothing, the position flags of a STORE item or
+    of a step without an item)."""
+    cg, h, w = group.cg, shape.height, shape.width
+    slots = _prose_slots(h, w, shape.stride)
     out = []
-    for y in range(rows):
-        for x in range(cols):
-            output = layout.has_output(y, x, shape.stride)
-            k_here = group.count if output else 1
-            for g in range(cg):
-                last = g == cg - 1
-                for kt in range(k_here):
-                    out.append({
-                        "g": g, "kt": kt, "repeat": int(kt > 0), "waddr": kt * cg + g,
-                        "addr": x * cg + g if x < shape.width and kt == 0 else None,
-                        "row0": int(y == 0), "row1": int(y == 1), "col0": int(x == 0), "col1": int(x == 1),
-                        "y_odd": y % 2, "x_odd": x % 2,
-                        "row_pad": int(y == shape.height), "col_pad": int(x == shape.width),
-                        "first": int(g == 0), "emit": int(last and output),
-                        "tag": int(last and kt == k_here - 1 and y == rows - 1 and x == cols - 1),
-                    })
+    for si, (fulls, stores, output) in enumerate(slots):
+        items = [("full", p) for p in fulls] + [("store", p) for p in stores]
+        k_here = group.count if output else 1
+        for g in range(cg):
+            last = g == cg - 1
+            for kt in range(max(k_here, len(items))):
+                kind, (y, x) = items[kt] if kt < len(items) else (None, (None, None))
+                full, computes = kind == "full", kt < k_here
+                out.append({
+                    "g": g, "kt": kt if computes else None, "compute": int(computes),
+                    "repeat": int(not full), "store": int(kind == "store"), "load": int(full and kt == 0),
+                    "waddr": kt * cg + g if computes else None,
+                    "addr": x * cg + g if kind and x < w else None,
+                    "row0": int(y == 0) if full else None, "row1": int(y == 1) if full else None,
+                    "col0": int(x == 0) if full else None, "col1": int(x == 1) if full else None,
+                    "y_odd": y % 2 if kind else None, "x_odd": x % 2 if full else None,
+                    "row_pad": int(y == h) if full else 0, "col_pad": int(x == w) if full else 0,
+                    "first": int(g == 0), "emit": int(last and output and computes),
+                    "tag": int(last and computes and kt == k_here - 1 and si == len(slots) - 1),
+                })
     return out
 
 
@@ -103,7 +123,7 @@ def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=
                 log["in_xfer"] += 1
             issued = advance and step.valid
             if issued:
-                needs = not step.row_pad and not step.col_pad and not step.repeat
+                needs = (not step.row_pad and not step.col_pad and not step.repeat) or bool(step.store)
                 if needs != bool(in_ready) or (needs and not in_valid):
                     log["violations"].append(f"cycle {cycle}: step needs input {needs}, in_ready {in_ready}")
                 log["steps"].append({k: int(getattr(step, k)) for k in STEP_FIELDS})
@@ -169,8 +189,8 @@ def _check_sequence(generics, shape, groups, log):
     got = log["steps"]
     assert len(got) == len(expected)
     for k, (s, e) in enumerate(zip(got, expected)):
-        if e["addr"] is None:       # the padding column has no line-buffer entry
-            s = dict(s, addr=None)
+        # Open fields (None) are not compared; the padding column has no line-buffer entry.
+        s = {name: (None if e[name] is None else value) for name, value in s.items()}
         assert s == e, f"step {k}: got {s}, expected {e}"
     assert log["in_xfer"] == sum(shape.height * shape.width * j.cg for j in groups)
     assert sum(s["emit"] for s in got) == sum(j.count for j in groups) * shape.out_height * shape.out_width

@@ -14,21 +14,31 @@ from rep_accel.hdl.window import WindowGenerator
 
 
 def _steps(h, w, stride, cg, tiles=1):
-    """The scan's steps as the controller issues them: (y, x, g, kt) and the step fields; at
-    a position that completes an output, `tiles` steps per channel group, kt > 0 marked
-    `repeat` (their other fields are filled in by _run: the generator must ignore them)."""
-    rows, cols = layout.scan_extent(h, w, stride)
+    """The scan's steps as the controller issues them (layout.scan_slots): for each slot and
+    channel group, its items (FULL A, FULL B, STORE A, STORE B) then, at a slot with an
+    output, steps up to `tiles` without an item (`repeat`, their other fields are filled
+    in by _run: the generator must ignore them). Returns [(key, fields, pixel)]: key
+    (y, x, g, kt) with (y, x) the slot's FULL A position: every step of a (slot, g) must
+    see its window (loaded at FULL A, held over the rest); pixel (y, x) the item's act_in
+    pixel or None."""
     steps = []
-    for y in range(rows):
-        for x in range(cols):
-            for g in range(cg):
-                steps.append(((y, x, g, 0), {
-                    "valid": 1, "g": g, "kt": 0, "repeat": 0, "addr": x * cg + g if x < w else 0,
-                    "row0": int(y == 0), "row1": int(y == 1), "col0": int(x == 0), "col1": int(x == 1),
-                    "y_odd": y % 2, "x_odd": x % 2, "row_pad": int(y == h), "col_pad": int(x == w),
-                    "first": 0, "emit": 0, "tag": 0}))
-                if layout.has_output(y, x, stride):
-                    steps += [((y, x, g, kt), None) for kt in range(1, tiles)]
+    for y, x0, n_full, n_store, has_out in layout.scan_slots(h, w, stride).tolist():
+        items = [("full", y, x) for x in range(x0, x0 + n_full)] + \
+                [("store", y + 1, x) for x in range(x0, x0 + n_store)]
+        for g in range(cg):
+            for kt in range(max(tiles if has_out else 1, len(items))):
+                if kt >= len(items):
+                    steps.append(((y, x0, g, kt), None, None))
+                    continue
+                kind, yy, xx = items[kt]
+                inside = yy < h and xx < w
+                fields = {"valid": 1, "g": g, "kt": 0, "repeat": int(kind == "store"),
+                          "store": int(kind == "store"), "load": int(kt == 0), "compute": 0,
+                          "addr": xx * cg + g if xx < w else 0,
+                          "row0": int(yy == 0), "row1": int(yy == 1), "col0": int(xx == 0), "col1": int(xx == 1),
+                          "y_odd": yy % 2, "x_odd": xx % 2, "row_pad": int(yy == h), "col_pad": int(xx == w),
+                          "first": 0, "emit": 0, "tag": 0}
+                steps.append(((y, x0, g, kt), fields, (yy, xx) if inside else None))
     return steps
 
 
@@ -52,12 +62,17 @@ def _run(generics, images, stride, p_bubble=0.0, seed=0, tiles=1):
     pi = generics.pi
     dut = WindowGenerator(generics)
     rng = np.random.default_rng(seed)
-    flags = ("row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad", "col_pad", "first", "emit", "tag")
+    flags = ("row0", "row1", "col0", "col1", "y_odd", "x_odd", "row_pad", "col_pad", "first", "emit", "tag",
+             "compute")
 
     def bubble(signed, valid=0, repeat=None):
+        # A bubble: everything random. A step without an item: valid, no FULL (repeat), no
+        # STORE, no load; everything else random.
+        item = {"repeat": int(rng.integers(0, 2)), "store": int(rng.integers(0, 2)), "load": int(rng.integers(0, 2))}
+        if valid:
+            item = {"repeat": 1, "store": 0, "load": 0}
         return [(dut.step, {"valid": valid, "g": int(rng.integers(0, generics.max_cg)),
-                            "kt": int(rng.integers(0, generics.max_group)),
-                            "repeat": int(rng.integers(0, 2)) if repeat is None else repeat,
+                            "kt": int(rng.integers(0, generics.max_group)), **item,
                             "addr": int(rng.integers(0, generics.line_depth)),
                             **{f: int(rng.integers(0, 2)) for f in flags}}),
                 (dut.pixels, int(rng.integers(0, 1 << 62)) & ((1 << (8 * pi)) - 1)), (dut.signed, signed)]
@@ -68,14 +83,16 @@ def _run(generics, images, stride, p_bubble=0.0, seed=0, tiles=1):
         cg = c // pi
         signed = int(img.dtype == np.int8)
         at = {}
-        for (y, x, g, kt), fields in _steps(h, w, stride, cg, tiles):
+        for key, fields, pixel in _steps(h, w, stride, cg, tiles):
             while p_bubble and rng.random() < p_bubble:
                 cycles.append(bubble(signed))
-            at[(y, x, g, kt)] = len(cycles)
-            if fields is None:   # a repeat step
-                cycles.append(bubble(signed, valid=1, repeat=1))
+            at[key] = len(cycles)
+            if fields is None:   # a step without an item
+                cycles.append(bubble(signed, valid=1))
                 continue
-            pixels = [int(img[g * pi + i, y, x]) & 0xFF if y < h and x < w else 0 for i in range(pi)]
+            g = fields["g"]
+            pixels = [int(img[g * pi + i, pixel[0], pixel[1]]) & 0xFF if pixel else int(rng.integers(0, 256))
+                      for i in range(pi)]
             cycles.append([(dut.step, fields), (dut.pixels, pack_lanes(pixels, 8)), (dut.signed, signed)])
         plan.append((img, at))
         # `signed` is a layer constant: the image's steps drain before the next image's value.

@@ -133,6 +133,24 @@ def test_tile_groups_share_inputs_and_fit_the_buffers(cin, cout, groups, pi, po,
     assert len(sch.groups) == sum(-(-n // per) for n in runs.values())
 
 
+def test_stride2_scan_reads_every_pixel_once_after_the_rows_it_replaces():
+    """At stride 2 the input order (layout.input_order) is the slots' items: every pixel and
+    channel group exactly once; a STORE of row y+1 at column c comes after the FULL item of
+    row y at column c (which reads row y-1 from the entry the store overwrites) and before
+    any item of row y+2."""
+    from rep_accel.layout import input_order, scan_slots
+    for h, w, cg in itertools.product((1, 2, 3, 4, 7, 8), (1, 2, 5, 6), (1, 3)):
+        order = [tuple(v) for v in input_order(h, w, 2, cg).tolist()]
+        assert sorted(order) == [(y, x, g) for y in range(h) for x in range(w) for g in range(cg)]
+        at = {v: k for k, v in enumerate(order)}
+        for y, x, g in order:
+            if y >= 2 and y % 2 == 0:
+                assert at[(y - 1, x, g)] < at[(y, x, g)]
+                assert all(at[(y, x, g)] < at[(y + 1, xx, g)] for xx in range(w) if y + 1 < h)
+        slots = scan_slots(h, w, 2)
+        assert int(slots[:, 4].sum()) == ((h - 1) // 2 + 1) * ((w - 1) // 2 + 1)   # one slot per output
+
+
 @pytest.mark.parametrize("max_group", [1, 2, 3])
 def test_input_and_output_beats_round_trip(max_group):
     rng = np.random.default_rng(3)
@@ -175,9 +193,12 @@ def test_grouped_layer_cycles_formula_by_hand():
     g = HardwareGenerics(pi=2, po=2, max_group=3)
     shape = LayerShape(4, 6, 1, 1, 3, 3)
     assert layer_cycles(shape, g) == 1 + 19 + 68 + g.pipeline_latency
-    # Stride 2, 4x4 input: 4x4 positions (even size: no padding row/column), 4 outputs.
+    # Stride 2, 4x4 input (even: no padding row/column), K = 3. Slots per channel group:
+    # row 0: 4 slots of 1 step; row 1 (stores row 2): column 0 (FULL + STORE: 2 steps),
+    # columns 1-2 (an output, 4 items: max(3, 4) = 4), column 3 (an output, 2 items: 3);
+    # row 3 (row 4 does not exist): 1, columns 1-2 (2 items: 3), column 3 (3). 20 steps.
     shape2 = LayerShape(4, 6, 1, 2, 4, 4)
-    assert layer_cycles(shape2, g) == 1 + 19 + 2 * (4 * 3 + 12) + g.pipeline_latency
+    assert layer_cycles(shape2, g) == 1 + 19 + 2 * (4 + 2 + 4 + 3 + 1 + 3 + 3) + g.pipeline_latency
     # The same layers tile by tile (max_group 1): 3 * (params 1 + 2 + 4, steps 2 * 16, drain).
     g1 = g.replace(max_group=1)
     assert layer_cycles(shape, g1) == 1 + 3 * (7 + 32 + g.pipeline_latency)

@@ -41,31 +41,44 @@ def test_cycle_outputs_and_count_match_fast_mode(case, pi, po, max_group):
     assert res.cycles == fast.cycles(layer.shape, g)
 
 
+def _prose_slots(h, w, stride):
+    """The scan's slots as docs/architecture.md words them: (FULL pixels, STORE pixels,
+    whether the first FULL item completes an output)."""
+    rows, cols = scan_extent(h, w, stride)
+    if stride == 1:
+        return [([(y, x)], [], has_output(y, x, 1)) for y in range(rows) for x in range(cols)]
+    slots = [([(0, x)], [], False) for x in range(cols)]
+    for y in range(1, rows, 2):
+        for xs in [[0]] + [[x for x in (x0, x0 + 1) if x < cols] for x0 in range(1, cols, 2)]:
+            stores = [(y + 1, x) for x in xs if y + 1 < h and x < w]
+            slots.append(([(y, x) for x in xs], stores, xs[0] % 2 == 1))
+    return slots
+
+
 def _expected_ports(shape, g):
     """Per-cycle params.ready, act_in transfer and act_out transfer of a never-stalling
     run, derived from the schedule's prose (tile groups back to back after the descriptor;
-    1 + K*PO*(1 + cg) parameter beats, then at each scan position, for each channel group,
-    K steps at a position with an output (only the first takes an input) or one step, an
-    output beat L cycles after each of the K last steps, then the drain of L cycles)."""
+    1 + K*PO*(1 + cg) parameter beats, then for each slot and channel group max(K or 1,
+    items) steps, one item each: a FULL item inside the image or a STORE item takes an
+    input; an output beat L cycles after each of the K steps of the last channel group of
+    an output slot; then the drain of L cycles)."""
     sch = schedule_layer(shape, g)
     L = g.pipeline_latency
     p_ready, a_in, a_out = [], [], []
-    rows, cols = scan_extent(shape.height, shape.width, shape.stride)
     c = 1
     for j in sch.groups:
         p = 1 + j.count * g.po * (1 + j.cg)
         p_ready += list(range(c, c + p))
         c += p
-        for y in range(rows):
-            for x in range(cols):
-                out = has_output(y, x, shape.stride)
-                for cg in range(j.cg):
-                    for k in range(j.count if out else 1):
-                        if k == 0 and y < shape.height and x < shape.width:
-                            a_in.append(c)
-                        if cg == j.cg - 1 and out:
-                            a_out.append(c + L)
-                        c += 1
+        for full, stores, out in _prose_slots(shape.height, shape.width, shape.stride):
+            items = [y < shape.height and x < shape.width for y, x in full] + [True] * len(stores)
+            for cg in range(j.cg):
+                for k in range(max(j.count if out else 1, len(items))):
+                    if k < len(items) and items[k]:
+                        a_in.append(c)
+                    if cg == j.cg - 1 and out and k < j.count:
+                        a_out.append(c + L)
+                    c += 1
         c += L
     total = c
     assert total == sch.cycles
