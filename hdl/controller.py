@@ -129,6 +129,9 @@ class LayerController(wiring.Component):
         rem_fb, rem_sa, rem_sb = Signal(name="rem_fb"), Signal(name="rem_sa"), Signal(name="rem_sb")
         compute = Signal()               # kt < K_here: the step computes tile kt
         addr_b = Signal.like(self.step.addr)   # entry (x + 1) * cg + g
+        # The current item's entry (addr or addr_b), a register of its own so that the line
+        # buffers' address comes from a register, not through a multiplexer.
+        item_addr = Signal.like(self.step.addr)
         cg_line = Signal(len(self.step.addr) + 1)   # the group's cg, wide enough for line-buffer entries
         # Layer constants for the stride-2 slot tests (signed: W - 3 may be negative).
         cmp = signed(coord + 2)
@@ -208,7 +211,7 @@ class LayerController(wiring.Component):
             self.step.store.eq(store),
             self.step.load.eq(cur_fa),
             self.step.waddr.eq(g if single else waddr),
-            self.step.addr.eq(Mux(cur_fb | cur_sb, addr_b, addr)),
+            self.step.addr.eq(item_addr),
             self.step.row0.eq(row0),
             self.step.row1.eq(row1),
             self.step.col0.eq(col0 & cur_fa),
@@ -301,7 +304,8 @@ class LayerController(wiring.Component):
                                     out_pos.eq(0), pos_in.eq(1), *kt_restart(1),
                                     scanning.eq(1), wants_input.eq(1),
                                     pairs.eq(0), store_row.eq(0), has_fb.eq(0), has_sa.eq(0), has_sb.eq(0),
-                                    in_b.eq(0), col_pad_b.eq(0), addr_b.eq(cg_line), *slot_start(0, 0, 0),
+                                    in_b.eq(0), col_pad_b.eq(0), addr_b.eq(cg_line), item_addr.eq(0),
+                                    *slot_start(0, 0, 0),
                                 ]
                                 m.next = "SCAN"
 
@@ -314,7 +318,8 @@ class LayerController(wiring.Component):
                     m.d.sync += [*kt_step(), waddr.eq(waddr + cg), compute.eq(more_compute),
                                  cur_fa.eq(0), cur_fb.eq(rem_fb), cur_sa.eq(~rem_fb & rem_sa),
                                  cur_sb.eq(~rem_fb & ~rem_sa & rem_sb),
-                                 wants_input.eq(Mux(rem_fb, in_b, rem_sa | rem_sb))]
+                                 wants_input.eq(Mux(rem_fb, in_b, rem_sa | rem_sb)),
+                                 item_addr.eq(Mux(rem_fb | ~rem_sa, addr_b, addr))]
                     with m.If(rem_fb):
                         m.d.sync += rem_fb.eq(0)
                     with m.Elif(rem_sa):
@@ -325,7 +330,8 @@ class LayerController(wiring.Component):
                     # The next channel group of this slot (its first step), or the next slot.
                     with m.If(~col_pad):   # x < W: the entry x * cg + g exists (read on the padding row too)
                         m.d.sync += addr.eq(addr + 1)
-                    m.d.sync += [addr_b.eq(addr_b + 1), *g_step(), waddr.eq(g + 1),
+                    m.d.sync += [addr_b.eq(addr_b + 1), item_addr.eq(Mux(col_pad, addr, addr + 1)),
+                                 *g_step(), waddr.eq(g + 1),
                                  *kt_restart(~out_pos | k_is_1), wants_input.eq(pos_in),
                                  *slot_start(has_fb, has_sa, has_sb)]
                     with m.If(g_last):
@@ -338,7 +344,7 @@ class LayerController(wiring.Component):
                             stores_next = stride2 & Mux(pairs, y < height_m3, h_gt2)
                             m.d.sync += [
                                 x.eq(0), col0.eq(1), col1.eq(0), col_pad.eq(0), x_last.eq(0), addr.eq(0),
-                                addr_b.eq(cg_line),
+                                addr_b.eq(cg_line), item_addr.eq(0),
                                 y.eq(y_next), row0.eq(0), row1.eq(row0),
                                 row_pad.eq(pad_next), y_last.eq(Mux(pairs, y == rows_m3, y == rows_m2)),
                                 pos_in.eq(~pad_next), wants_input.eq(~pad_next),
@@ -367,7 +373,7 @@ class LayerController(wiring.Component):
                             sa, sb = store_row & (x < width_m2), store_row & (x < width_m3)
                             m.d.sync += [
                                 x.eq(x + 2), col1.eq(0), col_pad.eq(x == width_m2), x_last.eq(x >= cols_m4),
-                                addr.eq(addr_b + 1), addr_b.eq(addr_b + 1 + cg_line),
+                                addr.eq(addr_b + 1), addr_b.eq(addr_b + 1 + cg_line), item_addr.eq(addr_b + 1),
                                 pos_in.eq(in_a), wants_input.eq(in_a), out_pos.eq(1), *kt_restart(k_is_1),
                                 has_fb.eq(fb), has_sa.eq(sa), has_sb.eq(sb),
                                 in_b.eq(~row_pad & (x < width_m3)), col_pad_b.eq(x == width_m3),

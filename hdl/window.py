@@ -158,9 +158,13 @@ class WindowGenerator(wiring.Component):
             for b, bank in enumerate(banks):
                 rd = bank.read_port()
                 wr = bank.write_port()
+                # The write enable decoded one stage early into a register of its own: from a
+                # register straight to the block RAM, as its address (a decode of s2 there was
+                # the critical path of the 4x4 array with tile groups: 128 MHz).
+                we2 = register(s1.valid & ~s1.repeat & (s1.x_odd == b), f"col_we2_{i}_{b}", reset_less=False)
                 m.d.comb += [
                     rd.addr.eq(s2.g),
-                    wr.en.eq(s2.valid & ~s2.repeat & (s2.x_odd == b)), wr.addr.eq(s2.g), wr.data.eq(column),
+                    wr.en.eq(we2), wr.addr.eq(s2.g), wr.data.eq(column),
                 ]
                 reads.append(rd.data)
 
