@@ -155,7 +155,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [ctl.valid.eq(ctrl.step.valid & ctrl.step.compute), ctl.first.eq(ctrl.step.first),
                      ctl.emit.eq(ctrl.step.emit),
                      ctl.kt.eq(ctrl.step.kt)]
-        for k in range(window.LATENCY + array.latency(g, 0)):
+        for k in range(window.LATENCY + array.latency(g, 0) - 1):   # OutputColumns takes it a cycle ahead
             reg = Signal(control, name=f"ctl_d{k + 1}")
             m.d.sync += reg.eq(ctl)
             ctl = reg
