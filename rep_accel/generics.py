@@ -92,7 +92,7 @@ class HardwareGenerics:
     w_max: int = 224
     max_cg: int = 64
     line_depth: int = 2048
-    max_group: int = 1
+    max_group: int = 16
     unit: str = "direct"
     lut_multipliers: int = 0
 

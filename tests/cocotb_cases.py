@@ -30,10 +30,10 @@ SEED_ENV = "REP_ACCEL_SEED"
 #: The array configurations: 1x1, a non-square 2x3, a 4x4 big enough for the TensorFlow Lite
 #: vectors (case 9: 512 input channels = 128 groups of 4) and the default model, and the
 #: default 8x8 (slow tests).
-G_1X1 = HardwareGenerics(pi=1, po=1, w_max=8, max_cg=8, line_depth=32)
-G_2X3 = HardwareGenerics(pi=2, po=3, w_max=16, max_cg=8, line_depth=64)
-G_4X4 = HardwareGenerics(pi=4, po=4, w_max=28, max_cg=128, line_depth=512)
-G_8X8 = HardwareGenerics(pi=8, po=8, w_max=28, max_cg=64, line_depth=256)
+G_1X1 = HardwareGenerics(pi=1, po=1, w_max=8, max_cg=8, line_depth=32, max_group=1)
+G_2X3 = HardwareGenerics(pi=2, po=3, w_max=16, max_cg=8, line_depth=64, max_group=1)
+G_4X4 = HardwareGenerics(pi=4, po=4, w_max=28, max_cg=128, line_depth=512, max_group=1)
+G_8X8 = HardwareGenerics(pi=8, po=8, w_max=28, max_cg=64, line_depth=256, max_group=1)
 #: Tile-group configurations (max_group > 1, docs/architecture.md "Tile groups"): the same
 #: arrays with K tiles per group and max_cg raised so that K * cg fits for the layers they
 #: run (a group of K tiles with cg channel groups needs K * cg kernels per unit).

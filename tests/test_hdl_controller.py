@@ -159,12 +159,12 @@ def _run(generics, shape, *, seed=0, p_in_gap=0.0, p_param_gap=0.0, p_not_ready=
 SHAPES = [
     # (generics, shape): several tiles with a partial last one; groups giving tiles of different cg;
     # stride 2 with odd and even sizes; a 1-row and a 1-column input.
-    (HardwareGenerics(pi=2, po=2, w_max=8, max_cg=4, line_depth=64), LayerShape(5, 5, 1, 1, 3, 4)),
-    (HardwareGenerics(pi=1, po=3, w_max=8, max_cg=8, line_depth=64), LayerShape(4, 4, 2, 1, 2, 3)),
-    (HardwareGenerics(pi=3, po=2, w_max=8, max_cg=4, line_depth=64), LayerShape(4, 3, 1, 2, 5, 4, True)),
-    (HardwareGenerics(pi=2, po=1, w_max=8, max_cg=4, line_depth=64), LayerShape(2, 2, 1, 2, 4, 5)),
-    (HardwareGenerics(pi=1, po=1, w_max=8, max_cg=4, line_depth=64), LayerShape(1, 2, 1, 1, 1, 6)),
-    (HardwareGenerics(pi=2, po=2, w_max=8, max_cg=4, line_depth=64), LayerShape(3, 2, 1, 2, 6, 1)),
+    (HardwareGenerics(pi=2, po=2, w_max=8, max_cg=4, line_depth=64, max_group=1), LayerShape(5, 5, 1, 1, 3, 4)),
+    (HardwareGenerics(pi=1, po=3, w_max=8, max_cg=8, line_depth=64, max_group=1), LayerShape(4, 4, 2, 1, 2, 3)),
+    (HardwareGenerics(pi=3, po=2, w_max=8, max_cg=4, line_depth=64, max_group=1), LayerShape(4, 3, 1, 2, 5, 4, True)),
+    (HardwareGenerics(pi=2, po=1, w_max=8, max_cg=4, line_depth=64, max_group=1), LayerShape(2, 2, 1, 2, 4, 5)),
+    (HardwareGenerics(pi=1, po=1, w_max=8, max_cg=4, line_depth=64, max_group=1), LayerShape(1, 2, 1, 1, 1, 6)),
+    (HardwareGenerics(pi=2, po=2, w_max=8, max_cg=4, line_depth=64, max_group=1), LayerShape(3, 2, 1, 2, 6, 1)),
     # Tile groups (max_group > 1): 5 tiles of cg 2 in groups of 3 + 2 (weight addresses k*cg + g up to 5);
     # stride 2 with cg 1 and one group of 4 tiles (K limited by max_group); groups 2 (two groups of 2
     # tiles, one per input group); K limited by max_cg (4 // cg 2 = 2) with a partial last tile; a 1x1 input.

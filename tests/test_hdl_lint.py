@@ -158,9 +158,10 @@ def test_rtl_command_sizes_for_a_build(tmp_path):
     out = tmp_path / "rtl"
     assert main(["rtl", "-o", str(out), str(build)]) == 0
     desc = json.loads((out / f"{TOP_NAME}.json").read_text())
-    # Layer 0: W = 7, 3 channels -> cg 2 at PI = 2; layer 1: W = 4, groups 2, tiles of 2 -> cg 1.
-    assert desc["generics"] == {"pi": 2, "po": 2, "w_max": 7, "max_cg": 2, "line_depth": 14, "max_group": 1,
-                                "unit": "direct", "lut_multipliers": 0}   # the build's arithmetic
+    # Layer 0: W = 7, 3 channels -> cg 2 at PI = 2, its 2 tiles in one group: 4 kernels per unit;
+    # layer 1: W = 4, groups 2, 3 tiles of different inputs (cg 1, 2, 1): groups of one.
+    assert desc["generics"] == {"pi": 2, "po": 2, "w_max": 7, "max_cg": 4, "line_depth": 14, "max_group": 16,
+                                "unit": "direct", "lut_multipliers": 0}   # the build's layout and arithmetic
     assert desc["build"]["layers"] == 2
 
 

@@ -179,7 +179,7 @@ def test_input_and_output_beats_round_trip(max_group):
 
 def test_layer_cycles_formula_by_hand():
     # 1 tile, cg = 1, 3x3 input stride 1: 16 positions; params 1 + 8 + 8; latency from the generics.
-    g = HardwareGenerics(pi=8, po=8)
+    g = HardwareGenerics(pi=8, po=8, max_group=1)
     shape = LayerShape(8, 8, 1, 1, 3, 3)
     assert layer_cycles(shape, g) == 1 + (1 + 8 + 8) + 16 + g.pipeline_latency
     # stride 2 on 4x4: only the 16 input positions are scanned, two tiles of cg = 2.
@@ -235,8 +235,11 @@ def test_size_generics_policies():
 
     shapes = [LayerShape(cin=3, cout=8, groups=1, stride=2, height=20, width=20, input_signed=True),
               LayerShape(cin=40, cout=8, groups=1, stride=1, height=10, width=10, input_signed=False)]
-    small = size_generics(shapes, 4, 4, "smallest")
+    small = size_generics(shapes, 4, 4, "smallest", max_group=1)
     assert (small.w_max, small.max_cg, small.line_depth) == (20, 10, 100)   # 40 / PI 4 = 10 groups, 10 x 10
+    # Tile groups: the second layer's 2 tiles share its input, so its group holds 2 x 10 kernels.
+    grouped = size_generics(shapes, 4, 4, "smallest")
+    assert (grouped.w_max, grouped.max_cg, grouped.line_depth, grouped.max_group) == (20, 20, 100, 16)
     d = HardwareGenerics()
     dflt = size_generics(shapes, 4, 4, "defaults")
     assert (dflt.w_max, dflt.max_cg, dflt.line_depth) == (d.w_max, d.max_cg, d.line_depth)

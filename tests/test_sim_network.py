@@ -93,7 +93,7 @@ def test_default_model_layers(default_build):
 
 
 def test_layer_report_definitions():
-    g = HardwareGenerics()  # 8 x 8
+    g = HardwareGenerics(max_group=1)  # 8 x 8, one tile at a time
     # 16 -> 16 channels, 8x8, stride 1: 2 tiles of cg = 2
     lr = layer_report("a", LayerShape(16, 16, 1, 1, 8, 8), g, 427)
     assert lr.tiles == 2 and lr.max_cg == 2
@@ -109,10 +109,17 @@ def test_layer_report_definitions():
     lr = layer_report("c", LayerShape(256, 64, 1, 1, 1, 1), g, 1000)
     assert lr.param_demand == 8 * (1 + 8 + 8 * 32) and lr.compute_demand == 8 * 32 and lr.bottleneck == "parameters"
     assert lr.act_write_bytes == 8 * 8
+    # The same layer in one tile group of both tiles: one pass over the input, both tiles'
+    # parameters in one group (1 + K*PO*(1 + cg) beats), both tiles' kernels in the buffer.
+    lr = layer_report("a", LayerShape(16, 16, 1, 1, 8, 8), HardwareGenerics(max_group=2), 427)
+    assert (lr.tiles, lr.tile_groups) == (2, 1)
+    assert (lr.compute_demand, lr.input_demand, lr.param_demand) == (2 * 2 * 64, 2 * 64, 1 + 2 * 8 * (1 + 2))
+    assert lr.weight_buffer_bytes == 8 * 8 * (2 * 2) * 9 and lr.act_read_bytes == 2 * 64 * 8
+    assert lr.act_write_bytes == 2 * 64 * 8
 
 
 def test_network_report_totals():
-    g = HardwareGenerics()
+    g = HardwareGenerics(max_group=1)
     layers = [layer_report("a", LayerShape(16, 16, 1, 1, 8, 8), g, 400),
               layer_report("b", LayerShape(16, 32, 1, 2, 8, 8), g, 600)]
     r = network_report(layers, g, 200.0, "fast")

@@ -319,7 +319,13 @@ def test_workload_does_not_fit_names_layer():
 
 def test_sized_generics_are_minimal():
     work = workload.zoo_workload("A0", (3, 224, 224))
-    g = workload.sized_generics(work, 4, 4)
+    # Tile groups of 16: the 192-channel layers' 48 tiles of cg 48 in groups of 16: 768 kernels.
+    grouped = workload.sized_generics(work, 4, 4)
+    assert (grouped.w_max, grouped.max_cg, grouped.line_depth, grouped.max_group) == (224, 768, 1344, 16)
+    from rep_accel.layout import schedule_layer
+    cut = grouped.replace(max_cg=767)   # one kernel less: those layers take more, smaller groups
+    assert any(len(schedule_layer(s, cut).groups) > len(schedule_layer(s, grouped).groups) for s in work.shapes)
+    g = workload.sized_generics(work, 4, 4, max_group=1)
     assert (g.w_max, g.max_cg, g.line_depth) == (224, 48, 1344)  # 192/4 groups; 112 px x 48/4 groups
     from rep_accel.layout import check_fits
     for field in ("max_cg", "line_depth"):

@@ -174,9 +174,12 @@ def generics_for(build_path=None, **given) -> tuple[HardwareGenerics, object]:
     from ..layout import schedule_layer, size_generics
     layers = build.qnet.layers
     names = [f"{build_path}: layer {l.name}" for l in layers]
+    # The weight buffer the build's tile groups need (its images are laid out in them):
+    # max K * cg over its groups, which schedules every layer in the same groups again.
+    group_kernels = max(j.cg * len(j.tiles) for i in range(len(layers)) for j in build.schedule(i).groups)
     generics = size_generics([l.shape for l in layers], sizes["pi"], sizes["po"], "smallest", names=names,
-                             w_max=sizes["w_max"], max_cg=sizes["max_cg"], line_depth=sizes["line_depth"],
-                             max_group=sizes["max_group"])
+                             w_max=sizes["w_max"], max_cg=sizes["max_cg"] or group_kernels,
+                             line_depth=sizes["line_depth"], max_group=sizes["max_group"])
     generics = generics.replace(**{name: getattr(bg, name) for name in ARITHMETIC_GENERICS})
     for layer, name in zip(layers, names):
         ours = [len(j.tiles) for j in schedule_layer(layer.shape, generics, name).groups]
