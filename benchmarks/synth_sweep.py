@@ -70,7 +70,7 @@ class Sweep:
 
 def rtl_command(out: Path, g, target: str = "ecp5") -> list[str]:
     return ["rep-accel", "rtl", "-o", str(out), "--pi", str(g.pi), "--po", str(g.po), "--w-max", str(g.w_max),
-            "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth),
+            "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth), "--max-group", str(g.max_group),
             "--dsp", "ecp5" if target == "ecp5" else "generic"]
 
 
@@ -215,7 +215,8 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         f"but leaves its registers in the fabric). nextpnr aims at {TARGET_MHZ:g} MHz; Fmax is what it achieved "
         f"after routing (placement seed 1). "
         f"Buffers sized exactly for RepVGG-{MODEL} at {'x'.join(map(str, INPUT_SIZE))} (W_MAX = "
-        f"{g0.get('w_max')}; max_cg and line_depth per configuration in the notes). Frames/s: the "
+        f"{g0.get('w_max')}; tile groups of up to {g0.get('max_group')} tiles, docs/architecture.md \"Tile "
+        f"groups\"; max_cg and line_depth per configuration in the notes). Frames/s: the "
         f"{len(workload.zoo_workload(MODEL, INPUT_SIZE).shapes)} conv layers back to back at the achieved Fmax, "
         f"cycles per frame from the schedule (`layout.layer_cycles`, what the simulator and the RTL's `cycles` "
         f"count, no stalls); the head (average pooling + FC) runs on the host and is not counted.",
@@ -246,7 +247,8 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         res = r.get("result") or {}
         g = r["generics"]
         parts.append(f"- **{r['pi']}x{r['po']}** (w_max {g['w_max']}, max_cg {g['max_cg']}, line_depth "
-                     f"{g['line_depth']}; RTL from {r.get('rtl_source', 'unknown')}): {r['status']}.")
+                     f"{g['line_depth']}, max_group {g.get('max_group', 1)}; RTL from "
+                     f"{r.get('rtl_source', 'unknown')}): {r['status']}.")
         if r.get("error"):
             parts.append(f"  {r['error'].replace(str(root) + '/', '')}")
         if r.get("high_fanout"):
