@@ -203,3 +203,34 @@ def test_damaged_streams_are_reported():
         cycle.run_layer(x, layer.shape, params, g, stimulus=cycle.Stimulus(act_out_ready=np.zeros(4)))
     with pytest.raises(RepAccelError, match="input shape"):
         cycle.run_layer(x[:, :-1], layer.shape, params, g)
+
+
+def test_random_shapes_and_schedule_choices_match_the_formula():
+    """Random layers (stride 1 and 2, odd and even sizes, groups, int8 and uint8 inputs) on
+    random arrays and schedule choices (max_group 1..6, max_cg from just enough for one tile
+    up): cycle mode's outputs equal fast mode's, its count equals layout.layer_cycles
+    without stalls, and under random host stalls equals the timing replay (fast mode's
+    count under stalls)."""
+    from rep_accel.layout import LayerShape
+    from rep_accel.verification.cases import random_layer as any_layer
+    seed = SEED + 999
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    for trial in range(40):
+        pi, po = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        groups = int(rng.choice([1, 1, 2]))
+        shape = LayerShape(groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 7)), groups,
+                           int(rng.choice([1, 2])), int(rng.integers(1, 9)), int(rng.integers(1, 9)),
+                           bool(rng.integers(2)))
+        cg = -(-shape.cin // pi)
+        g = HardwareGenerics(pi=pi, po=po, w_max=16, max_cg=cg + int(rng.integers(0, 12)), line_depth=256,
+                             max_group=int(rng.integers(1, 7)))
+        layer = any_layer(rng, shape)
+        x = random_input(shape, rng)
+        res = cycle.run_layer_q(layer, x[0], g)
+        assert np.array_equal(res.output, fast.conv_layer_q(x, layer)[0]), (trial, shape, g)
+        assert res.cycles == schedule_layer(shape, g).cycles, (trial, shape, g)
+        stim = cycle.Stimulus.random(seed + trial, 0.7, 0.7, 0.7, length=int(rng.integers(5, 200)))
+        stalled = cycle.run_layer_q(layer, x[0], g, stimulus=stim)
+        assert np.array_equal(stalled.output, res.output)
+        assert stalled.cycles == cycle.timing_cycles(shape, g, stimulus=stim) >= res.cycles, (trial, shape, g)
