@@ -136,34 +136,35 @@ class TileGroup:
         return sum(t.out_count for t in self.tiles)
 
 
-def plan_groups(tiles, generics: HardwareGenerics) -> list[TileGroup]:
-    """The compiler's choice of tile groups: consecutive tiles with the same input channels,
-    at most K = min(max_group, max_cg // cg) per group, in as few groups as that allows (a
-    group's cost beyond its tiles' is one pass over the input and one pipeline drain), of
-    sizes that differ by at most one. A tile whose cg exceeds max_cg is a group of one,
-    for the fit check to name."""
-    groups: list[TileGroup] = []
-    run: list[Tile] = []
+def input_runs(tiles) -> list[list[Tile]]:
+    """Consecutive tiles that read the same input channels (in_base, in_count), in order:
+    the tiles a tile group may hold together."""
+    runs: list[list[Tile]] = []
+    for tile in tiles:
+        if runs and (tile.in_base, tile.in_count) == (runs[-1][0].in_base, runs[-1][0].in_count):
+            runs[-1].append(tile)
+        else:
+            runs.append([tile])
+    return runs
 
-    def close():
-        if not run:
-            return
+
+def plan_groups(tiles, generics: HardwareGenerics) -> list[TileGroup]:
+    """The compiler's choice of tile groups: each run of `input_runs` cut into groups of at
+    most K = min(max_group, max_cg // cg) tiles, as few as that allows (a group's cost
+    beyond its tiles' is one pass over the input and one pipeline drain), of sizes that
+    differ by at most one. A tile whose cg exceeds max_cg is a group of one, for the fit
+    check to name."""
+    groups: list[TileGroup] = []
+    for run in input_runs(tiles):
         k = max(1, min(generics.max_group, generics.max_cg // run[0].cg))
-        # As few groups as K allows, of sizes that differ by at most one: a stride-2 slot
-        # takes max(K, its window-generator items) steps, so a small last group would idle.
+        # Sizes that differ by at most one: a stride-2 slot takes max(K, its
+        # window-generator items) steps, so a small last group would idle.
         n_groups = cdiv(len(run), k)
         at = 0
         for j in range(n_groups):
             size = len(run) // n_groups + (j < len(run) % n_groups)
             groups.append(TileGroup(len(groups), tuple(run[at:at + size])))
             at += size
-        run.clear()
-
-    for tile in tiles:
-        if run and (tile.in_base, tile.in_count) != (run[0].in_base, run[0].in_count):
-            close()
-        run.append(tile)
-    close()
     return groups
 
 
@@ -399,14 +400,7 @@ def size_generics(shapes, pi: int, po: int, policy: str = "smallest", *, names=N
 def group_need(tiles, max_group: int) -> int:
     """Kernels per unit (max_cg) that let every group of `tiles` hold max_group tiles (or
     all the tiles that share its input, if fewer): max over runs of cg x min(max_group, run)."""
-    need, run = 0, []
-    for tile in list(tiles) + [None]:
-        if run and (tile is None or (tile.in_base, tile.in_count) != (run[0].in_base, run[0].in_count)):
-            need = max(need, run[0].cg * min(max_group, len(run)))
-            run = []
-        if tile is not None:
-            run.append(tile)
-    return need
+    return max([0] + [run[0].cg * min(max_group, len(run)) for run in input_runs(tiles)])
 
 
 # ----------------------------------------------------------------------------------

@@ -127,7 +127,6 @@ def layer_report(name: str, shape, generics: HardwareGenerics, cycles: int,
     scheduled = as_scheduled(shape, g, name)
     shape, tiles = scheduled.shape, scheduled.tiles
     ho, wo = shape.out_height, shape.out_width
-    hw = shape.height * shape.width
     sum_cg = sum(t.cg for t in tiles)
     max_cg = max(t.cg for t in tiles)
     kernels = max(j.cg * j.count for j in scheduled.groups)   # of a unit's weight buffer, the largest group's
