@@ -36,7 +36,7 @@ class SystolicArray(wiring.Component):
 
     Ports (free-running: every register loads every cycle):
       rd_addr   In(cg)                    weight-buffer address (kernel kt*cg + g of a tile group)
-                                          of the windows presented unit.ADDR_LEAD = 3 cycles later
+                                          of the windows presented unit.ADDR_LEAD = 4 cycles later
       windows   In(PI x 81)               the PI lanes' windows of one step (lane i in bits
                                           [81i+80:81i], 9-bit activations), at cycle t
       psums     Out(signed 32).array(PO)  column o: sum over lanes, valid from t + latency(o)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rep_accel import families
+from rep_accel.families import ecp5
 
 from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WEIGHT_BITS, WINDOW_BITS, WINDOW_TAPS, lane, memory_depth
 from . import lut_multiplier
@@ -25,9 +26,13 @@ MULTIPLIER_STAGES = 3
 UNIT_LATENCY = {"direct": LATENCY}
 assert lut_multiplier.LATENCY == MULTIPLIER_STAGES, "a LUT multiplier must take the DSP path's cycles"
 #: The weight address leads the window by this many cycles: the weight buffer's
-#: synchronous read, the kernel register beside the buffer, then the kernel register
-#: beside the DSPs (a block RAM's clock-to-output leaves no time to cross the chip).
-ADDR_LEAD = 3
+#: synchronous read, each bank's data registered as it is, the bank selected into the
+#: kernel register beside the buffer, then the kernel register beside the DSPs (a block
+#: RAM's clock-to-output leaves no time for a multiplexer or for crossing the chip).
+ADDR_LEAD = 4
+#: Entries of one weight-buffer bank: one block RAM (pair) of the family the RTL is timed
+#: for at its widest (ECP5's DP16KD as 512 x 36; a 72-bit kernel takes two side by side).
+WEIGHT_BANK_DEPTH = ecp5.WIDE_BLOCK_RAM_ENTRIES
 
 #: How the 9 multipliers are written (`rep-accel rtl --dsp`, rep_accel.families):
 #:   "generic"  `activation * weight` between plain registers: any synthesis tool or
@@ -42,9 +47,12 @@ class ConvUnit(wiring.Component):
     """Unit (i, o): 9 multiplies of a 3x3 window by a 3x3 kernel, their sum, plus a partial sum.
 
     It keeps the kernels of input lane i for output lane o, one per channel group of each
-    tile of a tile group (address kt*cg + g), in a
-    weight buffer of `max_cg` entries (a `Memory` of 72-bit words), written through
-    `wr_*` while the controller loads parameters.
+    tile of a tile group (address kt*cg + g), in a weight buffer of `max_cg` entries of 72
+    bits, written through `wr_*` while the controller loads parameters. The buffer is
+    banks of WEIGHT_BANK_DEPTH entries (`Memory`s, one block RAM pair each; entry e in bank
+    e // WEIGHT_BANK_DEPTH), each bank's data registered as it is before the bank is
+    selected: with a K-tile group the buffer is K*cg deep (1536 kernels at 2x2 for A0), and a
+    multiplexer straight behind the block RAMs' outputs was the critical path.
 
     Ports (free-running: every register loads every cycle; a bubble is a don't-care window):
       window    In(81)         nine 9-bit signed activations, tap ky*3+kx in bits [9t+8:9t], at cycle t
@@ -102,13 +110,6 @@ class ConvUnit(wiring.Component):
         # Weights are written only while a tile's parameters load and read only while it
         # scans, so a read never meets a write to its address: `no_rw_check` lets Yosys
         # drop its collision logic between the block RAM and the kernel register.
-        m.submodules.weights = weights = Memory(shape=KERNEL_BITS, depth=memory_depth(self._max_cg), init=[],
-                                                attrs={"no_rw_check": 1})
-        wr = weights.write_port()
-        rd = weights.read_port()
-        m.d.comb += [
-            rd.addr.eq(self.rd_addr),
-        ]
         # The write port is registered here, beside the buffer: its enable is decoded from
         # the controller's state, which sits far from most units. A kernel is written one
         # cycle after its beat; the first read of a scan comes at least two cycles later.
@@ -116,7 +117,29 @@ class ConvUnit(wiring.Component):
         wr_addr = Signal.like(self.wr_addr, name="wr_addr_r", reset_less=True)
         wr_data = Signal.like(self.wr_data, name="wr_data_r", reset_less=True)
         m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
-        m.d.comb += [wr.en.eq(wr_en), wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
+        bank_count = -(-self._max_cg // WEIGHT_BANK_DEPTH)
+        bank_bits = WEIGHT_BANK_DEPTH.bit_length() - 1
+        bank_data = []
+        for b in range(bank_count):
+            entries = min(WEIGHT_BANK_DEPTH, self._max_cg - b * WEIGHT_BANK_DEPTH)
+            bank = Memory(shape=KERNEL_BITS, depth=memory_depth(entries), init=[], attrs={"no_rw_check": 1})
+            m.submodules["weights" if bank_count == 1 else f"weights{b}"] = bank
+            wr = bank.write_port()
+            rd = bank.read_port()
+            # The addresses keep their low bits (the entry within the bank).
+            m.d.comb += [
+                rd.addr.eq(self.rd_addr),
+                wr.en.eq(wr_en & (wr_addr[bank_bits:] == b)),
+                wr.addr.eq(wr_addr),
+                wr.data.eq(wr_data),
+            ]
+            data = Signal(KERNEL_BITS, name=f"bank{b}_data", reset_less=True)
+            m.d.sync += data.eq(rd.data)
+            bank_data.append(data)
+        # The bank of the address of two cycles before (the read, then its register).
+        bank_sel = Signal(range(max(2, bank_count)), reset_less=True)
+        bank_sel2 = Signal.like(bank_sel, reset_less=True)
+        m.d.sync += [bank_sel.eq(self.rd_addr[bank_bits:]), bank_sel2.eq(bank_sel)]
 
         # Data registers need no reset (a layer's first steps overwrite them).
         kernel_read = Signal(KERNEL_BITS, reset_less=True)  # beside the weight buffer
@@ -126,7 +149,8 @@ class ConvUnit(wiring.Component):
         window_sum = Signal(signed(21), reset_less=True)
         psum = Signal(signed(ACC_BITS), reset_less=True)
         m.d.comb += self.psum_out.eq(psum)
-        m.d.sync += [kernel_read.eq(rd.data), kernel.eq(kernel_read)]
+        m.d.sync += [kernel_read.eq(Array(bank_data)[bank_sel2] if bank_count > 1 else bank_data[0]),
+                     kernel.eq(kernel_read)]
         products = []
         for k in range(WINDOW_TAPS):
             a = lane(self.window, k, ACT_BITS).as_signed()

@@ -21,14 +21,16 @@ def _as_activation(byte: int, signed: bool) -> int:
     return byte - 256 if signed and byte >= 128 else byte
 
 
-@pytest.mark.parametrize("seed,lut_taps", [(1, 0), (2, 0), (3, 4), (4, 9)])
-def test_unit_matches_dot_product(seed, lut_taps):
-    """Random kernels in 3 buffer entries, random windows of int8 or uint8 activations (9-bit),
-    random partial sums over the whole 32-bit range; with none, 4 or all 9 products in LUT
-    multipliers (same latency, same values)."""
+@pytest.mark.parametrize("seed,lut_taps,max_cg", [(1, 0, 3), (2, 0, 3), (3, 4, 3), (4, 9, 3),
+                                                 (5, 0, 2 * unit.WEIGHT_BANK_DEPTH + 77)])
+def test_unit_matches_dot_product(seed, lut_taps, max_cg):
+    """Random kernels in `max_cg` buffer entries, random windows of int8 or uint8 activations
+    (9-bit), random partial sums over the whole 32-bit range; with none, 4 or all 9 products in
+    LUT multipliers (same latency, same values); and a buffer of three banks, the last one
+    partial, read at random addresses across them (first and last entries included)."""
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    max_cg, count = 3, 40
+    count = 40
     kernels = rng.integers(-128, 128, size=(max_cg, 9))
     kernels[0] = [-128, 127, -128, 127, -128, 127, -128, 127, -128]  # extremes
     windows = rng.integers(0, 256, size=(count, 9))
@@ -37,6 +39,7 @@ def test_unit_matches_dot_product(seed, lut_taps):
     signed = rng.integers(0, 2, size=count)
     signed[:2] = [1, 0]
     addrs = rng.integers(0, max_cg, size=count)
+    addrs[3:5] = [max_cg - 1, 0]
     psum_in = rng.integers(-(1 << 31), 1 << 31, size=count)
     psum_in[2] = (1 << 31) - 1   # overflow wraps modulo 2^32
     dut = ConvUnit(max_cg, lut_taps=lut_taps)

@@ -3,7 +3,7 @@
 DSP: one MULT18X18D per product (the open flow has no MULT9X9D mode, shared/HARDWARE.md),
 hand-instantiated with its input, pipeline and output registers, because Yosys does not
 move registers into the DSP blocks it infers. Block RAM: DP16KD, 18 kbit, used as
-1024 x 18 by the line buffer's banks. Devices LFE5U-12F..85F, speed grades 6-8.
+1024 x 18 by the line buffer's banks and as 512 x 36 by the weight buffer's. Devices LFE5U-12F..85F, speed grades 6-8.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ SIMULATION_MODELS = ("MULT18X18D.v",)
 #: One DP16KD as 1024 entries of 18 bits: the line buffer's bank depth.
 BLOCK_RAM_ENTRIES = 1024
 BLOCK_RAM_BYTES = 2048
+#: One DP16KD at its widest, 512 entries of 36 bits (pseudo dual port): the depth of one bank
+#: of a unit's weight buffer (a 72-bit kernel takes two such block RAMs side by side).
+WIDE_BLOCK_RAM_ENTRIES = 512
 
 
 def dsp_multiplier(m, name: str, a, b):
