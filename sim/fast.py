@@ -28,20 +28,39 @@ channel o of group g, the accumulator is a sum of dot products of contiguous run
   first gathered into a patch row of 9 * C/groups values per group, zero-padded to a
   multiple of 32 (im2col), and the accumulator is one run per group.
 
+Every run's weights are zero-padded to whole steps of STEP_BYTES (32) bytes; the
+activations read past a run's end (the next pixel's bytes, or the READ_SLACK zero bytes
+after the image) meet zero weights.
+
 The kernel computes blocks of 4 output pixels x 4 output channels (16 accumulators) so
-each loaded byte feeds four multiply-adds; its innermost loop runs over a contiguous
-run and LLVM vectorizes it (on AVX-512 VNNI hosts into VPDPWSSD).
+each loaded byte feeds four multiply-adds. The accumulators are vectors of int32 lanes
+(`Int32Vector`, a Numba type local to the kernel), and one `dot_step` adds the 32
+products of a step into them, written as LLVM IR by Numba intrinsics:
+
+* uint8 activations on a target with AVX512-VNNI and AVX512-VL: one 256-bit VPDPBUSD
+  (8 lanes, each + 4 products of unsigned x signed bytes);
+* otherwise (int8 activations, the network input; or any other CPU): plain LLVM IR,
+  bytes widened to int32, multiplied, adjacent pairs added (16 lanes, each + 2
+  products), which the x86 backend compiles to VPMADDWD / VPDPWSSD on int16.
+
+The choice is made once, from the features Numba compiles for (`VNNI`); Numba's cache
+is keyed by the CPU name and features, so a cached VNNI kernel is never loaded for a CPU
+without them. Lanes are summed once per block (`acc_sums`, a transposing tree), not per
+run.
 
 Exactness
 ---------
 Activations are uint8 (or int8 for the network input) and weights int8, so every
-product is below 2^15 in magnitude and the kernel multiplies and adds in int32, the
+product is at most 255 * 128 < 2^15 in magnitude and is formed exactly: in int32 lanes
+(the portable step), or inside VPDPBUSD, which adds the four 16-bit products of a lane
+to the 32-bit lane without saturation (VPDPBUSD, not VPDPBUSDS) and with wrap-around
+only beyond 32 bits. So every operation is an int32 addition of exact products, the
 contract's accumulator width. The sum of a window is bounded by
 `numerics.accumulator_bound(C_in/groups)` = 9 * C_in/groups * 128 * 255, which
-`check_exact` requires to be at most 2^31 - 1, so no partial sum can wrap and the int32
-result is the exact integer sum in any order of additions (the vectorizer's reordering
-and pairing of products are exact too). The bias is then added in int64 inside
-`requantize_value`.
+`check_exact` requires to be at most 2^31 - 1; every partial sum (a lane, a run, any
+subset of the window's products, zero-weight padding products included as 0) is
+bounded by the same, so none can wrap and the int32 result is the exact integer sum in
+any order of additions. The bias is then added in int64 inside `requantize_value`.
 """
 
 from __future__ import annotations
@@ -51,7 +70,11 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.core.registry import cpu_target
+from numba.extending import intrinsic, models, register_model
 
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
@@ -72,11 +95,18 @@ from rep_accel.numerics import ACC_MAX, ACT_MAX, ACT_MIN, accumulator_bound, req
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
+#: Bytes of activations (and of weights) one `dot_step` consumes; every run is padded to a
+#: multiple of it with zero weights.
+STEP_BYTES = 32
 #: Runs shorter than this (bytes) go through the im2col path: a run of a few bytes
 #: cannot fill a vector register.
 IM2COL_MIN_RUN = 32
 #: Patch rows of the im2col path are padded to a multiple of this many bytes.
-IM2COL_ALIGN = 32
+IM2COL_ALIGN = STEP_BYTES
+#: Zero bytes after every padded image (`LayerPlan.padded_input_size`): a run padded to
+#: whole steps reads up to STEP_BYTES - 1 bytes past its end (against zero weights), and
+#: the last pixel's last run ends at the image's last byte.
+READ_SLACK = STEP_BYTES
 #: Output pixels and output channels of one register block of the kernel.
 BLOCK_P, BLOCK_O = 4, 4
 #: Work split for the threads: pixel blocks per task and output-channel blocks per task.
@@ -129,66 +159,186 @@ def reference_im2col(x: np.ndarray, stride: int, groups: int, k_pad: int) -> np.
 
 
 # ----------------------------------------------------------------------------------
+# Vector primitives: 32-byte dot-product steps on int32 lane accumulators.
+# ----------------------------------------------------------------------------------
+
+def _target_features() -> set[str]:
+    """The CPU features Numba compiles for (`NUMBA_CPU_NAME`/`NUMBA_CPU_FEATURES`, else the host's)."""
+    return set(cpu_target.target_context.codegen().magic_tuple()[2].split(","))
+
+
+#: VPDPBUSD on 256-bit vectors (AVX512-VNNI with AVX512-VL) is available to the code Numba
+#: generates. Numba's cache is keyed by the target's CPU name and features, so a cache
+#: compiled with it is never loaded for a target without it.
+VNNI = {"+avx512vnni", "+avx512vl"} <= _target_features()
+
+
+class Int32Vector(types.Type):
+    """A vector of `lanes` int32 accumulators (LLVM <lanes x i32>), local to the kernel."""
+
+    def __init__(self, lanes: int):
+        self.lanes = lanes
+        super().__init__(name=f"int32x{lanes}")
+
+
+@register_model(Int32Vector)
+class _Int32VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.IntType(32), fe_type.lanes))
+
+
+_I32 = ir.IntType(32)
+
+
+def _acc_type(act) -> Int32Vector:
+    """The accumulator of activations `act` (a Numba array type): 4 products per lane
+    (VPDPBUSD) for uint8 on a VNNI target, else 2 per lane (the shape of PMADDWD)."""
+    if VNNI and act.dtype == types.uint8:
+        return Int32Vector(STEP_BYTES // 4)
+    return Int32Vector(STEP_BYTES // 2)
+
+
+def _mask(indices) -> ir.Constant:
+    return ir.Constant(ir.VectorType(_I32, len(indices)), [ir.Constant(_I32, i) for i in indices])
+
+
+def _load_step(context, builder, array_type, array, index):
+    """STEP_BYTES bytes of a 1-d array from element `index`, unchecked (the plan keeps every
+    read inside the buffer: see `LayerPlan.padded_input_size`)."""
+    data = context.make_array(array_type)(context, builder, array).data
+    vector = ir.VectorType(ir.IntType(8), STEP_BYTES)
+    return builder.load(builder.bitcast(builder.gep(data, [index]), vector.as_pointer()), align=1, typ=vector)
+
+
+@intrinsic
+def acc_zero(typingctx, act):
+    """A zero accumulator for activations of act's dtype."""
+    acc = _acc_type(act)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(ir.VectorType(_I32, acc.lanes), None)
+    return acc(act), codegen
+
+
+@intrinsic
+def dot_step(typingctx, acc, act, act_index, wt, wt_index):
+    """acc + the STEP_BYTES products act[act_index + i] * wt[wt_index + i] (act uint8 or
+    int8, wt int8), product i added into lane i // (STEP_BYTES / lanes). Exact in int32:
+    each lane gains at most 4 products of magnitude <= 255 * 128 < 2^15 (no saturation:
+    VPDPBUSD, not VPDPBUSDS), and `check_exact` bounds every complete sum."""
+    if not isinstance(acc, Int32Vector) or acc != _acc_type(act):
+        return None
+    vnni = acc.lanes == STEP_BYTES // 4
+    signed = act.dtype == types.int8
+
+    def codegen(context, builder, sig, args):
+        acc_v, act_a, act_i, wt_a, wt_i = args
+        x = _load_step(context, builder, sig.args[1], act_a, act_i)
+        w = _load_step(context, builder, sig.args[3], wt_a, wt_i)
+        if vnni:  # lane l += sum over k < 4 of u8 x[4l + k] * s8 w[4l + k]
+            vector = ir.VectorType(_I32, acc.lanes)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                                f"llvm.x86.avx512.vpdpbusd.{STEP_BYTES * 8}")
+            return builder.call(fn, [acc_v, builder.bitcast(x, vector), builder.bitcast(w, vector)])
+        # Plain LLVM IR, any target: lane l += x[2l] * w[2l] + x[2l + 1] * w[2l + 1]; the x86
+        # backend turns it into (V)PMADDWD / VPDPWSSD on the bytes widened to int16.
+        wide = ir.VectorType(_I32, STEP_BYTES)
+        product = builder.mul(builder.sext(x, wide) if signed else builder.zext(x, wide), builder.sext(w, wide))
+        even = builder.shuffle_vector(product, product, _mask(range(0, STEP_BYTES, 2)))
+        odd = builder.shuffle_vector(product, product, _mask(range(1, STEP_BYTES, 2)))
+        return builder.add(acc_v, builder.add(even, odd))
+    return acc(acc, act, act_index, wt, wt_index), codegen
+
+
+@intrinsic
+def acc_sum(typingctx, acc):
+    """The int32 sum of an accumulator's lanes."""
+    if not isinstance(acc, Int32Vector):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vector = ir.VectorType(_I32, acc.lanes)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [vector]),
+                                            f"llvm.vector.reduce.add.v{acc.lanes}i32")
+        return builder.call(fn, [args[0]])
+    return types.int32(acc), codegen
+
+
+@intrinsic
+def acc_sums(typingctx, accs):
+    """The lane sums of a tuple of accumulators, as a tuple of int32: a transposing tree
+    (each level adds adjacent lanes of two vectors into one), lanes - 1 vector adds per
+    `lanes` accumulators instead of a full reduction of each."""
+    if not (isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Int32Vector)):
+        return None
+    lanes, count = accs.dtype.lanes, accs.count
+    result = types.UniTuple(types.int32, count)
+
+    def codegen(context, builder, sig, args):
+        vectors = cgutils.unpack_tuple(builder, args[0], count)
+        vectors += [ir.Constant(ir.VectorType(_I32, lanes), None)] * (-count % lanes)
+        evens, odds = _mask(range(0, 2 * lanes, 2)), _mask(range(1, 2 * lanes, 2))
+        sums = []
+        for first in range(0, len(vectors), lanes):
+            level = vectors[first:first + lanes]
+            while len(level) > 1:  # lanes of (a, b): a's adjacent pairs summed, then b's
+                level = [builder.add(builder.shuffle_vector(a, b, evens), builder.shuffle_vector(a, b, odds))
+                         for a, b in zip(level[0::2], level[1::2])]
+            sums += [builder.extract_element(level[0], ir.Constant(_I32, i)) for i in range(lanes)]
+        return context.make_tuple(builder, result, sums[:count])
+    return result(accs), codegen
+
+
+# ----------------------------------------------------------------------------------
 # The kernel.
 # ----------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
-def _block_4x4(act, wt, a0, a1, a2, a3, w0, w1, w2, w3, run_act, run_w, n_runs, run_len):
-    """16 accumulators of 4 pixels (activation offsets a0..a3) x 4 channels (weight
-    offsets w0..w3). Run r starts at a_k + run_act[r] and w_k + run_w[r]; all uint64."""
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = np.int32(0)
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = np.int32(0)
-    for r in range(n_runs):
-        ra = run_act[r]
-        rw = run_w[r]
-        b0 = a0 + ra
-        b1 = a1 + ra
-        b2 = a2 + ra
-        b3 = a3 + ra
-        v0 = w0 + rw
-        v1 = w1 + rw
-        v2 = w2 + rw
-        v3 = w3 + rw
-        # Unsigned indices: Numba then emits no negative-index wraparound, which would
-        # keep LLVM from vectorizing this loop.
-        for j in range(run_len):
-            x0 = np.int32(act[b0 + j])
-            x1 = np.int32(act[b1 + j])
-            x2 = np.int32(act[b2 + j])
-            x3 = np.int32(act[b3 + j])
-            k0 = np.int32(wt[v0 + j])
-            k1 = np.int32(wt[v1 + j])
-            k2 = np.int32(wt[v2 + j])
-            k3 = np.int32(wt[v3 + j])
-            s00 = np.int32(s00 + np.int32(x0 * k0))
-            s01 = np.int32(s01 + np.int32(x0 * k1))
-            s02 = np.int32(s02 + np.int32(x0 * k2))
-            s03 = np.int32(s03 + np.int32(x0 * k3))
-            s10 = np.int32(s10 + np.int32(x1 * k0))
-            s11 = np.int32(s11 + np.int32(x1 * k1))
-            s12 = np.int32(s12 + np.int32(x1 * k2))
-            s13 = np.int32(s13 + np.int32(x1 * k3))
-            s20 = np.int32(s20 + np.int32(x2 * k0))
-            s21 = np.int32(s21 + np.int32(x2 * k1))
-            s22 = np.int32(s22 + np.int32(x2 * k2))
-            s23 = np.int32(s23 + np.int32(x2 * k3))
-            s30 = np.int32(s30 + np.int32(x3 * k0))
-            s31 = np.int32(s31 + np.int32(x3 * k1))
-            s32 = np.int32(s32 + np.int32(x3 * k2))
-            s33 = np.int32(s33 + np.int32(x3 * k3))
-    return (s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
+def _block_4x4(act, wt, a0, a1, a2, a3, w0, w1, w2, w3, run_act, run_w, n_steps):
+    """The 16 window sums of 4 pixels (activation offsets a0..a3) x 4 channels (weight
+    offsets w0..w3): run r starts at a_k + run_act[r] and w_k + run_w[r] and is n_steps
+    dot steps long. Returns 16 int32, pixel-major."""
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = acc_zero(act)
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = acc_zero(act)
+    for r in range(run_act.shape[0]):
+        b0 = a0 + run_act[r]
+        b1 = a1 + run_act[r]
+        b2 = a2 + run_act[r]
+        b3 = a3 + run_act[r]
+        v0 = w0 + run_w[r]
+        v1 = w1 + run_w[r]
+        v2 = w2 + run_w[r]
+        v3 = w3 + run_w[r]
+        for j in range(0, n_steps * STEP_BYTES, STEP_BYTES):
+            s00 = dot_step(s00, act, b0 + j, wt, v0 + j)
+            s01 = dot_step(s01, act, b0 + j, wt, v1 + j)
+            s02 = dot_step(s02, act, b0 + j, wt, v2 + j)
+            s03 = dot_step(s03, act, b0 + j, wt, v3 + j)
+            s10 = dot_step(s10, act, b1 + j, wt, v0 + j)
+            s11 = dot_step(s11, act, b1 + j, wt, v1 + j)
+            s12 = dot_step(s12, act, b1 + j, wt, v2 + j)
+            s13 = dot_step(s13, act, b1 + j, wt, v3 + j)
+            s20 = dot_step(s20, act, b2 + j, wt, v0 + j)
+            s21 = dot_step(s21, act, b2 + j, wt, v1 + j)
+            s22 = dot_step(s22, act, b2 + j, wt, v2 + j)
+            s23 = dot_step(s23, act, b2 + j, wt, v3 + j)
+            s30 = dot_step(s30, act, b3 + j, wt, v0 + j)
+            s31 = dot_step(s31, act, b3 + j, wt, v1 + j)
+            s32 = dot_step(s32, act, b3 + j, wt, v2 + j)
+            s33 = dot_step(s33, act, b3 + j, wt, v3 + j)
+    return acc_sums((s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33))
 
 
 @njit(cache=True, inline="always")
-def _dot(act, wt, a, w, run_act, run_w, n_runs, run_len):
-    """One accumulator: pixel at activation offset a, channel at weight offset w (uint64)."""
-    s = np.int32(0)
-    for r in range(n_runs):
+def _dot(act, wt, a, w, run_act, run_w, n_steps):
+    """One window sum: pixel at activation offset a, channel at weight offset w."""
+    s = acc_zero(act)
+    for r in range(run_act.shape[0]):
         b = a + run_act[r]
         v = w + run_w[r]
-        for j in range(run_len):
-            s = np.int32(s + np.int32(np.int32(act[b + j]) * np.int32(wt[v + j])))
-    return s
+        for j in range(0, n_steps * STEP_BYTES, STEP_BYTES):
+            s = dot_step(s, act, b + j, wt, v + j)
+    return acc_sum(s)
 
 
 @njit(cache=True, inline="always")
@@ -208,24 +358,19 @@ def _store4(out, base, o0, a0, a1, a2, a3, bias, m0, n):
 
 
 @njit(cache=True, parallel=True)
-def conv_kernel(act, pix_base, run_act, run_len, group_step, wt, w_row, o_start, o_count, o_group,
+def conv_kernel(act, pix_base, run_act, run_w, n_steps, group_step, wt, w_row, o_start, o_count, o_group,
                 bias, m0, n, out, out_base):
     """Convolution + requantization + ReLU of one picture into `out` (uint8, flat).
 
     act: uint8 or int8 (flat padded NHWC image, or im2col patches); pix_base: int64 (P,)
-    offset in `act` of output pixel p's window (group 0); run_act: int64 (R,) offsets of
-    the R runs relative to pix_base; run_len: bytes per run; group_step: offset in `act`
-    between consecutive groups; wt: int8 (C_out * w_row,) weights, runs at r * run_len;
+    offset in `act` of output pixel p's window (group 0); run_act, run_w: int64 (R,)
+    offsets of the R runs relative to pix_base and to a weight row; n_steps: dot steps
+    (STEP_BYTES each) per run; group_step: offset in `act` between consecutive groups;
+    wt: int8 (C_out * w_row,) weights, zero past each run's real length;
     o_start, o_count, o_group: int64 (B,) output-channel blocks (<= 4 channels, one group);
     bias, m0, n: int64 (C_out,); out_base: int64 (P,) offset in `out` of pixel p's channel 0.
     """
     n_pix = pix_base.shape[0]
-    n_runs = run_act.shape[0]
-    ua = run_act.astype(np.uint64)
-    uw = np.empty(n_runs, dtype=np.uint64)
-    for r in range(n_runs):
-        uw[r] = np.uint64(r * run_len)
-    ulen = np.uint64(run_len)
     n_pblocks = (n_pix + BLOCK_P - 1) // BLOCK_P
     n_pchunks = (n_pblocks + TASK_PIXEL_BLOCKS - 1) // TASK_PIXEL_BLOCKS
     n_oblocks = o_start.shape[0]
@@ -236,17 +381,15 @@ def conv_kernel(act, pix_base, run_act, run_len, group_step, wt, w_row, o_start,
         for ob in range(oc * TASK_CHANNEL_BLOCKS, min(n_oblocks, (oc + 1) * TASK_CHANNEL_BLOCKS)):
             o0 = o_start[ob]
             no = o_count[ob]
-            goff = np.uint64(o_group[ob] * group_step)
+            goff = o_group[ob] * group_step
             for pb in range(pc * TASK_PIXEL_BLOCKS, min(n_pblocks, (pc + 1) * TASK_PIXEL_BLOCKS)):
                 p0 = pb * BLOCK_P
                 npx = min(BLOCK_P, n_pix - p0)
                 if npx == BLOCK_P and no == BLOCK_O:
-                    s = _block_4x4(act, wt,
-                                   np.uint64(pix_base[p0]) + goff, np.uint64(pix_base[p0 + 1]) + goff,
-                                   np.uint64(pix_base[p0 + 2]) + goff, np.uint64(pix_base[p0 + 3]) + goff,
-                                   np.uint64(o0 * w_row), np.uint64((o0 + 1) * w_row),
-                                   np.uint64((o0 + 2) * w_row), np.uint64((o0 + 3) * w_row),
-                                   ua, uw, n_runs, ulen)
+                    s = _block_4x4(act, wt, pix_base[p0] + goff, pix_base[p0 + 1] + goff,
+                                   pix_base[p0 + 2] + goff, pix_base[p0 + 3] + goff,
+                                   o0 * w_row, (o0 + 1) * w_row, (o0 + 2) * w_row, (o0 + 3) * w_row,
+                                   run_act, run_w, n_steps)
                     _store4(out, out_base[p0], o0, s[0], s[1], s[2], s[3], bias, m0, n)
                     _store4(out, out_base[p0 + 1], o0, s[4], s[5], s[6], s[7], bias, m0, n)
                     _store4(out, out_base[p0 + 2], o0, s[8], s[9], s[10], s[11], bias, m0, n)
@@ -254,8 +397,8 @@ def conv_kernel(act, pix_base, run_act, run_len, group_step, wt, w_row, o_start,
                 else:
                     for dp in range(npx):
                         for do in range(no):
-                            acc = _dot(act, wt, np.uint64(pix_base[p0 + dp]) + goff,
-                                       np.uint64((o0 + do) * w_row), ua, uw, n_runs, ulen)
+                            acc = _dot(act, wt, pix_base[p0 + dp] + goff, (o0 + do) * w_row,
+                                       run_act, run_w, n_steps)
                             _store(out, out_base, p0 + dp, o0 + do, acc, bias, m0, n)
 
 
@@ -327,7 +470,9 @@ class LayerPlan:
     wt: np.ndarray
     w_row: int
     run_act: np.ndarray
+    run_w: np.ndarray
     run_len: int
+    n_steps: int
     group_step: int
     pix_base: np.ndarray
     out_base: np.ndarray
@@ -339,12 +484,14 @@ class LayerPlan:
     n: np.ndarray
 
     def padded_input_size(self) -> int:
+        """Bytes of the flat padded NHWC input buffer: the image and READ_SLACK zeros."""
         s = self.shape
-        return (s.height + 2) * (s.width + 2) * s.cin
+        return (s.height + 2) * (s.width + 2) * s.cin + READ_SLACK
 
     def padded_output_size(self) -> int:
+        """Bytes of the flat padded NHWC output buffer (the next layer's input buffer)."""
         s = self.shape
-        return (s.out_height + 2) * (s.out_width + 2) * s.cout
+        return (s.out_height + 2) * (s.out_width + 2) * s.cout + READ_SLACK
 
 
 def plan_layer(shape: LayerShape, weight, bias, m0, n, name: str = "layer") -> LayerPlan:
@@ -365,21 +512,27 @@ def plan_layer(shape: LayerShape, weight, bias, m0, n, name: str = "layer") -> L
     ys, xs = ys.ravel(), xs.ravel()
     if use_im2col:
         k_pad = -(-k // IM2COL_ALIGN) * IM2COL_ALIGN
-        wt = np.zeros((cout, k_pad), dtype=np.int8)
-        wt[:, :k] = w_kkc
-        w_row, run_len, group_step = k_pad, k_pad, k_pad
+        run_len, group_step = k, k_pad
         run_act = np.zeros(1, dtype=np.int64)
         pix_base = np.arange(ho * wo, dtype=np.int64) * (groups * k_pad)
     else:
         k_pad = 0
-        wt = w_kkc
-        w_row, run_len, group_step = k, direct_run, cin_g
+        run_len, group_step = direct_run, cin_g
         row = (w + 2) * c
         if groups == 1:
             run_act = np.arange(3, dtype=np.int64) * row
         else:
             run_act = np.array([ky * row + kx * c for ky in range(3) for kx in range(3)], dtype=np.int64)
         pix_base = ys * stride * row + xs * stride * c
+    # Each run's weights padded with zeros to whole dot steps: the activations read past a
+    # run's end (the next pixel's, or READ_SLACK zeros) are multiplied by 0.
+    n_runs = run_act.shape[0]
+    n_steps = -(-run_len // STEP_BYTES)
+    run_pad = n_steps * STEP_BYTES
+    w_row = n_runs * run_pad
+    wt = np.zeros((cout, n_runs, run_pad), dtype=np.int8)
+    wt[:, :, :run_len] = w_kkc.reshape(cout, n_runs, run_len)
+    run_w = np.arange(n_runs, dtype=np.int64) * run_pad
     out_base = ((ys + 1) * (wo + 2) + xs + 1) * cout
     cout_g = shape.cout_per_group
     starts, counts, grps = [], [], []
@@ -388,7 +541,7 @@ def plan_layer(shape: LayerShape, weight, bias, m0, n, name: str = "layer") -> L
             starts.append(o)
             counts.append(min(BLOCK_O, (g + 1) * cout_g - o))
             grps.append(g)
-    return LayerPlan(shape, use_im2col, k_pad, np.ascontiguousarray(wt).ravel(), w_row, run_act, run_len,
+    return LayerPlan(shape, use_im2col, k_pad, wt.ravel(), w_row, run_act, run_w, run_len, n_steps,
                      group_step, pix_base, out_base, np.array(starts, np.int64), np.array(counts, np.int64),
                      np.array(grps, np.int64), np.asarray(bias, np.int64).copy(), np.asarray(m0, np.int64).copy(),
                      np.asarray(n, np.int64).copy())
@@ -396,15 +549,20 @@ def plan_layer(shape: LayerShape, weight, bias, m0, n, name: str = "layer") -> L
 
 def run_plan(plan: LayerPlan, act_padded: np.ndarray, out_padded: np.ndarray) -> None:
     """Run one layer on one picture: flat padded NHWC input -> flat padded NHWC uint8 output
-    (whose border must be zero; the kernel writes only the interior)."""
+    (whose border must be zero; the kernel writes only the interior). Both buffers are
+    `plan.padded_input_size()` and `plan.padded_output_size()` bytes: the kernel's reads are
+    unchecked and rely on the input's READ_SLACK."""
     s = plan.shape
+    if act_padded.shape != (plan.padded_input_size(),) or out_padded.shape != (plan.padded_output_size(),):
+        raise RepAccelError(f"layer buffers of {act_padded.shape} and {out_padded.shape} bytes: the plan needs "
+                            f"({plan.padded_input_size()},) and ({plan.padded_output_size()},) (LayerPlan.padded_*_size)")
     if plan.im2col:
         patches = np.zeros(s.out_height * s.out_width * s.groups * plan.k_pad, dtype=act_padded.dtype)
         im2col(act_padded, s.height, s.width, s.cin, s.stride, s.groups, plan.k_pad, patches)
         act = patches
     else:
         act = act_padded
-    conv_kernel(act, plan.pix_base, plan.run_act, plan.run_len, plan.group_step, plan.wt, plan.w_row,
+    conv_kernel(act, plan.pix_base, plan.run_act, plan.run_w, plan.n_steps, plan.group_step, plan.wt, plan.w_row,
                 plan.o_start, plan.o_count, plan.o_group, plan.bias, plan.m0, plan.n, out_padded, plan.out_base)
 
 
