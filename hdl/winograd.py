@@ -43,16 +43,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Array, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rep_accel import families, numerics
 from rep_accel import winograd as W
 
-from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WEIGHT_BITS, lane, memory_depth
-from .unit import ADDR_LEAD, DSP_STYLES, MULTIPLIER_STAGES, WEIGHT_BANK_DEPTH
+from . import weight_buffer
+from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WEIGHT_BITS, lane
+from .unit import ADDR_LEAD, DSP_STYLES, MULTIPLIER_STAGES
+from .weight_buffer import BankedWeightBuffer
 
 #: Entries of a 4x4 tile (input tile d, V, U, M) and of a 2x2 output block.
 TILE_TAPS = W.TILE_IN * W.TILE_IN
@@ -86,9 +87,11 @@ OUTPUT_TRANSFORM_LATENCY = 2
 #: Register stages of the unit from v to psum_out: the multiplier's three (DSP input,
 #: pipeline, output), the product beside the adders, the partial-sum add.
 UNIT_LATENCY = MULTIPLIER_STAGES + 2
-#: The unit's rd_addr leads its v by this many cycles (the direct unit's weight-buffer
-#: pipeline: read, bank register, bank select, register beside the multipliers).
-UNIT_ADDR_LEAD = ADDR_LEAD
+#: The unit's rd_addr leads its v by this many cycles: the weight buffer's read pipeline
+#: (read, bank register, bank select), then the register beside the multipliers; the direct
+#: unit's ADDR_LEAD.
+UNIT_ADDR_LEAD = weight_buffer.READ_LATENCY + 1
+assert UNIT_ADDR_LEAD == ADDR_LEAD
 
 # Every product of an 11-bit v and a U of the weight transform is exact in PRODUCT_BITS.
 assert (1 << (V_BITS - 1)) * _WIDTHS.transformed_weight.magnitude <= (1 << (PRODUCT_BITS - 1)) - 1
@@ -363,9 +366,9 @@ class WinogradUnit(wiring.Component):
 
     It keeps the transformed kernels U of (input lane i, output lane o), one per (tile,
     channel group) address kt*cg + g as the direct unit does, in a weight buffer of `max_cg`
-    U words of 192 bits, in banks of WEIGHT_BANK_DEPTH entries (hdl/unit.py: one block-RAM
-    group each, each bank's output registered, then the bank selected, then a register beside
-    the multipliers), written through `wr_*` while parameters load.
+    U words of 192 bits (hdl/weight_buffer.py: banks of WEIGHT_BANK_DEPTH entries, each
+    bank's output registered, then the bank selected; then a register beside the
+    multipliers), written through `wr_*` while parameters load.
 
     Ports (free-running: every register loads every cycle; a bubble is a don't-care v):
       v         In(176)  V of input lane i (WinogradInputTransform.v), 16 x 11 bits, at cycle t
@@ -409,43 +412,15 @@ class WinogradUnit(wiring.Component):
             "wr_data": In(U_WORD_BITS),
         })
 
-    def _weight_word(self, m: Module) -> Signal:
-        """The buffer and its read pipeline: the U word of rd_addr, UNIT_ADDR_LEAD cycles later."""
-        # Weights are written only while parameters load and read only during a scan, so a
-        # read never meets a write to its address (no collision logic); the write port is
-        # registered beside the buffer (its enable comes from the far-away controller).
-        wr_en = Signal(name="wr_en_r")
-        wr_addr = Signal.like(self.wr_addr, name="wr_addr_r", reset_less=True)
-        wr_data = Signal.like(self.wr_data, name="wr_data_r", reset_less=True)
-        m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
-        bank_count = -(-self._max_cg // WEIGHT_BANK_DEPTH)
-        bank_bits = WEIGHT_BANK_DEPTH.bit_length() - 1
-        bank_data = []
-        for b in range(bank_count):
-            entries = min(WEIGHT_BANK_DEPTH, self._max_cg - b * WEIGHT_BANK_DEPTH)
-            bank = Memory(shape=U_WORD_BITS, depth=memory_depth(entries), init=[], attrs={"no_rw_check": 1})
-            m.submodules["weights" if bank_count == 1 else f"weights{b}"] = bank
-            wr, rd = bank.write_port(), bank.read_port()
-            m.d.comb += [rd.addr.eq(self.rd_addr), wr.en.eq(wr_en & (wr_addr[bank_bits:] == b)),
-                         wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
-            data = Signal(U_WORD_BITS, name=f"bank{b}_data", reset_less=True)
-            m.d.sync += data.eq(rd.data)
-            bank_data.append(data)
-        # The bank of the address of two cycles before (the read, then its register).
-        bank_sel = Signal(range(max(2, bank_count)), reset_less=True)
-        bank_sel2 = Signal.like(bank_sel, reset_less=True)
-        m.d.sync += [bank_sel.eq(self.rd_addr[bank_bits:]), bank_sel2.eq(bank_sel)]
-        word_read = Signal(U_WORD_BITS, reset_less=True)  # beside the weight buffer
-        word = Signal(U_WORD_BITS, reset_less=True)       # beside the multipliers
-        m.d.sync += [word_read.eq(Array(bank_data)[bank_sel2] if bank_count > 1 else bank_data[0]),
-                     word.eq(word_read)]
-        return word
-
     def elaborate(self, platform):
         m = Module()
         family = families.dsp_family(self._dsp)
         assert family is None or family.DSP_REGISTER_STAGES == MULTIPLIER_STAGES, "UNIT_LATENCY counts 3 stages"
-        word = self._weight_word(m)
+        buffer = m.submodules.weights = BankedWeightBuffer(U_WORD_BITS, self._max_cg)
+        m.d.comb += [buffer.rd_addr.eq(self.rd_addr), buffer.wr_en.eq(self.wr_en),
+                     buffer.wr_addr.eq(self.wr_addr), buffer.wr_data.eq(self.wr_data)]
+        word = Signal(U_WORD_BITS, reset_less=True)   # beside the multipliers
+        m.d.sync += word.eq(buffer.rd_data)
         for k in range(TILE_TAPS):
             v = lane(self.v, k, V_BITS).as_signed()
             u = lane(word, k, U_BITS).as_signed()

@@ -16,6 +16,7 @@ from hdl_bench import pack_lanes, run_cycles, run_pipeline, simulate, unpack_lan
 from rep_accel import golden
 from rep_accel import winograd as W
 from rep_accel.hdl import winograd as H
+from rep_accel.hdl.unit import WEIGHT_BANK_DEPTH
 from rep_accel.hdl.winograd import (WideLutMultiplier, WinogradInputTransform, WinogradOutputTransform,
                                     WinogradUnit, WinogradWeightTransform)
 
@@ -210,51 +211,53 @@ def test_wide_lut_multiplier_extremes():
     assert "cell $mul" not in rtlil.convert(WideLutMultiplier())
 
 
-def _unit_run(dut, max_cg: int, words: dict, steps):
-    """Write U words {addr: 16 ints} through the write port, then run `steps` = [(addr, v 16 ints,
-    psum_in 16 ints)] back to back with the documented lead and latency; psum_out of each."""
+#: The unit's inputs, in the order of a testbench stimulus word (first = most significant).
+_UNIT_INPUTS = ("wr_en", "wr_addr", "wr_data", "rd_addr", "v", "psum_in")
+
+
+def _unit_schedule(words: dict, steps):
+    """Cycle by cycle stimulus of a WinogradUnit: write the U words {addr: 16 ints}, one idle
+    cycle, then `steps` = [(addr, v 16 ints, psum_in 16 ints)] back to back with the documented
+    lead and latency. Returns (per cycle {input: value}, every input held from the cycle
+    before unless driven; for step k, the cycle after whose clock edge its psum_out is read)."""
     lead, lat = H.UNIT_ADDR_LEAD, H.UNIT_LATENCY
-    count = len(steps)
+    held = dict.fromkeys(_UNIT_INPUTS, 0)
     cycles = []
+    for a, u in words.items():
+        held.update(wr_en=1, wr_addr=a, wr_data=pack_lanes(u, H.U_BITS))
+        cycles.append(dict(held))
+    held["wr_en"] = 0
+    cycles.append(dict(held))    # the write port is registered: the last word lands now
+    start, count = len(cycles), len(steps)
     for c in range(count + lead + lat):
-        d = []
         if c < count:
-            d.append((dut.rd_addr, steps[c][0]))
-        k = c - lead
-        if 0 <= k < count:
-            d.append((dut.v, pack_lanes(steps[k][1], H.V_BITS)))
-        k = c - lead - (lat - 1)
-        if 0 <= k < count:
-            d.append((dut.psum_in, pack_lanes(steps[k][2], H.SUM_BITS)))
-        cycles.append(d)
+            held["rd_addr"] = steps[c][0]
+        if 0 <= c - lead < count:                 # v comes UNIT_ADDR_LEAD cycles after its address
+            held["v"] = pack_lanes(steps[c - lead][1], H.V_BITS)
+        if 0 <= c - lead - (lat - 1) < count:     # psum_in is sampled UNIT_LATENCY - 1 cycles after v
+            held["psum_in"] = pack_lanes(steps[c - lead - (lat - 1)][2], H.SUM_BITS)
+        cycles.append(dict(held))
+    return cycles, [start + k + lead + lat - 1 for k in range(count)]
+
+
+def _unit_run(dut, words: dict, steps):
+    """psum_out (16 signed ints) of each step of _unit_schedule, in the Amaranth simulator."""
+    cycles, reads = _unit_schedule(words, steps)
     got = []
 
     async def tb(ctx):
-        for a, u in words.items():
-            ctx.set(dut.wr_en, 1)
-            ctx.set(dut.wr_addr, a)
-            ctx.set(dut.wr_data, pack_lanes(u, H.U_BITS))
-            await ctx.tick()
-        ctx.set(dut.wr_en, 0)
-        await ctx.tick()
-        after = await run_cycles(ctx, cycles, [dut.psum_out])
-        got.extend(unpack_lanes(after[k + lead + lat - 1][0], 16, H.SUM_BITS, signed=True) for k in range(count))
+        after = await run_cycles(ctx, [[(getattr(dut, n), v) for n, v in cyc.items()] for cyc in cycles],
+                                 [dut.psum_out])
+        got.extend(unpack_lanes(after[r][0], 16, H.SUM_BITS, signed=True) for r in reads)
 
     simulate(dut, tb)
     return got
 
 
-@pytest.mark.parametrize("seed,lut_taps,max_cg", [(51, 0, 5), (52, 16, 5), (53, 7, 5),
-                                                 (54, 0, 2 * H.WEIGHT_BANK_DEPTH + 77)])
-def test_unit_matches_winograd_products(seed, lut_taps, max_cg):
-    """psum_out == psum_in + transform_input_tile(d) ⊙ transform_weights(g), lane-wise modulo
-    2^34: U of random and extreme kernels at random addresses (first and last; with three banks,
-    the last partial, across all of them), V of random and extreme uint8/int8 tiles and raw
-    11-bit extremes (-1024, 1023), partial sums over the whole 34-bit range and at its ends;
-    with none, 7 or all 16 products in LUT multipliers."""
-    print(f"seed={seed}")
-    rng = np.random.default_rng(seed)
-    count = 40
+def _unit_steps(rng, max_cg: int, count: int = 40):
+    """Random and extreme U words at random addresses (first and last included) and steps:
+    V of random and extreme uint8/int8 tiles and raw 11-bit extremes, partial sums over the
+    whole 34-bit range and at its ends. Returns (words, steps, expected psum_out per step)."""
     addrs = sorted(set(rng.integers(0, max_cg, size=min(max_cg, 12)).tolist()) | {0, max_cg - 1})
     kernels = rng.integers(-128, 128, size=(len(addrs), 3, 3)).astype(np.int8)
     kernels[0] = -128
@@ -274,10 +277,23 @@ def test_unit_matches_winograd_products(seed, lut_taps, max_cg):
     picks = rng.integers(0, len(addrs), size=count)
     picks[:5] = [0, 1, len(addrs) - 1, 0, 1]
     steps = [(addrs[picks[k]], vs[k], psums[k]) for k in range(count)]
-    got = _unit_run(WinogradUnit(max_cg, lut_taps=lut_taps), max_cg, words, steps)
-    for k, (a, v, p) in enumerate(steps):
-        want = [_wrap(p[e] + v[e] * words[a][e]) for e in range(16)]
-        assert got[k] == want, f"step {k} (addr {a}): got {got[k]}, want {want}"
+    want = [[_wrap(p[e] + v[e] * words[a][e]) for e in range(16)] for a, v, p in steps]
+    return words, steps, want
+
+
+@pytest.mark.parametrize("seed,lut_taps,max_cg", [(51, 0, 5), (52, 16, 5), (53, 7, 5),
+                                                 (54, 0, 2 * WEIGHT_BANK_DEPTH + 77)])
+def test_unit_matches_winograd_products(seed, lut_taps, max_cg):
+    """psum_out == psum_in + transform_input_tile(d) ⊙ transform_weights(g), lane-wise modulo
+    2^34: U of random and extreme kernels at random addresses (first and last; with three banks,
+    the last partial, across all of them), V of random and extreme uint8/int8 tiles and raw
+    11-bit extremes (-1024, 1023), partial sums over the whole 34-bit range and at its ends;
+    with none, 7 or all 16 products in LUT multipliers."""
+    print(f"seed={seed}")
+    words, steps, want = _unit_steps(np.random.default_rng(seed), max_cg)
+    got = _unit_run(WinogradUnit(max_cg, lut_taps=lut_taps), words, steps)
+    for k in range(len(steps)):
+        assert got[k] == want[k], f"step {k} (addr {steps[k][0]}): got {got[k]}, want {want[k]}"
 
 
 def test_unit_dsp_styles_elaborate():
@@ -295,6 +311,75 @@ def test_unit_dsp_styles_elaborate():
         with pytest.raises(ValueError):
             WinogradUnit(4, dsp="nonesuch")
         gc.collect()
+
+
+_ICARUS_BENCH = """`timescale 1ns/1ps
+module tb;
+    reg clk = 0;
+    reg [{top}:0] stim [0:{last}];
+    reg [{top}:0] cur = 0;
+    wire [{out_top}:0] psum_out;
+    {module} dut(.clk(clk), .rst(1'b0), {ports}, .psum_out(psum_out));
+    integer c, f;
+    initial begin
+        $readmemh("stim.hex", stim);
+        f = $fopen("out.hex", "w");
+        for (c = 0; c <= {last}; c = c + 1) begin
+            cur = stim[c];
+            #5 clk = 1;
+            #1 $fdisplay(f, "%h", psum_out);
+            #4 clk = 0;
+        end
+        $fclose(f);
+        $finish;
+    end
+endmodule
+"""
+
+
+@pytest.mark.parametrize("seed,lut_taps", [(55, 0), (56, 5)])
+def test_unit_ecp5_dsp_in_icarus(seed, lut_taps, tmp_path):
+    """dsp="ecp5" (MULT18X18D instances, hdl/models/MULT18X18D.v), which the Amaranth simulator
+    cannot run: the emitted Verilog in Icarus on the same stimulus gives the same psum_out as
+    the winograd reference, in the same cycles (also with 5 products in logic)."""
+    import shutil
+    import subprocess
+
+    from amaranth.back import verilog
+
+    from rep_accel.hdl.verilog import simulation_models
+
+    if shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog is not installed (`apt-get install iverilog`)")
+    print(f"seed={seed}")
+    max_cg = 5
+    words, steps, want = _unit_steps(np.random.default_rng(seed), max_cg)
+    dut = WinogradUnit(max_cg, dsp="ecp5", lut_taps=lut_taps)
+    widths = {n: len(getattr(dut, n)) for n in _UNIT_INPUTS}
+    (tmp_path / "wu.v").write_text(verilog.convert(dut, name="wu", emit_src=False))
+    cycles, reads = _unit_schedule(words, steps)
+    total = sum(widths.values())
+    lines = []
+    for cyc in cycles:
+        word = 0
+        for n in _UNIT_INPUTS:
+            word = (word << widths[n]) | (cyc[n] & ((1 << widths[n]) - 1))
+        lines.append(f"{word:0{-(-total // 4)}x}")
+    (tmp_path / "stim.hex").write_text("\n".join(lines) + "\n")
+    ports, low = [], total
+    for n in _UNIT_INPUTS:
+        low -= widths[n]
+        ports.append(f".{n}(cur[{low + widths[n] - 1}:{low}])")
+    (tmp_path / "tb.v").write_text(_ICARUS_BENCH.format(top=total - 1, last=len(cycles) - 1, module="wu",
+                                                        ports=", ".join(ports), out_top=H.SUM_WORD_BITS - 1))
+    models = [str(m) for m in simulation_models("ecp5")]
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "wu.v", *models], cwd=tmp_path, check=True)
+    subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, check=True, capture_output=True)
+    after = (tmp_path / "out.hex").read_text().split()
+    assert len(after) == len(cycles)
+    got = [unpack_lanes(int(after[r], 16), 16, H.SUM_BITS, signed=True) for r in reads]
+    for k in range(len(steps)):
+        assert got[k] == want[k], f"step {k} (addr {steps[k][0]}): got {got[k]}, want {want[k]}"
 
 
 # ----------------------------------------------------------------------------------

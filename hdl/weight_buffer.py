@@ -1,0 +1,78 @@
+"""A unit's weight buffer in banks of block RAM, with its registered read pipeline."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .layouts import memory_depth
+from .unit import WEIGHT_BANK_DEPTH
+
+#: Register stages from rd_addr to rd_data: the synchronous read, each bank's data
+#: registered as it is, the bank selected into a register. (A unit adds one more, beside its
+#: multipliers: hdl/unit.py's ADDR_LEAD = 4.)
+READ_LATENCY = 3
+
+
+class BankedWeightBuffer(wiring.Component):
+    """`entries` words of `word_bits` (a unit's kernels, one per tile-and-channel-group address
+    kt*cg + g), in banks of WEIGHT_BANK_DEPTH entries (`Memory`s, one block-RAM group each;
+    entry e in bank e // WEIGHT_BANK_DEPTH), each bank's data registered as it is before the
+    bank is selected: with a K-tile group the buffer is K*cg deep, and a multiplexer straight
+    behind the block RAMs' outputs was the direct array's critical path (hdl/unit.py).
+
+    Ports (free-running):
+      rd_addr  In(addr)         at cycle t
+      rd_data  Out(word_bits)   the word at rd_addr, from t + READ_LATENCY (a register)
+      wr_en, wr_addr, wr_data   write port, registered beside the buffer (its enable is decoded
+                                far away, in the controller): the word is in the buffer from
+                                the second cycle after
+
+    Latency: READ_LATENCY = 3. Throughput: one read and one write per cycle. Weights are
+    written only while parameters load and read only during a scan, so a read never meets a
+    write to its address: `no_rw_check` drops Yosys' collision logic.
+    """
+
+    def __init__(self, word_bits: int, entries: int):
+        if entries < 1:
+            raise ValueError(f"entries={entries}: at least 1")
+        self._word_bits, self._entries = word_bits, entries
+        addr = unsigned(max(1, (entries - 1).bit_length()))
+        super().__init__({
+            "rd_addr": In(addr),
+            "rd_data": Out(word_bits),
+            "wr_en": In(1),
+            "wr_addr": In(addr),
+            "wr_data": In(word_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wr_en = Signal(name="wr_en_r")
+        wr_addr = Signal.like(self.wr_addr, name="wr_addr_r", reset_less=True)
+        wr_data = Signal.like(self.wr_data, name="wr_data_r", reset_less=True)
+        m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
+        bank_count = -(-self._entries // WEIGHT_BANK_DEPTH)
+        bank_bits = WEIGHT_BANK_DEPTH.bit_length() - 1
+        bank_data = []
+        for b in range(bank_count):
+            entries = min(WEIGHT_BANK_DEPTH, self._entries - b * WEIGHT_BANK_DEPTH)
+            bank = Memory(shape=self._word_bits, depth=memory_depth(entries), init=[], attrs={"no_rw_check": 1})
+            m.submodules["weights" if bank_count == 1 else f"weights{b}"] = bank
+            wr, rd = bank.write_port(), bank.read_port()
+            # The addresses keep their low bits (the entry within the bank).
+            m.d.comb += [rd.addr.eq(self.rd_addr), wr.en.eq(wr_en & (wr_addr[bank_bits:] == b)),
+                         wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
+            data = Signal(self._word_bits, name=f"bank{b}_data", reset_less=True)
+            m.d.sync += data.eq(rd.data)
+            bank_data.append(data)
+        # The bank of the address of two cycles before (the read, then its register).
+        bank_sel = Signal(range(max(2, bank_count)), reset_less=True)
+        bank_sel2 = Signal.like(bank_sel, reset_less=True)
+        m.d.sync += [bank_sel.eq(self.rd_addr[bank_bits:]), bank_sel2.eq(bank_sel)]
+        data = Signal(self._word_bits, name="data", reset_less=True)
+        m.d.sync += data.eq(Array(bank_data)[bank_sel2] if bank_count > 1 else bank_data[0])
+        m.d.comb += self.rd_data.eq(data)
+        return m
