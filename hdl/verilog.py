@@ -9,6 +9,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from rep_accel import families
+from rep_accel.errors import RepAccelError
 from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import DESCRIPTOR_FIELDS
 
@@ -52,7 +53,12 @@ def top_ports(top: Accelerator) -> list[dict]:
 
 def generate(generics: HardwareGenerics, dsp: str = "generic") -> tuple[str, dict]:
     """Elaborate the top for `generics` with multipliers in DSP style `dsp` (unit.DSP_STYLES);
-    return (Verilog text, port/generics description)."""
+    return (Verilog text, port/generics description). A unit kind hdl/ does not build
+    (UnitKind.rtl) is refused with the user's remedy."""
+    if not generics.unit_kind.rtl:
+        raise RepAccelError(f"unit kind {generics.unit!r} has no RTL yet: the simulator runs it (rep-accel compile/"
+                            f"simulate --unit {generics.unit}), hdl/ does not build it; use --unit direct for rtl, "
+                            f"verify and synth")
     top = Accelerator(generics, dsp)
     text = verilog.convert(top, name=TOP_NAME, emit_src=False)
     fields, pos = [], 0

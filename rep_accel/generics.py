@@ -36,19 +36,37 @@ class UnitKind:
     multipliers:     multipliers in one unit (the generic `lut_multipliers` counts among
                      PI x PO x this many)
     macs_per_cycle:  useful multiply-accumulates of one unit per cycle at full use (a
-                     direct unit: one per multiplier; a Winograd F(2x2,3x3) unit would do 36
-                     with 16 multipliers)
+                     direct unit: one per multiplier; a Winograd F(2x2,3x3) unit does 36
+                     with 16 multipliers on stride-1 layers, 9 in direct mode)
     latency_fixed:   fixed part of the pipeline latency with this unit (cycles)
+    kernel_word_bytes: bytes of one weight-buffer word (a stored kernel): 9 int8 taps, or
+                     the 16 12-bit entries of a transformed kernel U = G' g G'^T
+    line_rows:       input rows a line-buffer entry holds: 2 for 3x3 windows, 3 for 4x4
+                     Winograd tiles
+    rtl:             whether hdl/ builds this unit kind (`rep-accel rtl`, `verify`)
     """
 
     multipliers: int
     macs_per_cycle: int
     latency_fixed: int
+    kernel_word_bytes: int = 9
+    line_rows: int = 2
+    rtl: bool = True
 
 
+#: Fixed part of the pipeline latency with Winograd units (cycles): the direct unit's plus
+#: the input transform (2 stages), the longer adder tree of 16 lanes (1) and the output
+#: transform (3). A design figure of the schedule: hdl/ does not build this unit kind yet.
+WINOGRAD_LATENCY_FIXED = LATENCY_FIXED + 6
 #: The unit kinds (`HardwareGenerics.unit`, `--unit`). "direct": nine multipliers, one per
-#: tap of the 3x3 window (hdl/unit.py).
-UNIT_KINDS = {"direct": UnitKind(multipliers=WINDOW_TAPS, macs_per_cycle=WINDOW_TAPS, latency_fixed=LATENCY_FIXED)}
+#: tap of the 3x3 window (hdl/unit.py). "winograd": F(2x2,3x3) on stride-1 layers (16
+#: multipliers, docs/numerics.md "Winograd F(2x2,3x3)", docs/architecture.md "Winograd
+#: scan"), 3x3 windows on 9 of them otherwise; the simulator runs it, hdl/ does not yet.
+UNIT_KINDS = {
+    "direct": UnitKind(multipliers=WINDOW_TAPS, macs_per_cycle=WINDOW_TAPS, latency_fixed=LATENCY_FIXED),
+    "winograd": UnitKind(multipliers=16, macs_per_cycle=36, latency_fixed=WINOGRAD_LATENCY_FIXED,
+                         kernel_word_bytes=24, line_rows=3, rtl=False),
+}
 #: Generics that choose how the arithmetic is built, not how the images are laid out: a build
 #: records them, and RTL built with other values is refused (check_same_arithmetic).
 ARITHMETIC_GENERICS = ("unit", "lut_multipliers")
@@ -160,13 +178,15 @@ class HardwareGenerics:
 
     @property
     def line_buffer_bytes(self) -> int:
-        """On-chip line-buffer bytes: PI lanes x line_depth entries x 2 rows x 1 byte."""
-        return self.pi * self.line_depth * 2
+        """On-chip line-buffer bytes: PI lanes x line_depth entries x the unit kind's
+        line_rows (2, or 3 for Winograd) x 1 byte."""
+        return self.pi * self.line_depth * self.unit_kind.line_rows
 
     @property
     def weight_buffer_bytes(self) -> int:
-        """On-chip weight-buffer bytes: PI x PO units x max_cg kernels x 9 bytes."""
-        return self.pi * self.po * self.max_cg * KERNEL_BYTES
+        """On-chip weight-buffer bytes: PI x PO units x max_cg kernels x the unit kind's
+        kernel word (9 bytes, or 24 for a transformed Winograd kernel)."""
+        return self.pi * self.po * self.max_cg * self.unit_kind.kernel_word_bytes
 
     def replace(self, **changes) -> "HardwareGenerics":
         return dataclasses.replace(self, **changes)

@@ -201,7 +201,29 @@ def group_param_beats(group: TileGroup, generics: HardwareGenerics) -> int:
 SLOT_FIELDS = ("y", "x0", "n_full", "n_store", "has_out")
 
 
-def scan_slots(height: int, width: int, stride: int) -> np.ndarray:
+def uses_winograd(stride: int, generics: HardwareGenerics) -> bool:
+    """Whether a layer of this stride runs as Winograd F(2x2,3x3) tiles: stride 1 on an array
+    of `winograd` units (docs/architecture.md, "Winograd scan"); every other layer, and
+    every layer of a direct array, runs as 3x3 windows (on a Winograd unit, 9 of its 16
+    multipliers)."""
+    return generics.unit == "winograd" and stride == 1
+
+
+def winograd_extent(height: int, width: int) -> tuple[int, int]:
+    """Rows and columns of scan positions of a Winograd layer: 2 * ceil(H / 2) + 1 by
+    2 * ceil(W / 2) + 1. The 4x4 input tile of the output block with origin (oy, ox) (both
+    even) is complete at position (oy + 2, ox + 2); positions past the image are padding."""
+    return 2 * cdiv(height, 2) + 1, 2 * cdiv(width, 2) + 1
+
+
+@register_jitable  # also callable from Numba code (the cycle simulator); unchanged in Python
+def block_outputs(y: int, x0: int, height: int, width: int) -> int:
+    """Output pixels of the Winograd block completed at position (y, x0): its 2x2 block with
+    origin (y - 2, x0 - 2) less the pixels past the H x W output (an odd H or W)."""
+    return min(2, height - (y - 2)) * min(2, width - (x0 - 2))
+
+
+def scan_slots(height: int, width: int, stride: int, winograd: bool = False) -> np.ndarray:
     """The scan of one tile group as slots, int64 (slots, 5) with SLOT_FIELDS columns
     (docs/architecture.md, "The schedule of one tile group"); for each slot the engine takes,
     for each channel group g, max(K if has_out else 1, n_full + n_store) steps.
@@ -212,9 +234,25 @@ def scan_slots(height: int, width: int, stride: int) -> np.ndarray:
     is columns 2p-1 (an output position) and 2p (when 2p < cols); each slot stores row
     y+1 (when y+1 < H) at the same columns (those < W). So at stride 2 the input is read
     while the array computes, one item per step, and a slot of an output position takes
-    K steps per channel group once K >= its items (at most 4)."""
-    rows, cols = scan_extent(height, width, stride)
+    K steps per channel group once K >= its items (at most 4).
+
+    winograd (a stride-1 layer on Winograd units, `uses_winograd`): the rows and columns of
+    `winograd_extent`; each even row y = 0, 2, ... carries row y+1 as STORE items, and slot
+    p is columns 2p and 2p+1 (when 2p+1 < cols), storing row y+1 at the same columns (those
+    < W) whenever a row y+2 follows (row y+1 = H is then padding: a STORE of zeros that
+    takes no input). A slot at y >= 2, x0 >= 2 completes the 4x4 input tile ending at its
+    first item, whose output block it computes (`block_outputs`)."""
     out = []
+    if winograd:
+        rows, cols = winograd_extent(height, width)
+        for y in range(0, rows, 2):
+            store = y + 2 < rows
+            for x0 in range(0, cols, 2):
+                n_full = 1 + (x0 + 1 < cols)
+                n_store = sum(x < width for x in range(x0, x0 + n_full)) if store else 0
+                out.append((y, x0, n_full, n_store, int(y >= 2 and x0 >= 2)))
+        return np.array(out, dtype=np.int64).reshape(-1, 5)
+    rows, cols = scan_extent(height, width, stride)
     if stride == 1:
         for y in range(rows):
             for x in range(cols):
@@ -239,29 +277,47 @@ def slot_steps(slots: np.ndarray, tiles: int) -> int:
     return int(np.maximum(compute, slots[:, 2] + slots[:, 3]).sum())
 
 
-def input_order(height: int, width: int, stride: int, cg: int = 1) -> np.ndarray:
+def input_order(height: int, width: int, stride: int, cg: int = 1, winograd: bool = False) -> np.ndarray:
     """The act_in beats of a tile group's scan as (y, x, g), int64 (H * W * cg, 3), in the
     order the scan consumes them: slot by slot (`scan_slots`), for each channel group g,
-    the slot's FULL items inside the image, then its STORE items. At stride 1 this is
-    raster order of pixels, then g."""
+    the slot's FULL items inside the image, then its STORE items inside the image. At
+    stride 1 (direct) this is raster order of pixels, then g."""
     order = []
-    for y, x0, n_full, n_store, _ in scan_slots(height, width, stride).tolist():
+    for y, x0, n_full, n_store, _ in scan_slots(height, width, stride, winograd).tolist():
         pixels = [(y, x) for x in range(x0, x0 + n_full) if y < height and x < width]
-        pixels += [(y + 1, x) for x in range(x0, x0 + n_store)]
+        pixels += [(y + 1, x) for x in range(x0, x0 + n_store) if y + 1 < height]
         order += [(py, px, g) for g in range(cg) for py, px in pixels]
     return np.array(order, dtype=np.int64).reshape(-1, 3)
 
 
-def group_steps(shape: LayerShape, group: TileGroup) -> int:
+def winograd_steps(slots: np.ndarray, height: int, width: int, cg: int, tiles: int) -> int:
+    """Array steps of one tile group of a Winograd layer (docs/architecture.md, "Winograd
+    scan"): a slot takes cg * max(K if has_out else 1, items) steps, and at least as many
+    steps as the previous slot has output beats to send (K * its block's output pixels,
+    one beat per step: the next slot's steps carry them), then the last slot's beats."""
+    steps = pending = 0
+    for y, x0, n_full, n_store, has_out in slots.tolist():
+        own = cg * max(tiles if has_out else 1, n_full + n_store)
+        steps += max(own, pending)
+        pending = tiles * block_outputs(y, x0, height, width) if has_out else 0
+    return steps + pending
+
+
+def group_steps(shape: LayerShape, group: TileGroup, winograd: bool = False) -> int:
     """Array steps of one tile group: cg x `slot_steps` of the layer's scan slots (stride 1:
-    cg steps at each scanned position, K * cg at a position that completes an output)."""
-    return group.cg * slot_steps(scan_slots(shape.height, shape.width, shape.stride), group.count)
+    cg steps at each scanned position, K * cg at a position that completes an output); a
+    Winograd layer: `winograd_steps`."""
+    slots = scan_slots(shape.height, shape.width, shape.stride, winograd)
+    if winograd:
+        return winograd_steps(slots, shape.height, shape.width, group.cg, group.count)
+    return group.cg * slot_steps(slots, group.count)
 
 
 def group_cycles(shape: LayerShape, group: TileGroup, generics: HardwareGenerics) -> int:
     """Cycles of one tile group with a stream environment that never stalls:
     parameter beats + steps + the pipeline latency (drain of the last output beat)."""
-    return group_param_beats(group, generics) + group_steps(shape, group) + generics.pipeline_latency
+    steps = group_steps(shape, group, uses_winograd(shape.stride, generics))
+    return group_param_beats(group, generics) + steps + generics.pipeline_latency
 
 
 @dataclass(frozen=True)
@@ -278,6 +334,11 @@ class ScheduledLayer:
     generics: HardwareGenerics
     tiles: tuple
     groups: tuple
+
+    @property
+    def winograd(self) -> bool:
+        """Whether the layer runs as Winograd tiles (`uses_winograd`)."""
+        return uses_winograd(self.shape.stride, self.generics)
 
     @property
     def cycles(self) -> int:
@@ -556,8 +617,8 @@ def input_beats(x: np.ndarray, group, generics: HardwareGenerics, stride: int = 
     one image, (H * W * cg, PI) of x's dtype: the group's one pass over the input.
 
     x: (C_in, H, W) int8 or uint8. Beats (y, x, g) in the scan's order (`input_order`:
-    raster order of pixels, then g, at stride 1); lane i of beat (y, x, g) is channel
-    in_base + g * PI + i (zero past in_count).
+    raster order of pixels, then g, at stride 1 on direct units); lane i of beat (y, x, g)
+    is channel in_base + g * PI + i (zero past in_count).
     """
     pi = generics.pi
     c, h, w = x.shape
@@ -565,17 +626,34 @@ def input_beats(x: np.ndarray, group, generics: HardwareGenerics, stride: int = 
     lanes[:group.in_count] = x[group.in_base:group.in_base + group.in_count]
     # (cg, pi, h, w) -> (h, w, cg, pi), then the beats in scan order
     beats = lanes.reshape(group.cg, pi, h, w).transpose(2, 3, 0, 1)
-    if stride != 1:
-        order = input_order(h, w, stride, group.cg)
+    winograd = uses_winograd(stride, generics)
+    if stride != 1 or winograd:
+        order = input_order(h, w, stride, group.cg, winograd)
         return beats[order[:, 0], order[:, 1], order[:, 2]].copy()
     return beats.reshape(h * w * group.cg, pi).copy()
 
 
-def output_from_beats(beats: np.ndarray, shape: LayerShape, group: TileGroup, out: np.ndarray) -> None:
+def output_order(height: int, width: int, tiles: int, winograd: bool = False) -> np.ndarray:
+    """The act_out beats of a tile group of `tiles` tiles as (k, y, x), int64 (H_out * W_out
+    * K, 3), in transfer order. Direct: raster order of output pixels, then the K tiles in
+    turn (height, width: the output's). Winograd (height, width: the output's, = the
+    input's): block by block in raster order of blocks, then the K tiles, then the block's
+    pixels inside the output in raster order."""
+    if not winograd:
+        k, y, x = np.meshgrid(np.arange(tiles), np.arange(height), np.arange(width), indexing="ij")
+        return np.stack([k, y, x], axis=-1).transpose(1, 2, 0, 3).reshape(-1, 3)
+    order = [(k, oy + dy, ox + dx)
+             for oy in range(0, height, 2) for ox in range(0, width, 2) for k in range(tiles)
+             for dy in range(2) for dx in range(2) if oy + dy < height and ox + dx < width]
+    return np.array(order, dtype=np.int64).reshape(-1, 3)
+
+
+def output_from_beats(beats: np.ndarray, shape: LayerShape, group: TileGroup, out: np.ndarray,
+                      winograd: bool = False) -> None:
     """Scatter one tile group's output beats, uint8 (H_out * W_out * K, PO) in transfer
-    order (raster order of output pixels, then the K tiles in turn), into out: uint8
-    (C_out, H_out, W_out)."""
-    ho, wo, kk = shape.out_height, shape.out_width, group.count
-    beats = beats.reshape(ho, wo, kk, -1)
+    order (`output_order`), into out: uint8 (C_out, H_out, W_out)."""
+    order = output_order(shape.out_height, shape.out_width, group.count, winograd)
     for k, tile in enumerate(group.tiles):
-        out[tile.out_base:tile.out_base + tile.out_count] = beats[:, :, k, :tile.out_count].transpose(2, 0, 1)
+        mine = order[:, 0] == k
+        out[tile.out_base:tile.out_base + tile.out_count, order[mine, 1], order[mine, 2]] = \
+            beats[mine, :tile.out_count].T

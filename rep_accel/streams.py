@@ -168,6 +168,6 @@ def layer_output(beats: np.ndarray, shape: LayerShape, generics: HardwareGeneric
     out = np.zeros((shape.cout, shape.out_height, shape.out_width), dtype=np.uint8)
     at = 0
     for j in scheduled.groups:
-        output_from_beats(beats[at:at + j.count * hw], shape, j, out)
+        output_from_beats(beats[at:at + j.count * hw], shape, j, out, scheduled.winograd)
         at += j.count * hw
     return out

@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba.extending import register_jitable
 
 from . import numerics
 from .errors import RepAccelError
@@ -113,6 +114,63 @@ def exact_quarter(z: np.ndarray) -> np.ndarray:
     if np.any(z & (OUTPUT_SCALE - 1)):
         raise AssertionError("winograd output transform is not a multiple of 4: the identity is broken")
     return z >> OUTPUT_SHIFT
+
+
+# One tile at a time, for the cycle simulator's Numba engine (sim/cycle.py): the same matrices
+# (B_T, G_SCALED, A_T, read as constants by Numba), the same integers as the numpy functions
+# above, which are their reference (tests/test_winograd.py compares them).
+#: Bits of the Winograd-domain sums and of 4Y in the hardware (docs/numerics.md): arithmetic
+#: modulo 2^34, exact for every channel count the contract takes (|M| < 2^33 up to 4096).
+DOMAIN_BITS = 34
+
+
+@register_jitable
+def wrap_domain(v):
+    """v modulo 2^DOMAIN_BITS as a signed value (the hardware's wrap-around register)."""
+    half = np.int64(1) << np.int64(DOMAIN_BITS - 1)
+    return ((np.int64(v) + half) & ((half << np.int64(1)) - np.int64(1))) - half
+
+
+@register_jitable
+def _sandwich_into(left, tile, rows, cols, out):
+    """out (left rows x left rows, flat) = left @ tile @ left^T for a flat rows x cols tile
+    (cols == left's columns == rows), int64."""
+    n = left.shape[0]
+    k = left.shape[1]
+    half = np.zeros((n, k), dtype=np.int64)
+    for a in range(n):
+        for c in range(k):
+            v = np.int64(0)
+            for b in range(k):
+                v += np.int64(left[a, b]) * np.int64(tile[b * cols + c])
+            half[a, c] = v
+    for a in range(n):
+        for c in range(n):
+            v = np.int64(0)
+            for b in range(k):
+                v += half[a, b] * np.int64(left[c, b])
+            out[a * n + c] = v
+
+
+@register_jitable
+def input_transform_into(d, v):
+    """V = B^T d B of one 4x4 tile d (flat, row-major, 16) into v (flat 16, int64)."""
+    _sandwich_into(B_T, d, TILE_IN, TILE_IN, v)
+
+
+@register_jitable
+def weight_transform_into(g, u):
+    """U = G' g G'^T of one 3x3 kernel g (flat, taps ky * 3 + kx) into u (flat 16, int64)."""
+    _sandwich_into(G_SCALED, g, KERNEL, KERNEL, u)
+
+
+@register_jitable
+def output_transform_into(m, y):
+    """Y = (A^T M A) / 4 of one Winograd-domain tile m (flat 16) into y (flat 4, int64), in
+    the hardware's arithmetic: 4Y modulo 2^DOMAIN_BITS, then the exact shift by 2."""
+    _sandwich_into(A_T, m, TILE_IN, TILE_IN, y)
+    for j in range(TILE_OUT * TILE_OUT):
+        y[j] = wrap_domain(y[j]) >> np.int64(OUTPUT_SHIFT)
 
 
 def tile_grid(height: int, width: int) -> tuple[int, int]:

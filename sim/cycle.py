@@ -49,8 +49,9 @@ from numba import njit
 
 from rep_accel.errors import RepAccelError
 from rep_accel.generics import KERNEL_BYTES, WINDOW_TAPS, HardwareGenerics
-from rep_accel.layout import (HEADER_BEATS, HEADER_FIELDS, REQUANT_FIELDS, LayerShape, as_scheduled, field_span,
-                              group_param_beats, scan_slots)
+from rep_accel.layout import (HEADER_BEATS, HEADER_FIELDS, REQUANT_FIELDS, LayerShape, as_scheduled, block_outputs,
+                              field_span, group_param_beats, scan_slots)
+from rep_accel.winograd import input_transform_into, output_transform_into, weight_transform_into, wrap_domain
 from rep_accel.memory import UNLIMITED_ENGINE_ARGS, MemoryModel
 from rep_accel.numerics import ACT_MAX, ACT_MIN, requantize_value
 # The streams and the trace format are shared with the cocotb testbench (rep_accel.streams);
@@ -124,7 +125,7 @@ def _trace_row(trace, n, a, b, c, d, e, f, g, h, i, j):
 @njit(cache=True)
 def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, po, max_cg, line_depth, max_group,
            latency, params, act_in, params_pat, act_in_pat, act_out_pat, act_out, record, trace_capacity,
-           mem_num, mem_den, mem_cap, mem_latency, datapath):
+           mem_num, mem_den, mem_cap, mem_latency, datapath, winograd):
     """Run one layer, one clock per loop iteration.
 
     height, width, input_signed, n_groups: the descriptor fields the engine uses; slots:
@@ -143,17 +144,42 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
     datapath: False skips the window generator, the array and requantization (nothing
     they compute decides a cycle), so the count is the same at a fraction of the cost:
     fast mode's timing replay; act_in is then never read and act_out never written.
+    winograd: the layer runs as Winograd F(2x2,3x3) tiles (`layout.uses_winograd`; slots
+    from `scan_slots(..., winograd=True)`, docs/architecture.md "Winograd scan"): line
+    entries of three rows, a column delay of three columns, 4x4 tiles transformed at the
+    window register, kernels transformed as they load, 16 Winograd-domain sums per tile and
+    lane (`rep_accel.winograd`), and a block's output beats sent on the next slot's steps.
     Returns (cycles, output beats, error code, error arg 0, error arg 1, trace) where
     trace is uint8 (rows, 10), row = cycle, columns TRACE_SIGNALS, when `record` (else empty).
     """
     L = latency
     nine = _TAPS
     # ---- state: window generator, units, accumulators, requantization, pipeline ----
-    line = np.zeros((pi, line_depth, 2), dtype=np.int32)  # (row y-1, row y-2) per entry
-    coldelay = np.zeros((pi, max_cg, 2, 3), dtype=np.int32)  # [lane, g, column x-1 / x-2, row y / y-1 / y-2]
-    weights = np.zeros((max_cg, po, pi * nine), dtype=np.int16)  # unit (i, o) kernel of tile t at address t*cg + g
-    win = np.zeros(pi * nine, dtype=np.int16)   # the window register: held over a position's K steps
-    cur = np.zeros(3, dtype=np.int32)
+    # Winograd layers: entries of 3 rows, 3 delayed columns of 4 rows, 16 values per window
+    # and kernel (the transformed tile V and kernel U).
+    line_rows = 3 if winograd else 2
+    side = 4 if winograd else 3
+    taps = 16 if winograd else nine
+    line = np.zeros((pi, line_depth, line_rows), dtype=np.int32)  # (row y-1, row y-2[, row y-3]) per entry
+    coldelay = np.zeros((pi, max_cg, side - 1, side), dtype=np.int32)  # [lane, g, column x-1 / x-2 .., row y / y-1 ..]
+    weights = np.zeros((max_cg, po, pi * taps), dtype=np.int32)  # unit (i, o) kernel of tile t at address t*cg + g
+    win = np.zeros(pi * taps, dtype=np.int32)   # the window register: held over a position's K steps
+    cur = np.zeros(side, dtype=np.int32)
+    tile_in = np.zeros(16, dtype=np.int64)     # Winograd: one lane's 4x4 tile, its transform, a kernel's
+    tile_v = np.zeros(16, dtype=np.int64)
+    kernel_g = np.zeros(nine, dtype=np.int64)
+    kernel_u = np.zeros(16, dtype=np.int64)
+    macc = np.zeros((max_group, po, 16), dtype=np.int64)   # Winograd-domain sums of each tile and lane
+    block_y = np.zeros(4, dtype=np.int64)
+    # Winograd output beats: the results of a slot (K tiles x its block's pixels x PO), sent
+    # one per step during the next slot; two buffers (the slot computing, the slot sending).
+    results = np.zeros((2, max_group, 4, po), dtype=np.uint8)
+    cur_buf = 0
+    pending = 0      # beats of the previous slot still to send, of `pending_kept` pixels per tile
+    pending_kept = 1
+    sent = 0
+    extra = False    # steps after a slot's own, until its predecessor's beats are sent
+    flush = False    # after the last slot: the last slot's beats
     # The columns' tables, one entry per tile of the group.
     bias = np.zeros((max_group, po), dtype=np.int64)
     m0 = np.zeros((max_group, po), dtype=np.int64)
@@ -238,7 +264,7 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
         yi = sy
         xi = sx0 + kt
         load = False
-        if phase == SCAN:
+        if phase == SCAN and not (extra or flush):
             if kt < n_full:
                 item = FULL
                 load = kt == 0   # the slot's first FULL item (its output position if it has one)
@@ -246,7 +272,7 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
                 item = STORE
                 yi = sy + 1
                 xi = sx0 + kt - n_full
-        needs_input = item == STORE or (item == FULL and yi < height and xi < width)
+        needs_input = item != NO_ITEM and yi < height and xi < width   # a Winograd STORE of row H: zeros
         desc_ready = phase == IDLE
         p_ready = phase == LOAD
         in_ready = needs_input and not out_block
@@ -320,7 +346,14 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
                     for i in range(pi):
                         for tap in range(nine):
                             v = np.int32(row[nine * i + tap])
-                            weights[t * cg + gg, o, nine * i + tap] = v - 256 if v >= 128 else v
+                            kernel_g[tap] = v - 256 if v >= 128 else v
+                        if winograd:   # the transform as the kernel loads (U = G' g G'^T)
+                            weight_transform_into(kernel_g, kernel_u)
+                            for e in range(16):
+                                weights[t * cg + gg, o, 16 * i + e] = kernel_u[e]
+                        else:
+                            for tap in range(nine):
+                                weights[t * cg + gg, o, nine * i + tap] = kernel_g[tap]
                 k += 1
                 if k == HEADER_BEATS + tiles * po * (1 + cg):
                     phase = SCAN
@@ -332,6 +365,10 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
                     k_here = tiles if has_out else 1
                     slot_len = max(k_here, n_full + n_store)
                     group_outputs = 0
+                    pending = 0
+                    sent = 0
+                    extra = False
+                    flush = False
         elif phase == SCAN:
             issue = in_t if needs_input else not out_block
             if issue and datapath and item != NO_ITEM:
@@ -346,20 +383,33 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
                         v = np.int32(act_in[in_next, i])
                         if input_signed and v >= 128:
                             v -= 256
-                    if item == STORE:   # row y+1 into the entry, which then holds rows y+1, y
-                        line[i, addr, 1] = line[i, addr, 0]
+                    if item == STORE:   # row y+1 into the entry, which then holds rows y+1, y[, y-1]
+                        for r in range(line_rows - 1, 0, -1):
+                            line[i, addr, r] = line[i, addr, r - 1]
                         line[i, addr, 0] = v
                         continue
                     cur[0] = v
-                    if inside_col:
-                        cur[1] = line[i, addr, 0] if yi >= 1 else 0
-                        cur[2] = line[i, addr, 1] if yi >= 2 else 0
-                    else:
-                        cur[1] = 0
-                        cur[2] = 0
+                    for r in range(1, side):
+                        cur[r] = line[i, addr, r - 1] if inside_col and yi >= r else 0
                     if needs_input:
-                        line[i, addr, 0] = cur[0]
-                        line[i, addr, 1] = cur[1]
+                        for r in range(line_rows):
+                            line[i, addr, r] = cur[r]
+                    if winograd:
+                        if load:   # the 4x4 tile ending at (yi, xi), transformed: V = B^T d B
+                            for ky in range(4):
+                                r = 3 - ky  # tile row ky is image row y - 3 + ky
+                                for kx in range(3):
+                                    tile_in[ky * 4 + kx] = 0 if xi == 0 else coldelay[i, g, 2 - kx, r]
+                                tile_in[ky * 4 + 3] = cur[r]
+                            input_transform_into(tile_in, tile_v)
+                            for e in range(16):
+                                win[16 * i + e] = tile_v[e]
+                        for col in range(side - 2, 0, -1):
+                            for r in range(side):
+                                coldelay[i, g, col, r] = 0 if xi == 0 else coldelay[i, g, col - 1, r]
+                        for r in range(side):
+                            coldelay[i, g, 0, r] = cur[r]
+                        continue
                     if load:
                         wb = i * nine
                         for ky in range(3):
@@ -374,7 +424,29 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
                     for r in range(3):
                         coldelay[i, g, 1, r] = 0 if xi == 0 else coldelay[i, g, 0, r]
                         coldelay[i, g, 0, r] = cur[r]
-            if issue and datapath and kt < k_here:
+            computes = not (extra or flush) and kt < k_here
+            if issue and datapath and computes and winograd:
+                # -- Winograd: tile kt's 16 products per lane, summed over the lanes, into its
+                # Winograd-domain sums (modulo 2^34); at the last channel group of an output
+                # slot, the output transform and requantization of the block's pixels --
+                wbase = kt * cg + g
+                for o in range(po):
+                    wrow = weights[wbase, o]
+                    for e in range(16):
+                        s64 = np.int64(0)
+                        for i in range(pi):
+                            s64 += np.int64(wrow[16 * i + e]) * np.int64(win[16 * i + e])
+                        macc[kt, o, e] = wrap_domain(s64 if g == 0 else macc[kt, o, e] + s64)
+                    if g == cg - 1 and has_out:
+                        output_transform_into(macc[kt, o], block_y)
+                        j = 0
+                        for dy in range(2):
+                            for dx in range(2):
+                                if sy - 2 + dy < height and sx0 - 2 + dx < width:
+                                    results[cur_buf, kt, j, o] = requantize_value(
+                                        block_y[dy * 2 + dx] + bias[kt, o], m0[kt, o], nsh[kt, o], ACT_MIN, ACT_MAX)
+                                    j += 1
+            if issue and datapath and computes and not winograd:
                 # -- the array: tile kt's partial sums of this channel group, its accumulators --
                 for o in range(po):
                     # int32 products and sums, as the hardware's adder tree (|sum| < 2^31)
@@ -389,7 +461,18 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
                 # -- requantization enters the pipeline at the position's last step --
                 slot = head
                 head = head + 1 if head + 1 < L else 0
-                if g == cg - 1 and has_out and kt < k_here:
+                if winograd:
+                    # -- one beat of the previous slot's block per step, while it has beats --
+                    if sent < pending:
+                        if datapath:
+                            t = sent // pending_kept
+                            for o in range(po):
+                                ring[slot, o] = results[cur_buf ^ 1, t, sent % pending_kept, o]
+                        ring_valid[slot] = 1
+                        sent += 1
+                    else:
+                        ring_valid[slot] = 0
+                elif g == cg - 1 and has_out and kt < k_here:
                     if datapath:
                         for o in range(po):
                             ring[slot, o] = requantize_value(acc[kt, o] + bias[kt, o], m0[kt, o], nsh[kt, o],
@@ -397,21 +480,44 @@ def engine(height, width, slots, input_signed, n_groups, outputs_per_tile, pi, p
                     ring_valid[slot] = 1
                 else:
                     ring_valid[slot] = 0
-                # -- next step: a slot's steps, then the channel groups, then the slots --
-                kt += 1
-                if kt == slot_len:
-                    kt = 0
-                    g += 1
-                    if g == cg:
-                        g = 0
-                        si += 1
-                        if si == n_slots:
-                            phase = DRAIN
+                # -- next step: a slot's steps, then the channel groups, then the slots (a
+                # Winograd slot also lasts until its predecessor's beats are sent) --
+                slot_done = False
+                if flush:
+                    if sent == pending:
+                        phase = DRAIN
+                elif extra:
+                    slot_done = sent == pending
+                else:
+                    kt += 1
+                    if kt == slot_len:
+                        kt = 0
+                        g += 1
+                        if g == cg:
+                            g = 0
+                            if sent < pending:
+                                extra = True
+                            else:
+                                slot_done = True
+                if slot_done:
+                    extra = False
+                    if winograd:   # this slot's beats go out during the next one
+                        bo = block_outputs(sy, sx0, height, width) if has_out else 0
+                        pending = tiles * bo
+                        pending_kept = max(1, bo)
+                        sent = 0
+                        cur_buf ^= 1
+                    si += 1
+                    if si == n_slots:
+                        if pending > 0:
+                            flush = True
                         else:
-                            sy, sx0, n_full, n_store, has_out = (slots[si, 0], slots[si, 1], slots[si, 2],
-                                                                 slots[si, 3], slots[si, 4] != 0)
-                            k_here = tiles if has_out else 1
-                            slot_len = max(k_here, n_full + n_store)
+                            phase = DRAIN
+                    else:
+                        sy, sx0, n_full, n_store, has_out = (slots[si, 0], slots[si, 1], slots[si, 2],
+                                                             slots[si, 3], slots[si, 4] != 0)
+                        k_here = tiles if has_out else 1
+                        slot_len = max(k_here, n_full + n_store)
         else:  # DRAIN
             if not out_block:
                 ring_valid[head] = 0
@@ -477,10 +583,10 @@ def run_layer(x: np.ndarray, shape: LayerShape, params: np.ndarray, generics: Ha
     # Room for a run without stalls; the kernel doubles the trace when stalls need more.
     capacity = scheduled.cycles + 1 if trace else 0
     cycles, n_out, err, a0, a1, rows_ = engine(
-        shape.height, shape.width, scan_slots(shape.height, shape.width, shape.stride), bool(shape.input_signed),
-        len(scheduled.groups), ho * wo, g.pi, g.po,
+        shape.height, shape.width, scan_slots(shape.height, shape.width, shape.stride, scheduled.winograd),
+        bool(shape.input_signed), len(scheduled.groups), ho * wo, g.pi, g.po,
         g.max_cg, g.line_depth, g.max_group, g.pipeline_latency, params, act, pp, pi_, po_, beats, bool(trace), max(capacity, 1),
-        *_memory_args(memory, g), True)
+        *_memory_args(memory, g), True, scheduled.winograd)
     if err != _OK:
         raise RepAccelError(f"{name}: cycle simulation stopped: " + _ERRORS[err].format(a0, a1))
     return CycleResult(layer_output(beats, scheduled, g), int(cycles), trace_struct(rows_) if trace else None)
@@ -527,10 +633,10 @@ def timing_cycles(shape: LayerShape, generics: HardwareGenerics, memory: MemoryM
     beats = np.zeros((scheduled.output_beats, g.po), dtype=np.uint8)
     pp, pi_, po_ = (stimulus or Stimulus()).arrays()
     cycles, _, err, a0, a1, _ = engine(
-        shape.height, shape.width, scan_slots(shape.height, shape.width, shape.stride), bool(shape.input_signed),
-        len(scheduled.groups), shape.out_height * shape.out_width, g.pi, g.po, g.max_cg, g.line_depth, g.max_group, g.pipeline_latency,
-        params, act,
-        pp, pi_, po_, beats, False, 1, *_memory_args(memory, g), False)
+        shape.height, shape.width, scan_slots(shape.height, shape.width, shape.stride, scheduled.winograd),
+        bool(shape.input_signed), len(scheduled.groups), shape.out_height * shape.out_width, g.pi, g.po, g.max_cg,
+        g.line_depth, g.max_group, g.pipeline_latency, params, act,
+        pp, pi_, po_, beats, False, 1, *_memory_args(memory, g), False, scheduled.winograd)
     if err != _OK:
         raise RepAccelError(f"{name}: timing replay stopped: " + _ERRORS[err].format(a0, a1))
     return int(cycles)

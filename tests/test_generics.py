@@ -46,8 +46,8 @@ def test_old_generics_load_with_defaults():
 
 
 @pytest.mark.parametrize("changes,says", [
-    ({"unit": "winograd"}, "choose one of direct"),
-    ({"unit": 3}, "choose one of direct"),
+    ({"unit": "fft"}, "choose one of direct, winograd"),
+    ({"unit": 3}, "choose one of direct, winograd"),
     ({"lut_multipliers": -1}, "0..54"),
     ({"lut_multipliers": 55}, "--lut-multipliers <= 54"),
     ({"lut_multipliers": True}, "0..54"),
@@ -71,14 +71,22 @@ def test_check_same_arithmetic():
 
 def test_latency_has_one_source(monkeypatch):
     """hdl/top.py sums the RTL's stage constants and asserts them against the front end's
-    latency for every unit kind; a stage constant that changes alone is caught there."""
+    latency for every unit kind hdl/ builds; a stage constant that changes alone is caught
+    there, and so is a kind that claims RTL it does not have."""
     from rep_accel.hdl import top, unit
     top.check_latency()
-    for kind in UNIT_KINDS:
+    built = [kind for kind in UNIT_KINDS if UNIT_KINDS[kind].rtl]
+    assert built == ["direct"]
+    for kind in built:
         g = HardwareGenerics(pi=3, po=5, unit=kind)
         assert top.pipeline_latency(g) == g.pipeline_latency == 3 + 5 + UNIT_KINDS[kind].latency_fixed
     monkeypatch.setitem(unit.UNIT_LATENCY, "direct", unit.LATENCY + 1)
     with pytest.raises(AssertionError, match="the RTL's stages give"):
+        top.check_latency()
+    monkeypatch.setitem(unit.UNIT_LATENCY, "direct", unit.LATENCY)
+    import dataclasses
+    monkeypatch.setitem(UNIT_KINDS, "winograd", dataclasses.replace(UNIT_KINDS["winograd"], rtl=True))
+    with pytest.raises(AssertionError, match="needs its RTL"):
         top.check_latency()
 
 
