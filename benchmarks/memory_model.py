@@ -5,6 +5,7 @@ docs/architecture.md "External memory").
 
     python benchmarks/memory_model.py [--clock-mhz 150] [--pi 4 --po 4] [--models A0 B0]
                                       [--memory unlimited ddr3-16-800 sdr16-166]
+                                      [--units direct winograd] [--max-group 1 16]
 
 The buffers are sized as `rep-accel synth --model A0` sizes them (`workload.sized_generics`:
 the smallest w_max, max_cg and line_depth the network needs), and the line and weight
@@ -54,15 +55,18 @@ def main() -> None:
                     help="tiles per tile group to compare (1: one tile at a time)")
     ap.add_argument("--memory", nargs="+", default=["unlimited", "ddr3-16-800", "sdr16-166"],
                     help="memory specs as `--memory` takes them")
+    ap.add_argument("--units", nargs="+", default=["direct"], choices=["direct", "winograd"],
+                    help="unit kinds to compare (winograd: the simulator's schedule; hdl/ does not build it yet)")
     args = ap.parse_args()
     memories = [(spec, memory.parse(spec, args.clock_mhz)) for spec in args.memory]
     for spec, m in memories:
         print(f"memory {spec}: " + ("every stream one beat per cycle" if m is None else m.label()))
-    for name, max_group in [(n, k) for n in args.models for k in args.max_group]:
+    for name, unit, max_group in [(n, u, k) for n in args.models for u in args.units for k in args.max_group]:
         work = workload.zoo_workload(name, (3, 224, 224))
-        g = workload.sized_generics(work, args.pi, args.po, max_group)
+        g = workload.sized_generics(work, args.pi, args.po, max_group, unit)
         on_chip = g.line_buffer_bytes + g.weight_buffer_bytes
-        print(f"\n{work.name} on PI={g.pi} PO={g.po}, max_group {g.max_group} (w_max {g.w_max}, max_cg {g.max_cg}, "
+        print(f"\n{work.name} on PI={g.pi} PO={g.po} {unit} units ({g.multipliers} multipliers), max_group "
+              f"{g.max_group} (w_max {g.w_max}, max_cg {g.max_cg}, "
               f"line_depth {g.line_depth}): "
               f"line buffer {g.line_buffer_bytes / 1024:.1f} KiB + weight buffer {g.weight_buffer_bytes / 1024:.1f} KiB "
               f"= {on_chip / 1024:.1f} KiB of the LFE5U-85F's {ECP5_85F_BRAM_BYTES / 1024:.0f} KiB block RAM")

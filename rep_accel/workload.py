@@ -92,8 +92,11 @@ def workload_report(work: Workload, generics: HardwareGenerics, clock_mhz: float
     return network_report(reports, generics, clock_mhz, "fast")
 
 
-def sized_generics(work: Workload, pi: int, po: int, max_group: int | None = None) -> HardwareGenerics:
-    """The smallest buffers a pi x po array with tile groups of up to `max_group` tiles
-    (default HardwareGenerics') needs to run `work` (layout.size_generics, policy "smallest")."""
+def sized_generics(work: Workload, pi: int, po: int, max_group: int | None = None, unit: str = "direct",
+                   lut_multipliers: int = 0) -> HardwareGenerics:
+    """The smallest buffers a pi x po array of `unit` units (with `lut_multipliers` of its
+    multipliers in logic) with tile groups of up to `max_group` tiles (default
+    HardwareGenerics') needs to run `work` (layout.size_generics, policy "smallest")."""
     from .layout import size_generics
-    return size_generics(work.shapes, pi, po, "smallest", names=work.names, max_group=max_group)
+    base = HardwareGenerics(pi=pi, po=po, unit=unit, lut_multipliers=lut_multipliers)
+    return size_generics(work.shapes, pi, po, "smallest", names=work.names, max_group=max_group, base=base)
