@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from rep_accel.generics import KERNEL_BYTES, HardwareGenerics
+from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import as_scheduled
 from rep_accel.memory import MemoryModel, minimum_bytes
 
@@ -85,6 +85,8 @@ class LayerReport:
     memory_cycles: int = 0
     bound: str = "compute"
     tile_groups: int = 0
+    #: How the layer runs: "3x3" windows, or "winograd" F(2x2,3x3) tiles (layout.uses_winograd).
+    scan: str = "3x3"
 
 
 @dataclass
@@ -131,7 +133,9 @@ def layer_report(name: str, shape, generics: HardwareGenerics, cycles: int,
     max_cg = max(t.cg for t in tiles)
     kernels = max(j.cg * j.count for j in scheduled.groups)   # of a unit's weight buffer, the largest group's
     param_beats = scheduled.param_beats
-    compute, inputs = sum_cg * ho * wo, scheduled.input_beats
+    # Array steps a layer needs at least: one per output pixel, channel group and tile, a
+    # quarter of that with Winograd tiles (four outputs per step).
+    compute, inputs = sum_cg * ho * wo // (4 if scheduled.winograd else 1), scheduled.input_beats
     if param_beats > max(compute, inputs):
         bottleneck = "parameters"
     elif inputs > compute:
@@ -148,11 +152,12 @@ def layer_report(name: str, shape, generics: HardwareGenerics, cycles: int,
         height=shape.height, width=shape.width, out_height=ho, out_width=wo, tiles=len(tiles), max_cg=max_cg,
         cycles=int(cycles), macs=macs, utilization=macs / (g.peak_macs_per_cycle * cycles),
         compute_demand=compute, input_demand=inputs, param_demand=param_beats, bottleneck=bottleneck,
-        line_buffer_bytes=g.pi * shape.width * max_cg * 2, weight_buffer_bytes=g.pi * g.po * kernels * KERNEL_BYTES,
+        line_buffer_bytes=g.pi * shape.width * max_cg * g.unit_kind.line_rows,
+        weight_buffer_bytes=g.pi * g.po * kernels * g.unit_kind.kernel_word_bytes,
         act_read_bytes=act_read, weight_read_bytes=weight_read, act_write_bytes=act_write, bytes=total,
         min_bytes=minimum_bytes(shape), unlimited_cycles=unlimited, stall_cycles=int(cycles) - unlimited,
         memory_cycles=mem_cycles, bound="memory" if mem_cycles > unlimited else "compute",
-        tile_groups=len(scheduled.groups))
+        tile_groups=len(scheduled.groups), scan="winograd" if scheduled.winograd else "3x3")
 
 
 def network_report(layers: list[LayerReport], generics: HardwareGenerics, clock_mhz: float, mode: str,
@@ -188,25 +193,27 @@ def _kib(b: int) -> str:
 
 def format_table(r: NetworkReport) -> str:
     """The report as a fixed-width text table (one row per layer, then the totals)."""
-    head = (f"{'layer':<12} {'shape CxHxW -> CxHxW':<24} {'s':>1} {'g':>2} {'tiles':>5} {'grps':>4} {'cycles':>11} "
+    head = (f"{'layer':<12} {'shape CxHxW -> CxHxW':<24} {'s':>1} {'g':>2} {'scan':>4} {'tiles':>5} {'grps':>4} {'cycles':>11} "
             f"{'MACs':>13} {'util':>6} {'bottleneck':>10} {'LB KiB':>7} {'WB KiB':>7} "
             f"{'act rd KiB':>10} {'wt rd KiB':>9} {'act wr KiB':>10} {'x min':>5} {'stalls':>9} {'bound':>7}")
     lines = [head, "-" * len(head)]
     for lr in r.layers:
         shp = f"{lr.cin}x{lr.height}x{lr.width}->{lr.cout}x{lr.out_height}x{lr.out_width}"
-        lines.append(f"{lr.name[:12]:<12} {shp:<24} {lr.stride:>1} {lr.groups:>2} {lr.tiles:>5} {lr.tile_groups:>4} {lr.cycles:>11,} "
+        lines.append(f"{lr.name[:12]:<12} {shp:<24} {lr.stride:>1} {lr.groups:>2} {lr.scan[:4]:>4} {lr.tiles:>5} "
+                     f"{lr.tile_groups:>4} {lr.cycles:>11,} "
                      f"{lr.macs:>13,} {lr.utilization:>6.1%} {lr.bottleneck:>10} {_kib(lr.line_buffer_bytes):>7} "
                      f"{_kib(lr.weight_buffer_bytes):>7} {_kib(lr.act_read_bytes):>10} "
                      f"{_kib(lr.weight_read_bytes):>9} {_kib(lr.act_write_bytes):>10} {lr.bytes / lr.min_bytes:>5.2f} "
                      f"{lr.stall_cycles:>9,} {lr.bound:>7}")
     lines.append("-" * len(head))
-    lines.append(f"{'total':<12} {'':<24} {'':>1} {'':>2} {sum(lr.tiles for lr in r.layers):>5} "
+    lines.append(f"{'total':<12} {'':<24} {'':>1} {'':>2} {'':>4} {sum(lr.tiles for lr in r.layers):>5} "
                  f"{sum(lr.tile_groups for lr in r.layers):>4} {r.cycles:>11,} "
                  f"{r.macs:>13,} {r.utilization:>6.1%} {r.bottleneck:>10} {_kib(r.line_buffer_bytes):>7} "
                  f"{_kib(r.weight_buffer_bytes):>7} {_kib(r.act_read_bytes):>10} {_kib(r.weight_read_bytes):>9} "
                  f"{_kib(r.act_write_bytes):>10} {r.bytes / r.min_bytes:>5.2f} {r.stall_cycles:>9,} {'':>7}")
     g = HardwareGenerics.from_dict(r.generics)
-    lines.append(f"PI={g.pi} PO={g.po}, tile groups of up to {g.max_group} tiles ({r.mode} mode): {r.cycles:,} cycles per frame = {r.latency_ms:.3f} ms "
+    lines.append(f"PI={g.pi} PO={g.po} {g.unit} units, tile groups of up to {g.max_group} tiles ({r.mode} mode): "
+                 f"{r.cycles:,} cycles per frame = {r.latency_ms:.3f} ms "
                  f"at {r.clock_mhz:g} MHz, {r.frames_per_second:.2f} frames/s; buffers on chip: line "
                  f"{_kib(g.line_buffer_bytes)} KiB, weights {_kib(g.weight_buffer_bytes)} KiB")
     lines.append(f"external memory: {r.bytes / 1e6:.2f} MB per frame, {r.bytes / r.min_bytes:.2f}x the minimum "
