@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -511,3 +511,40 @@ def test_column_full_width():
     want = golden.conv_accumulate(x, w, 1, 1)[0, 0]
     assert np.abs(want).max() * 4 > 1 << 32
     assert np.array_equal(got, want)
+
+
+# ----------------------------------------------------------------------------------
+# Structure
+# ----------------------------------------------------------------------------------
+
+def test_adder_networks_keep_the_two_adder_rule():
+    """The generator refuses a stage deeper than MAX_CHAINED_ADDERS (a five-term row needs
+    three) and a coefficient that is not 0 or +-2^k; the three transforms elaborate within it."""
+    from rep_accel.hdl.winograd import _Term, _linear_combination, _register
+    terms = [_Term(Signal(signed(8), name=f"t{k}"), W.Range(-128, 127), frozenset([k])) for k in range(5)]
+    assert _linear_combination([1, 1, -1, 1], terms[:4]).depth == 2
+    with pytest.raises(ValueError, match="chained adders"):
+        _register(None, _linear_combination([1, 1, 1, 1, 1], terms), "deep", None)
+    with pytest.raises(ValueError, match="coefficient 3"):
+        _linear_combination([3, 1], terms[:2])
+    for dut in (WinogradInputTransform(), WinogradWeightTransform(), WinogradOutputTransform()):
+        rtlil.convert(dut)
+
+
+@pytest.mark.parametrize("make", [WinogradInputTransform, WinogradWeightTransform, WinogradOutputTransform,
+                                  lambda: WinogradUnit(2 * WEIGHT_BANK_DEPTH + 3, lut_taps=3),
+                                  lambda: WinogradUnit(1, dsp="ecp5")],
+                         ids=["input", "weight", "output", "unit-3-banks", "unit-ecp5"])
+def test_verilog_lints_clean(make, tmp_path):
+    """Verilator -Wall with the repository's waivers only, as the top's Verilog (hdl/lint_waivers.vlt)."""
+    import subprocess
+
+    from amaranth.back import verilog
+
+    from rep_accel.hdl.verilog import simulation_models, waivers_path
+    from rep_accel.tools import verilator_command, verilator_env
+    (tmp_path / "dut.v").write_text(verilog.convert(make(), name="dut", emit_src=False))
+    models = [str(m) for m in simulation_models("ecp5")]
+    r = subprocess.run([*verilator_command(), "--lint-only", "-Wall", str(waivers_path()), "--top-module", "dut",
+                        "dut.v", *models], cwd=tmp_path, env=verilator_env(), capture_output=True, text=True)
+    assert r.returncode == 0 and "%Warning" not in r.stderr, r.stderr[:3000]
