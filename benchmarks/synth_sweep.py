@@ -1,8 +1,13 @@
-"""Synthesis sweep: PI x PO = 1x1, 2x2, 4x4, 8x8 on an ECP5 LFE5U-85F, speed grade 8.
+"""Synthesis sweep: PI x PO = 1x1, 2x2, 4x4, 8x8 on an ECP5 LFE5U-85F, speed grade 8, and
+any other array, LUT-multiplier count and ECP5 device.
 
     python benchmarks/synth_sweep.py [--configs 1x1,2x2,4x4,8x8] [--out out/synth_sweep]
                                      [--doc docs/synthesis.md] [--reuse] [--timeout S]
                                      [--workers N | --address ADDR | --serial]
+
+A configuration is PIxPO[+N][@DEVICE]: N of the array's multipliers built as LUT multipliers
+(`--lut-multipliers`, default 0) on DEVICE (12k, 25k, 45k, 85k; default 85k), e.g. `2x2+8@25k`
+(36 multipliers on the LFE5U-25F's 28 DSP blocks and 8 LUT multipliers).
 
 For every configuration: `rep-accel rtl --dsp ecp5` (MULT18X18D blocks with their own
 registers) with W_MAX = 224 and buffers sized exactly for RepVGG-A0 at 224x224
@@ -50,6 +55,37 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
+class Config:
+    """One configuration of a sweep: the array, its LUT multipliers, the device (None: the
+    sweep's)."""
+
+    pi: int
+    po: int
+    lut_multipliers: int = 0
+    device: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Config":
+        """PIxPO[+N][@DEVICE]."""
+        spec, _, device = text.strip().lower().partition("@")
+        array, _, luts = spec.partition("+")
+        pi, po = (int(v) for v in array.split("x"))
+        if device and device not in ecp5.DEVICES:
+            raise ValueError(f"configuration {text!r}: device {device!r} is not one of {', '.join(ecp5.DEVICES)}")
+        return cls(pi, po, int(luts) if luts else 0, device or None)
+
+    @property
+    def name(self) -> str:
+        """The folder and row suffix: 4x4, 2x2_lut8_25k."""
+        return (f"{self.pi}x{self.po}" + (f"_lut{self.lut_multipliers}" if self.lut_multipliers else "")
+                + (f"_{self.device}" if self.device else ""))
+
+    @property
+    def label(self) -> str:
+        return f"{self.pi}x{self.po}" + (f" +{self.lut_multipliers} LUT mult." if self.lut_multipliers else "")
+
+
+@dataclass(frozen=True)
 class Sweep:
     """What every configuration of a sweep shares: the workload, the flow, the work folder."""
 
@@ -69,15 +105,16 @@ class Sweep:
 
 
 def rtl_command(out: Path, g, target: str = "ecp5") -> list[str]:
+    luts = ["--lut-multipliers", str(g.lut_multipliers)] if g.lut_multipliers else []
     return ["rep-accel", "rtl", "-o", str(out), "--pi", str(g.pi), "--po", str(g.po), "--w-max", str(g.w_max),
             "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth), "--max-group", str(g.max_group),
-            "--dsp", "ecp5" if target == "ecp5" else "generic"]
+            *luts, "--dsp", "ecp5" if target == "ecp5" else "generic"]
 
 
-def synth_command(rtl: Path, out: Path, sweep: Sweep | None = None) -> list[str]:
+def synth_command(rtl: Path, out: Path, sweep: Sweep | None = None, device: str | None = None) -> list[str]:
     sweep = sweep or Sweep(Path("."))
     size = ",".join(map(str, sweep.input_size))
-    device = ["--device", sweep.device, "--speed", str(sweep.speed)] if sweep.target == "ecp5" else \
+    device = ["--device", device or sweep.device, "--speed", str(sweep.speed)] if sweep.target == "ecp5" else \
         ["--clock-mhz", f"{TARGET_MHZ:g}"]
     return ["rep-accel", "synth", str(rtl), "--target", sweep.target, *device,
             "-o", str(out), "--model", sweep.model, "--input-size", size]
@@ -91,24 +128,26 @@ def _shown(path: Path) -> Path:
         return path
 
 
-def run_config(config: tuple[int, int], sweep: Sweep) -> dict:
-    """Generate, synthesize, place and route one configuration (PI, PO); return its row (a
-    dict). Runs as a Ray task: it writes only below sweep.root/{rtl,synth}_PIxPO."""
-    pi, po = config
+def run_config(config: Config, sweep: Sweep) -> dict:
+    """Generate, synthesize, place and route one configuration; return its row (a dict).
+    Runs as a Ray task: it writes only below sweep.root/{rtl,synth}_<config.name>."""
+    pi, po = config.pi, config.po
+    device = config.device or sweep.device
     root = sweep.root
     work = workload.zoo_workload(sweep.model, sweep.input_size)
-    g = workload.sized_generics(work, pi, po)
-    rtl, out = root / f"rtl_{pi}x{po}", root / f"synth_{pi}x{po}"
-    row = {"pi": pi, "po": po, "generics": g.to_dict(), "workload": work.name,
+    g = workload.sized_generics(work, pi, po, lut_multipliers=config.lut_multipliers)
+    rtl, out = root / f"rtl_{config.name}", root / f"synth_{config.name}"
+    row = {"pi": pi, "po": po, "config": config.name, "label": config.label, "device": device,
+           "generics": g.to_dict(), "workload": work.name,
            "rtl_command": shlex.join(rtl_command(_shown(rtl), g, sweep.target)),
-           "synth_command": shlex.join(synth_command(_shown(rtl), _shown(out), sweep))}
+           "synth_command": shlex.join(synth_command(_shown(rtl), _shown(out), sweep, device))}
     t0 = time.monotonic()
     row["rtl_source"] = rtl_source_version()
     subprocess.run(rtl_command(rtl, g, sweep.target), check=True)
     row["rtl_seconds"] = time.monotonic() - t0
     design = synth.load_design(rtl)
     assert design.generics == g, (design.generics, g)
-    options = {"device": sweep.device, "speed": sweep.speed} if sweep.target == "ecp5" else {}
+    options = {"device": device, "speed": sweep.speed} if sweep.target == "ecp5" else {}
     try:
         result = synth.run(design, out, sweep.target, timeout_s=sweep.timeout_s, **options)
         row["status"] = "ok"
@@ -123,10 +162,11 @@ def run_config(config: tuple[int, int], sweep: Sweep) -> dict:
         row["high_fanout"] = high_fanout_nets(out / synth.NETLIST)
     if result is not None and result.fmax_mhz is not None:
         rep = workload.workload_report(work, g, result.fmax_mhz)
-        row.update(cycles=rep.cycles, frames_per_second=rep.frames_per_second, mac_utilization=rep.utilization)
+        row.update(cycles=rep.cycles, frames_per_second=rep.frames_per_second, mac_utilization=rep.utilization,
+                   macs=rep.macs)
     else:
         rep = workload.workload_report(work, g, TARGET_MHZ)
-        row.update(cycles=rep.cycles, frames_per_second=None, mac_utilization=rep.utilization,
+        row.update(cycles=rep.cycles, frames_per_second=None, mac_utilization=rep.utilization, macs=rep.macs,
                    frames_per_second_at_target=rep.frames_per_second)
     return row
 
@@ -177,12 +217,18 @@ def generic_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _label(row: dict) -> str:
+    """A row's configuration as the table names it (rows of older runs have no label)."""
+    return row.get("label") or f"{row['pi']}x{row['po']}"
+
+
 def table(rows: list[dict]) -> str:
     """The results as a Markdown table (generic_table for rows of the generic flow)."""
     if rows and all((r.get("result") or {}).get("target") == "generic" for r in rows):
         return generic_table(rows)
-    head = ("| PI x PO | LUT4 (Yosys) | logic cells TRELLIS_COMB | flip-flops | MULT18X18D | DP16KD | "
-            "fits | Fmax (MHz) | >= 150 MHz | cycles / frame | A0 224x224 frames/s | yosys + nextpnr (s) |")
+    head = ("| device | PI x PO | LUT4 (Yosys) | logic cells TRELLIS_COMB | flip-flops | MULT18X18D | DP16KD | "
+            "fits | Fmax (MHz) | >= 150 MHz | cycles / frame | A0 224x224 frames/s | GOPS per DSP | "
+            "yosys + nextpnr (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         res = r.get("result") or {}
@@ -192,12 +238,15 @@ def table(rows: list[dict]) -> str:
         fps = r.get("frames_per_second")
         secs = res.get("seconds", {})
         t = " + ".join(f"{secs[k]:.0f}" for k in ("yosys", "nextpnr") if k in secs) or ""
+        dsps = cells.get("MULT18X18D", 0)
+        gops = 2 * r["macs"] * fps / 1e9 / dsps if fps and dsps and r.get("macs") else None
         lines.append(
-            f"| {r['pi']}x{r['po']} | {cells.get('LUT4', 0):,} | {_cell(res, 'TRELLIS_COMB')} | "
+            f"| {ecp5.DEVICES[r.get('device', DEVICE)][0]} | {_label(r)} | "
+            f"{cells.get('LUT4', 0):,} | {_cell(res, 'TRELLIS_COMB')} | "
             f"{_cell(res, 'TRELLIS_FF')} | {_cell(res, 'MULT18X18D')} | {_cell(res, 'DP16KD')} | {fits} | "
             f"{f'{fmax:.1f}' if fmax is not None else '-'} | "
             f"{('yes' if fmax >= TARGET_MHZ else '**no**') if fmax is not None else '-'} | {r['cycles']:,} | "
-            f"{f'{fps:.2f}' if fps is not None else '-'} | {t} |")
+            f"{f'{fps:.2f}' if fps is not None else '-'} | {f'{gops:.2f}' if gops is not None else '-'} | {t} |")
     return "\n".join(lines)
 
 
@@ -209,8 +258,8 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         f"Generated by `python benchmarks/synth_sweep.py` on {date} ({platform.machine()}, Python "
         f"{platform.python_version()}). Do not edit by hand; rerun the script.",
         "",
-        f"Device: Lattice ECP5 LFE5U-85F, speed grade {SPEED}, package {ecp5.DEFAULT_PACKAGE}, placed out of "
-        f"context (the core alone: no I/O pins). Verilog from `rep-accel rtl --dsp ecp5`: every product in a "
+        f"Devices: Lattice ECP5 (the table's first column), speed grade {SPEED}, package {ecp5.DEFAULT_PACKAGE}, "
+        f"placed out of context (the core alone: no I/O pins). Verilog from `rep-accel rtl --dsp ecp5`: every product in a "
         f"MULT18X18D with its input, pipeline and output registers (Yosys maps a generic `a * b` to the DSP "
         f"but leaves its registers in the fabric). nextpnr aims at {TARGET_MHZ:g} MHz; Fmax is what it achieved "
         f"after routing (placement seed 1). "
@@ -222,6 +271,12 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         f"count, no stalls); the head (average pooling + FC) runs on the host and is not counted.",
         "",
         table(rows),
+        "",
+        best_per_device(rows),
+        "",
+        "GOPS per DSP: 2 x the useful MACs of a frame x frames/s / the MULT18X18D used. An array with more "
+        "multipliers than the device's DSP blocks builds the rest as LUT multipliers (`--lut-multipliers`, "
+        "the `+N LUT mult.` of a configuration; same cycles, same values).",
         "",
         "LUT4 is Yosys' count of mapped LUT4 cells; TRELLIS_COMB (what nextpnr places, of 83,640) also counts the "
         "two halves of every carry cell and the LUTs of distributed RAM. A design that does not fit stops in "
@@ -246,7 +301,7 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
     for r in rows:
         res = r.get("result") or {}
         g = r["generics"]
-        parts.append(f"- **{r['pi']}x{r['po']}** (w_max {g['w_max']}, max_cg {g['max_cg']}, line_depth "
+        parts.append(f"- **{_label(r)}** on {ecp5.DEVICES[r.get('device', DEVICE)][0]} (w_max {g['w_max']}, max_cg {g['max_cg']}, line_depth "
                      f"{g['line_depth']}, max_group {g.get('max_group', 1)}; RTL from "
                      f"{r.get('rtl_source', 'unknown')}): {r['status']}.")
         if r.get("error"):
@@ -268,6 +323,19 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         parts.append(f"- {k}: {v}")
     parts.append("")
     return "\n".join(parts)
+
+
+def best_per_device(rows: list[dict]) -> str:
+    """A line per device: the row with the most frames/s at its achieved Fmax among those that fit."""
+    best: dict[str, dict] = {}
+    for r in rows:
+        fps = r.get("frames_per_second")
+        if fps and (r.get("result") or {}).get("fits"):
+            d = r.get("device", DEVICE)
+            if d not in best or fps > best[d]["frames_per_second"]:
+                best[d] = r
+    return "\n".join(f"Best on the {ecp5.DEVICES[d][0]}: {_label(r)}, {r['frames_per_second']:.2f} frames/s at "
+                     f"{r['result']['fmax_mhz']:.1f} MHz." for d, r in sorted(best.items()))
 
 
 def rtl_source_version() -> str:
@@ -303,23 +371,28 @@ def main(argv=None) -> int:
     if args.doc and not sweep.is_default:
         p.error(f"--doc describes the ECP5 sweep of {MODEL} {'x'.join(map(str, INPUT_SIZE))}; "
                 f"give --doc '' with --target/--model/--input-size")
-    configs = [tuple(int(v) for v in cfg.lower().split("x")) for cfg in args.configs.split(",")]
-    rows: dict[tuple, dict] = {}
-    for pi, po in configs:
-        row_file = root / f"row_{pi}x{po}.json"
+    try:
+        configs = [Config.parse(cfg) for cfg in args.configs.split(",")]
+    except ValueError as e:
+        p.error(f"--configs: {e} (PIxPO[+LUT_MULTIPLIERS][@DEVICE], e.g. 4x4 or 2x2+8@25k)")
+    rows: dict[Config, dict] = {}
+    for c in configs:
+        row_file = root / f"row_{c.name}.json"
         if args.reuse and row_file.is_file():
-            rows[(pi, po)] = json.loads(row_file.read_text())
-            print(f"{pi}x{po}: reused {row_file}", file=sys.stderr)
+            rows[c] = json.loads(row_file.read_text())
+            print(f"{c.name}: reused {row_file}", file=sys.stderr)
     todo = [c for c in configs if c not in rows]
     with distributed.session(args.workers, args.address, args.serial) as engine:
-        print(f"{len(todo)} configuration(s) on {engine.name}: {', '.join(f'{a}x{b}' for a, b in todo)}",
+        print(f"{len(todo)} configuration(s) on {engine.name}: {', '.join(c.name for c in todo)}",
               file=sys.stderr, flush=True)
         for index, row in engine.map(run_config, todo, sweep):
-            pi, po = todo[index]
-            (root / f"row_{pi}x{po}.json").write_text(json.dumps(row, indent=1) + "\n")
-            rows[(pi, po)] = row
+            (root / f"row_{todo[index].name}.json").write_text(json.dumps(row, indent=1) + "\n")
+            rows[todo[index]] = row
             print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
     rows = [rows[c] for c in configs]
+    macs = workload.zoo_workload(sweep.model, sweep.input_size).macs if rows else 0
+    for r in rows:
+        r.setdefault("macs", macs)   # rows of runs before the field
 
     versions = {}
     for r in rows:

@@ -33,6 +33,11 @@ class Workload:
     shapes: list
     build_generics: HardwareGenerics | None = None
 
+    @property
+    def macs(self) -> int:
+        """Useful multiply-accumulates of one frame (the conv layers')."""
+        return sum(s.macs for s in self.shapes)
+
 
 def zoo_workload(model: str, input_size=(3, 224, 224)) -> Workload:
     """The layers of a zoo variant (`rep_accel.models`, e.g. "A0") or of a checkpoint file,

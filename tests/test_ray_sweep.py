@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,22 @@ def test_sweep_on_ray_equals_serial(sweep_module, cluster, tmp_path, capsys):
             for k in ("rtl_command", "synth_command"):
                 r[k] = r[k].replace(str(tmp_path / "serial"), "OUT").replace(str(tmp_path / "ray"), "OUT")
         assert _without_seconds(a) == _without_seconds(b)
+
+
+def test_configuration_specs(sweep_module):
+    """PIxPO[+N][@DEVICE]: the LUT multipliers go to `rep-accel rtl`, the device to `synth`."""
+    c = sweep_module.Config.parse("2x2+8@25k")
+    assert (c.pi, c.po, c.lut_multipliers, c.device, c.name) == (2, 2, 8, "25k", "2x2_lut8_25k")
+    assert sweep_module.Config.parse("4x4").name == "4x4" and sweep_module.Config.parse("4x4").device is None
+    with pytest.raises(ValueError, match="device '99k'"):
+        sweep_module.Config.parse("1x1@99k")
+    from rep_accel.generics import HardwareGenerics
+    g = HardwareGenerics(pi=2, po=2, lut_multipliers=8)
+    assert sweep_module.rtl_command(Path("r"), g)[-4:] == ["--lut-multipliers", "8", "--dsp", "ecp5"]
+    cmd = sweep_module.synth_command(Path("r"), Path("s"), sweep_module.Sweep(Path(".")), "25k")
+    assert cmd[cmd.index("--device") + 1] == "25k"
+    rows = [{"pi": 1, "po": 1, "device": "25k", "frames_per_second": 3.0, "result": {"fits": True, "fmax_mhz": 150.0}},
+            {"pi": 2, "po": 2, "device": "25k", "frames_per_second": 5.0, "result": {"fits": False, "fmax_mhz": 150.0}},
+            {"pi": 2, "po": 2, "device": "85k", "frames_per_second": 4.0, "result": {"fits": True, "fmax_mhz": 140.0}}]
+    assert sweep_module.best_per_device(rows).splitlines() == [
+        "Best on the LFE5U-25F: 1x1, 3.00 frames/s at 150.0 MHz.", "Best on the LFE5U-85F: 2x2, 4.00 frames/s at 140.0 MHz."]

@@ -69,6 +69,26 @@ DEVICES = {
     "45k": ("LFE5U-45F", "--45k"),
     "85k": ("LFE5U-85F", "--85k"),
 }
+#: Resources of each device as nextpnr-ecp5 counts them (its report's "available"): logic
+#: cells (TRELLIS_COMB: LUT4 or carry halves), MULT18X18D, DP16KD. The 85k row is read off
+#: nextpnr's reports here (docs/synthesis.md); the 25k and 45k rows are the Lattice ECP5
+#: family data sheet's (FPGA-DS-02012, table 1.1: 24k / 44k LUTs, 28 / 72 18x18 multipliers,
+#: 56 / 108 EBR), not yet confirmed by a nextpnr run here.
+DEVICE_RESOURCES = {
+    "25k": {"TRELLIS_COMB": 24288, "MULT18X18D": 28, "DP16KD": 56},
+    "45k": {"TRELLIS_COMB": 43848, "MULT18X18D": 72, "DP16KD": 108},
+    "85k": {"TRELLIS_COMB": 83640, "MULT18X18D": 156, "DP16KD": 208},
+}
+#: DP16KD aspect ratios (entries, bits): pseudo dual port up to 36 bits wide.
+BLOCK_RAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def block_rams(depth: int, width: int) -> int:
+    """DP16KD a memory of `depth` words of `width` bits takes in its best aspect ratio (an
+    estimate of what Yosys maps; the RTL banks its deep memories so each bank is one row)."""
+    return min(-(-depth // d) * -(-width // w) for d, w in BLOCK_RAM_SHAPES)
+
+
 SPEEDS = (6, 7, 8)
 DEFAULT_DEVICE = "85k"
 DEFAULT_SPEED = 8
