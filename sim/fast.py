@@ -342,19 +342,27 @@ def _dot(act, wt, a, w, run_act, run_w, n_steps):
 
 
 @njit(cache=True, inline="always")
-def _store(out, out_base, p, o, acc, bias, m0, n):
-    out[out_base[p] + o] = requantize_value(np.int64(acc) + bias[o], m0[o], n[o], ACT_MIN, ACT_MAX)
+def _put4(sums, i, a, b, c, d):
+    """sums[i..i+3] = a, b, c, d (i: uint64, so the four stores are plainly adjacent)."""
+    sums[i] = a
+    sums[i + np.uint64(1)] = b
+    sums[i + np.uint64(2)] = c
+    sums[i + np.uint64(3)] = d
 
 
 @njit(cache=True, inline="always")
-def _store4(out, base, o0, a0, a1, a2, a3, bias, m0, n):
-    """Requantize the accumulators of channels o0..o0+3 of one pixel (uniform code, so
-    LLVM can do the four in vector registers)."""
-    b = base + o0
-    out[b] = requantize_value(np.int64(a0) + bias[o0], m0[o0], n[o0], ACT_MIN, ACT_MAX)
-    out[b + 1] = requantize_value(np.int64(a1) + bias[o0 + 1], m0[o0 + 1], n[o0 + 1], ACT_MIN, ACT_MAX)
-    out[b + 2] = requantize_value(np.int64(a2) + bias[o0 + 2], m0[o0 + 2], n[o0 + 2], ACT_MIN, ACT_MAX)
-    out[b + 3] = requantize_value(np.int64(a3) + bias[o0 + 3], m0[o0 + 3], n[o0 + 3], ACT_MIN, ACT_MAX)
+def _requantize_row(out, out_index, sums, sums_index, o_first, count, bias, m0, n):
+    """Requantize `count` adjacent channels from o_first of one pixel: sums[sums_index + i]
+    -> out[out_index + i]. A plain loop over adjacent channels (uint64 indices: no
+    negative-index wrap-around), which LLVM vectorizes."""
+    for i in range(count):
+        o = o_first + i
+        out[out_index + i] = requantize_value(np.int64(sums[sums_index + i]) + bias[o], m0[o], n[o],
+                                              ACT_MIN, ACT_MAX)
+
+
+#: Pixels and channels of one task's tile of window sums.
+TASK_PIXELS, TASK_CHANNELS = TASK_PIXEL_BLOCKS * BLOCK_P, TASK_CHANNEL_BLOCKS * BLOCK_O
 
 
 @njit(cache=True, parallel=True)
@@ -367,39 +375,49 @@ def conv_kernel(act, pix_base, run_act, run_w, n_steps, group_step, wt, w_row, o
     offsets of the R runs relative to pix_base and to a weight row; n_steps: dot steps
     (STEP_BYTES each) per run; group_step: offset in `act` between consecutive groups;
     wt: int8 (C_out * w_row,) weights, zero past each run's real length;
-    o_start, o_count, o_group: int64 (B,) output-channel blocks (<= 4 channels, one group);
+    o_start, o_count, o_group: int64 (B,) output-channel blocks (<= 4 channels, one group;
+    consecutive blocks are adjacent: o_start[b + 1] = o_start[b] + o_count[b]);
     bias, m0, n: int64 (C_out,); out_base: int64 (P,) offset in `out` of pixel p's channel 0.
+
+    A task is up to TASK_PIXELS pixels x TASK_CHANNELS channels: its window sums go to a
+    tile (int32), then each pixel's row of the tile is requantized in one loop.
     """
     n_pix = pix_base.shape[0]
-    n_pblocks = (n_pix + BLOCK_P - 1) // BLOCK_P
-    n_pchunks = (n_pblocks + TASK_PIXEL_BLOCKS - 1) // TASK_PIXEL_BLOCKS
+    n_pchunks = (n_pix + TASK_PIXELS - 1) // TASK_PIXELS
     n_oblocks = o_start.shape[0]
     n_ochunks = (n_oblocks + TASK_CHANNEL_BLOCKS - 1) // TASK_CHANNEL_BLOCKS
     for task in prange(n_pchunks * n_ochunks):
-        pc = task % n_pchunks
-        oc = task // n_pchunks
-        for ob in range(oc * TASK_CHANNEL_BLOCKS, min(n_oblocks, (oc + 1) * TASK_CHANNEL_BLOCKS)):
+        p_first = (task % n_pchunks) * TASK_PIXELS
+        p_end = min(n_pix, p_first + TASK_PIXELS)
+        ob_first = (task // n_pchunks) * TASK_CHANNEL_BLOCKS
+        ob_end = min(n_oblocks, ob_first + TASK_CHANNEL_BLOCKS)
+        o_first = o_start[ob_first]
+        sums = np.empty(TASK_PIXELS * TASK_CHANNELS, dtype=np.int32)
+        for ob in range(ob_first, ob_end):
             o0 = o_start[ob]
             no = o_count[ob]
             goff = o_group[ob] * group_step
-            for pb in range(pc * TASK_PIXEL_BLOCKS, min(n_pblocks, (pc + 1) * TASK_PIXEL_BLOCKS)):
-                p0 = pb * BLOCK_P
-                npx = min(BLOCK_P, n_pix - p0)
+            for p0 in range(p_first, p_end, BLOCK_P):
+                npx = min(BLOCK_P, p_end - p0)
+                row = (p0 - p_first) * TASK_CHANNELS + (o0 - o_first)
                 if npx == BLOCK_P and no == BLOCK_O:
                     s = _block_4x4(act, wt, pix_base[p0] + goff, pix_base[p0 + 1] + goff,
                                    pix_base[p0 + 2] + goff, pix_base[p0 + 3] + goff,
                                    o0 * w_row, (o0 + 1) * w_row, (o0 + 2) * w_row, (o0 + 3) * w_row,
                                    run_act, run_w, n_steps)
-                    _store4(out, out_base[p0], o0, s[0], s[1], s[2], s[3], bias, m0, n)
-                    _store4(out, out_base[p0 + 1], o0, s[4], s[5], s[6], s[7], bias, m0, n)
-                    _store4(out, out_base[p0 + 2], o0, s[8], s[9], s[10], s[11], bias, m0, n)
-                    _store4(out, out_base[p0 + 3], o0, s[12], s[13], s[14], s[15], bias, m0, n)
+                    _put4(sums, np.uint64(row), s[0], s[1], s[2], s[3])
+                    _put4(sums, np.uint64(row + TASK_CHANNELS), s[4], s[5], s[6], s[7])
+                    _put4(sums, np.uint64(row + 2 * TASK_CHANNELS), s[8], s[9], s[10], s[11])
+                    _put4(sums, np.uint64(row + 3 * TASK_CHANNELS), s[12], s[13], s[14], s[15])
                 else:
                     for dp in range(npx):
                         for do in range(no):
-                            acc = _dot(act, wt, pix_base[p0 + dp] + goff, (o0 + do) * w_row,
-                                       run_act, run_w, n_steps)
-                            _store(out, out_base, p0 + dp, o0 + do, acc, bias, m0, n)
+                            sums[row + dp * TASK_CHANNELS + do] = _dot(
+                                act, wt, pix_base[p0 + dp] + goff, (o0 + do) * w_row, run_act, run_w, n_steps)
+        count = np.uint64(o_start[ob_end - 1] + o_count[ob_end - 1] - o_first)
+        for p in range(p_first, p_end):
+            _requantize_row(out, np.uint64(out_base[p] + o_first), sums, np.uint64((p - p_first) * TASK_CHANNELS),
+                            np.uint64(o_first), count, bias, m0, n)
 
 
 @njit(cache=True, parallel=True)
