@@ -425,23 +425,32 @@ def im2col(act, height, width, channels, stride, groups, k_pad, out):
     """Gather every output pixel's window from a padded NHWC image into patch rows.
 
     act: flat padded image (channels per pixel); out: (H_out * W_out * groups * k_pad,)
-    of act's dtype, pre-zeroed; patch of pixel p, group g at (p * groups + g) * k_pad,
-    values in order [ky][kx][c] over the group's C/groups channels.
+    of act's dtype; patch of pixel p, group g at (p * groups + g) * k_pad, values in order
+    [ky][kx][c] over the group's C/groups channels, then zeros up to k_pad.
     """
     ho = (height - 1) // stride + 1
     wo = (width - 1) // stride + 1
     cg = channels // groups
     row = (width + 2) * channels
+    # With one group a window row (3 pixels x all channels) is contiguous in the image
+    # and in the patch: one copy per ky. Offsets are uint64: Numba then emits no
+    # negative-index wrap-around in the copy loops (measured 4x faster).
+    run = 3 * cg if groups == 1 else cg
+    runs_per_row = 1 if groups == 1 else 3
+    zero = act.dtype.type(0)
     for y in prange(ho):
         for x in range(wo):
             p = y * wo + x
             for g in range(groups):
-                dst = (p * groups + g) * k_pad
+                dst = np.uint64((p * groups + g) * k_pad)
                 for ky in range(3):
-                    for kx in range(3):
-                        src = (y * stride + ky) * row + (x * stride + kx) * channels + g * cg
-                        for c in range(cg):
-                            out[dst + (ky * 3 + kx) * cg + c] = act[src + c]
+                    for kx in range(runs_per_row):
+                        src = np.uint64((y * stride + ky) * row + (x * stride + kx) * channels + g * cg)
+                        d = dst + np.uint64((ky * runs_per_row + kx) * run)
+                        for c in range(np.uint64(run)):
+                            out[d + c] = act[src + c]
+                for c in range(dst + np.uint64(9 * cg), dst + np.uint64(k_pad)):
+                    out[c] = zero
 
 
 @njit(cache=True)
@@ -450,10 +459,10 @@ def pad_nhwc(x, out):
     ((H + 2) * (W + 2) * C,), whose border must already be zero."""
     c, h, w = x.shape
     for y in range(h):
-        for xx in range(w):
-            base = ((y + 1) * (w + 2) + xx + 1) * c
-            for ch in range(c):
-                out[base + ch] = x[ch, y, xx]
+        for ch in range(c):  # rows of x read in order (the network input has few channels)
+            base = ((y + 1) * (w + 2) + 1) * c + ch
+            for xx in range(w):
+                out[base + xx * c] = x[ch, y, xx]
 
 
 @njit(cache=True)
@@ -575,7 +584,7 @@ def run_plan(plan: LayerPlan, act_padded: np.ndarray, out_padded: np.ndarray) ->
         raise RepAccelError(f"layer buffers of {act_padded.shape} and {out_padded.shape} bytes: the plan needs "
                             f"({plan.padded_input_size()},) and ({plan.padded_output_size()},) (LayerPlan.padded_*_size)")
     if plan.im2col:
-        patches = np.zeros(s.out_height * s.out_width * s.groups * plan.k_pad, dtype=act_padded.dtype)
+        patches = np.empty(s.out_height * s.out_width * s.groups * plan.k_pad, dtype=act_padded.dtype)
         im2col(act_padded, s.height, s.width, s.cin, s.stride, s.groups, plan.k_pad, patches)
         act = patches
     else:
