@@ -65,8 +65,11 @@ _WIDTHS = W.check_widths(1)
 V_BITS = _WIDTHS.transformed_input.bits
 U_BITS = _WIDTHS.transformed_weight.bits
 PRODUCT_BITS = _WIDTHS.product.bits
-#: Signed bits of the Winograd-domain partial sums and of the output transform (modulo 2^34).
-SUM_BITS = ACC_BITS + W.OUTPUT_SHIFT
+#: Signed bits of the Winograd-domain partial sums and of the output transform (modulo 2^34):
+#: the simulator's (rep_accel.winograd.DOMAIN_BITS), which is the contract's accumulator
+#: plus the output transform's factor 4 (the module docstring).
+SUM_BITS = W.DOMAIN_BITS
+assert SUM_BITS == ACC_BITS + W.OUTPUT_SHIFT
 #: Flat vectors: a 4x4 input tile of 9-bit activations (144), V (176), a U word (192, one
 #: weight-buffer entry), the 16 partial sums (544), the 2x2 block of int32 accumulators (128).
 TILE_BITS = TILE_TAPS * ACT_BITS

@@ -185,7 +185,13 @@ def test_output_transform_wrapped_sums():
     ms = np.concatenate([_channel_sums(rng, 4096, 2, True), _channel_sums(rng, 500, 10, False)])
     want = W.exact_quarter(W.output_transform(ms.reshape(-1, 4, 4))).reshape(-1, 4).tolist()
     shifted = ms + rng.integers(-3, 4, size=ms.shape) * SUM_MOD
-    assert _output_transform([[_wrap(int(v)) for v in mm] for mm in shifted]) == want
+    wrapped = [[_wrap(int(v)) for v in mm] for mm in shifted]
+    assert _output_transform(wrapped) == want
+    # The cycle simulator's one-tile output transform (its modulo-2^34 arithmetic) agrees.
+    for mm, y in zip(wrapped, want):
+        out = np.zeros(4, dtype=np.int64)
+        W.output_transform_into(np.array(mm, dtype=np.int64), out)
+        assert out.tolist() == y
 
 
 # ----------------------------------------------------------------------------------
