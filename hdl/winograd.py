@@ -58,8 +58,6 @@ from .weight_buffer import BankedWeightBuffer
 #: Entries of a 4x4 tile (input tile d, V, U, M) and of a 2x2 output block.
 TILE_TAPS = W.TILE_IN * W.TILE_IN
 OUTPUT_TAPS = W.TILE_OUT * W.TILE_OUT
-#: Entries of a 3x3 kernel.
-KERNEL_TAPS = W.KERNEL * W.KERNEL
 _WIDTHS = W.check_widths(1)
 #: Signed bits of one entry of V = B^T d B (11), of U = G' g G'^T (12), of a product (22).
 V_BITS = _WIDTHS.transformed_input.bits
@@ -107,8 +105,9 @@ assert V_BITS <= W.DSP_OPERAND_BITS and U_BITS <= W.DSP_OPERAND_BITS
 
 @dataclass(frozen=True)
 class _Term:
-    """A value in the adder network: its expression, its exact range, the transform operands
-    it depends on (indices) and the adders chained since the last register."""
+    """A value in the adder network: its expression, its range, the transform operands it
+    depends on (indices) and the adders chained since the last register. With the operands
+    tracked the range is exact (reached); with an empty set it is a bound."""
 
     value: Value
     range: W.Range
@@ -340,22 +339,21 @@ class WideLutMultiplier(wiring.Component):
         w = Signal(signed(self._w_bits), name="weight", reset_less=True)
         m.d.sync += [a.eq(self.a), w.eq(self.w)]
 
-        top = self._w_bits - 1
+        # Stage 2: per group of weight bits, a * (the group's bits as a number), the top bit
+        # weighing -2^(w_bits-1): the partial products `a if w[b] else 0` with coefficients
+        # +-2^(b - g0). They share `a`, so their ranges are bounds (operands not tracked).
+        bit_range = W.Range(-(1 << (self._a_bits - 1)), (1 << (self._a_bits - 1)) - 1)
+        starts = range(0, self._w_bits, LUT_GROUP_BITS)
         group_sums = []
-        for g0 in range(0, self._w_bits, LUT_GROUP_BITS):
-            # Partial products of bits g0 .. g0+3, shifted within the group; the top bit negative.
-            parts = [_Term(Mux(w[b], a, 0) << (b - g0), W.Range(0, 0), frozenset([b]))
-                     for b in range(g0, min(g0 + LUT_GROUP_BITS, self._w_bits))]
-            total = _linear_combination([-1 if g0 + k == top else 1 for k in range(len(parts))], parts)
-            s = Signal(signed(self._a_bits + LUT_GROUP_BITS), name=f"group{g0 // LUT_GROUP_BITS}", reset_less=True)
-            assert total.depth <= MAX_CHAINED_ADDERS
-            m.d.sync += s.eq(total.value)
-            group_sums.append(_Term(s, W.Range(0, 0), frozenset([g0])))
-        product = _linear_combination([1 << g0 for g0 in range(0, self._w_bits, LUT_GROUP_BITS)], group_sums)
-        assert product.depth <= MAX_CHAINED_ADDERS
-        p = Signal.like(self.p, name="product", reset_less=True)
-        m.d.sync += p.eq(product.value)
-        m.d.comb += self.p.eq(p)
+        for g0 in starts:
+            bits = range(g0, min(g0 + LUT_GROUP_BITS, self._w_bits))
+            parts = [_Term(Mux(w[b], a, 0), bit_range, frozenset()) for b in bits]
+            weights = [-(1 << (b - g0)) if b == self._w_bits - 1 else 1 << (b - g0) for b in bits]
+            group_sums.append(_register(m, _linear_combination(weights, parts), f"group{g0 // LUT_GROUP_BITS}", None))
+        # Stage 3: the groups' sums, shifted into place, modulo 2^p_bits (the output register).
+        product = _register(m, _linear_combination([1 << g0 for g0 in starts], group_sums), "product",
+                            len(self.p))
+        m.d.comb += self.p.eq(product.value)
         return m
 
 
