@@ -43,12 +43,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rep_accel import distributed, synth, workload
+from rep_accel import distributed, memory, synth, workload
+from rep_accel.generics import HardwareGenerics
 from rep_accel.untrusted import parse_input_size
 from rep_accel.families import ecp5
 from rep_accel.commands.synth import critical_path_summary
 
 MODEL, INPUT_SIZE = "A0", (3, 224, 224)
+#: The external memory of the table's second frames/s column (docs/architecture.md, "External memory").
+DDR3 = "ddr3-16-800"
+DDR3_KEY = "frames_per_second_ddr3"
 DEVICE, SPEED = "85k", 8
 TARGET_MHZ = synth.DEFAULT_TARGET_MHZ
 REPO = Path(__file__).resolve().parent.parent
@@ -227,7 +231,7 @@ def table(rows: list[dict]) -> str:
     if rows and all((r.get("result") or {}).get("target") == "generic" for r in rows):
         return generic_table(rows)
     head = ("| device | PI x PO | LUT4 (Yosys) | logic cells TRELLIS_COMB | flip-flops | MULT18X18D | DP16KD | "
-            "fits | Fmax (MHz) | >= 150 MHz | cycles / frame | A0 224x224 frames/s | GOPS per DSP | "
+            "fits | Fmax (MHz) | >= 150 MHz | cycles / frame | A0 224x224 frames/s | at DDR3-800 | GOPS per DSP | "
             "yosys + nextpnr (s) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -246,11 +250,13 @@ def table(rows: list[dict]) -> str:
             f"{_cell(res, 'TRELLIS_FF')} | {_cell(res, 'MULT18X18D')} | {_cell(res, 'DP16KD')} | {fits} | "
             f"{f'{fmax:.1f}' if fmax is not None else '-'} | "
             f"{('yes' if fmax >= TARGET_MHZ else '**no**') if fmax is not None else '-'} | {r['cycles']:,} | "
-            f"{f'{fps:.2f}' if fps is not None else '-'} | {f'{gops:.2f}' if gops is not None else '-'} | {t} |")
+            f"{f'{fps:.2f}' if fps is not None else '-'} | "
+            f"{f'{r[DDR3_KEY]:.2f}' if r.get(DDR3_KEY) is not None else '-'} | "
+            f"{f'{gops:.2f}' if gops is not None else '-'} | {t} |")
     return "\n".join(lines)
 
 
-def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
+def document(rows: list[dict], versions: dict, date: str, root: Path, estimates: str | None = None) -> str:
     g0 = rows[0]["generics"] if rows else {}
     parts = [
         "# Synthesis results (ECP5)",
@@ -313,6 +319,16 @@ def document(rows: list[dict], versions: dict, date: str, root: Path) -> str:
         if r.get("frames_per_second_at_target") is not None:
             parts.append(f"  At {TARGET_MHZ:g} MHz it would run {r['frames_per_second_at_target']:.2f} frames/s "
                          f"({r['cycles']:,} cycles per frame) on a device large enough.")
+    if estimates:
+        parts += ["", "## Estimated configurations (not placed and routed)", "",
+                  "From `python benchmarks/device_sweep.py` (run by this script): every unit kind, array, "
+                  "tile-group size and device, the multipliers on the DSP blocks first and the rest as LUT "
+                  "multipliers. Cycles per frame are exact (the simulator's schedule); logic cells and block RAM "
+                  "are ESTIMATES from the measured rows above and from the Winograd components measured alone "
+                  "(`benchmarks/winograd_unit_cost.py`); frames/s are at an ASSUMED 150 MHz, because the Winograd "
+                  "unit kind has no array RTL yet (hdl/winograd.py has its datapath components only) and no "
+                  "Fmax is measured for it. Candidates estimated not to fit (more than 85% of the logic cells, "
+                  "or more block RAM than the device has) are left out of the table.", "", estimates]
     parts += ["", "## Commands", "", "```"]
     for r in rows:
         parts += [r["rtl_command"], r["synth_command"]]
@@ -390,9 +406,13 @@ def main(argv=None) -> int:
             rows[todo[index]] = row
             print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
     rows = [rows[c] for c in configs]
-    macs = workload.zoo_workload(sweep.model, sweep.input_size).macs if rows else 0
+    work = workload.zoo_workload(sweep.model, sweep.input_size)
     for r in rows:
-        r.setdefault("macs", macs)   # rows of runs before the field
+        r.setdefault("macs", work.macs)   # rows of runs before the field
+        fmax = (r.get("result") or {}).get("fmax_mhz")
+        if fmax and DDR3_KEY not in r:   # frames/s with the host streams from DDR3 at the achieved clock
+            g = HardwareGenerics.from_dict(r["generics"])
+            r[DDR3_KEY] = workload.workload_report(work, g, fmax, memory.parse(DDR3, fmax)).frames_per_second
 
     versions = {}
     for r in rows:
@@ -402,7 +422,10 @@ def main(argv=None) -> int:
     date = datetime.date.today().isoformat()
     print(table(rows))
     if args.doc:
-        Path(args.doc).write_text(document(rows, versions, date, root))
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import device_sweep
+        est = device_sweep.markdown(device_sweep.estimate(work, list(ecp5.DEVICE_RESOURCES), TARGET_MHZ), TARGET_MHZ)
+        Path(args.doc).write_text(document(rows, versions, date, root, est))
         print(f"wrote {args.doc}", file=sys.stderr)
     return 0
 
