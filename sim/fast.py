@@ -380,17 +380,22 @@ def conv_kernel(act, pix_base, run_act, run_w, n_steps, group_step, wt, w_row, o
     bias, m0, n: int64 (C_out,); out_base: int64 (P,) offset in `out` of pixel p's channel 0.
 
     A task is up to TASK_PIXELS pixels x TASK_CHANNELS channels: its window sums go to a
-    tile (int32), then each pixel's row of the tile is requantized in one loop.
+    tile (int32), then each pixel's row of the tile is requantized in one loop. Tasks
+    are of equal size (up to the last pixel block): the threads take equal shares of
+    the task range, e.g. 48 channels are two tasks of 24, not 32 and 16.
     """
     n_pix = pix_base.shape[0]
-    n_pchunks = (n_pix + TASK_PIXELS - 1) // TASK_PIXELS
+    n_pblocks = (n_pix + BLOCK_P - 1) // BLOCK_P
+    n_pchunks = (n_pblocks + TASK_PIXEL_BLOCKS - 1) // TASK_PIXEL_BLOCKS
+    task_pixels = (n_pblocks + n_pchunks - 1) // n_pchunks * BLOCK_P
     n_oblocks = o_start.shape[0]
     n_ochunks = (n_oblocks + TASK_CHANNEL_BLOCKS - 1) // TASK_CHANNEL_BLOCKS
+    task_oblocks = (n_oblocks + n_ochunks - 1) // n_ochunks
     for task in prange(n_pchunks * n_ochunks):
-        p_first = (task % n_pchunks) * TASK_PIXELS
-        p_end = min(n_pix, p_first + TASK_PIXELS)
-        ob_first = (task // n_pchunks) * TASK_CHANNEL_BLOCKS
-        ob_end = min(n_oblocks, ob_first + TASK_CHANNEL_BLOCKS)
+        p_first = (task % n_pchunks) * task_pixels
+        p_end = min(n_pix, p_first + task_pixels)
+        ob_first = (task // n_pchunks) * task_oblocks
+        ob_end = min(n_oblocks, ob_first + task_oblocks)
         o_first = o_start[ob_first]
         sums = np.empty(TASK_PIXELS * TASK_CHANNELS, dtype=np.int32)
         for ob in range(ob_first, ob_end):
@@ -524,6 +529,9 @@ class LayerPlan:
 def plan_layer(shape: LayerShape, weight, bias, m0, n, name: str = "layer") -> LayerPlan:
     """Prepare one layer. weight: int8 (C_out, C_in/groups, 3, 3); bias, m0, n: (C_out,)."""
     check_exact(shape, name)
+    if shape.groups < 1 or shape.cin % shape.groups or shape.cout % shape.groups:
+        raise RepAccelError(f"{name}: {shape.cin} input and {shape.cout} output channels do not split into "
+                            f"{shape.groups} groups; give channel counts that are multiples of groups")
     weight = np.asarray(weight)
     cout, cin_g = shape.cout, shape.cin_per_group
     if weight.shape != (cout, cin_g, 3, 3):

@@ -94,10 +94,10 @@ def test_lane_sums_of_sixteen_accumulators_in_order(signed):
 KERNEL_CASES = [
     (11, 7, 1, 1, 5, 6, False),     # run 33 bytes: one step and one byte padded to two steps
     (48, 13, 1, 2, 9, 7, False),    # run 144 = 4.5 steps (A0's stage 1), 13 channels: 3 blocks + 1
-    (33, 10, 3, 1, 4, 5, False),    # groups: runs of 11 < 32 bytes -> im2col, 297 -> 320 bytes
+    (33, 15, 3, 1, 4, 5, False),    # groups: runs of 11 < 32 bytes -> im2col, 99 -> 128 bytes, 5 channels a group
     (99, 12, 3, 2, 7, 5, False),    # groups: runs of 33 bytes, direct path, 9 runs of 2 steps
     (16, 12, 1, 1, 6, 5, True),     # int8 input on the direct path (run 48)
-    (64, 9, 2, 1, 3, 7, True),      # int8 input, groups, direct (runs of 32 = one step)
+    (64, 10, 2, 1, 3, 7, True),     # int8 input, groups, direct (runs of 32 = one step), 5 channels a group
     (3, 48, 1, 2, 13, 11, True),    # int8 input on the im2col path (the network's first layer)
     (5, 42, 1, 2, 1, 1, False),     # one pixel: no full pixel block at all
     (96, 20, 1, 1, 3, 3, False),    # 9 pixels: two full pixel blocks and one pixel
@@ -209,3 +209,10 @@ def test_portable_path_on_a_target_without_vnni(tmp_path):
                           os.path.join(here, "test_sim_fast_kernels.py"), os.path.join(here, "test_sim_fast.py")],
                          env=env, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_plan_refuses_channels_that_do_not_split_into_groups():
+    shape = LayerShape(64, 9, 2, 1, 3, 7)
+    with pytest.raises(RepAccelError, match="conv3.*9 output channels.*2 groups"):
+        fast.plan_layer(shape, np.zeros((9, 32, 3, 3), np.int8), np.zeros(9), np.full(9, 1 << 30), np.full(9, 40),
+                        "conv3")
