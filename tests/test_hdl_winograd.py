@@ -98,13 +98,12 @@ def test_input_transform_mixed_types_fit():
     coeff = np.kron(W.B_T, W.B_T)
     tiles = [np.where(coeff[e] > 0, 255, -128) for e in range(16)] + [np.where(coeff[e] > 0, -128, 255)
                                                                       for e in range(16)]
-    got = []
     dut = WinogradInputTransform()
     words = run_pipeline(dut, [[(dut.tile, pack_lanes(t, 9))] for t in tiles], dut.v, H.INPUT_TRANSFORM_LATENCY)
     got = [unpack_lanes(v, 16, H.V_BITS, signed=True) for v in words]
     want = [(W.B_T @ np.reshape(t, (4, 4)) @ W.B_T.T).reshape(-1).tolist() for t in tiles]
     assert got == want
-    assert [max(g[e] for g in got) for e in range(16)] == [r.hi for r in hw]
+    assert [(min(g[e] for g in got), max(g[e] for g in got)) for e in range(16)] == [(r.lo, r.hi) for r in hw]
 
 
 # ----------------------------------------------------------------------------------
