@@ -46,7 +46,8 @@ products of a step into them, written as LLVM IR by Numba intrinsics:
 The choice is made once, from the features Numba compiles for (`VNNI`); Numba's cache
 is keyed by the CPU name and features, so a cached VNNI kernel is never loaded for a CPU
 without them. Lanes are summed once per block (`acc_sums`, a transposing tree), not per
-run.
+run. The window sums of a task (up to 64 pixels x 32 channels) go to an int32 tile, and
+each pixel's channels are then requantized in one loop that LLVM vectorizes.
 
 Exactness
 ---------
@@ -174,7 +175,9 @@ VNNI = {"+avx512vnni", "+avx512vl"} <= _target_features()
 
 
 class Int32Vector(types.Type):
-    """A vector of `lanes` int32 accumulators (LLVM <lanes x i32>), local to the kernel."""
+    """A vector of `lanes` int32 accumulators (LLVM <lanes x i32>), local to the kernel:
+    kept in variables and tuples only (a Numba list or array of them would store the
+    vectors at the container's alignment, below the vector's)."""
 
     def __init__(self, lanes: int):
         self.lanes = lanes
