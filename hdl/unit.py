@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rep_accel import families
-from rep_accel.families import ecp5
 
-from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WEIGHT_BITS, WINDOW_BITS, WINDOW_TAPS, lane, memory_depth
+from .layouts import ACC_BITS, ACT_BITS, KERNEL_BITS, WEIGHT_BITS, WINDOW_BITS, WINDOW_TAPS, lane
 from . import lut_multiplier
 from .lut_multiplier import LutMultiplier
+from .weight_buffer import READ_LATENCY, WEIGHT_BANK_DEPTH, BankedWeightBuffer  # noqa: F401 (WEIGHT_BANK_DEPTH: the unit's)
 
 #: Register stages from the cycle a window is presented to the cycle its partial sum is
 #: on `psum_out`: DSP input registers, product, product again, the product in the fabric,
@@ -29,10 +28,7 @@ assert lut_multiplier.LATENCY == MULTIPLIER_STAGES, "a LUT multiplier must take 
 #: synchronous read, each bank's data registered as it is, the bank selected into the
 #: kernel register beside the buffer, then the kernel register beside the DSPs (a block
 #: RAM's clock-to-output leaves no time for a multiplexer or for crossing the chip).
-ADDR_LEAD = 4
-#: Entries of one weight-buffer bank: one block RAM (pair) of the family the RTL is timed
-#: for at its widest (ECP5's DP16KD as 512 x 36; a 72-bit kernel takes two side by side).
-WEIGHT_BANK_DEPTH = ecp5.WIDE_BLOCK_RAM_ENTRIES
+ADDR_LEAD = READ_LATENCY + 1
 
 #: How the 9 multipliers are written (`rep-accel rtl --dsp`, rep_accel.families):
 #:   "generic"  `activation * weight` between plain registers: any synthesis tool or
@@ -107,50 +103,21 @@ class ConvUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         family = families.dsp_family(self._dsp)
-        # Weights are written only while a tile's parameters load and read only while it
-        # scans, so a read never meets a write to its address: `no_rw_check` lets Yosys
-        # drop its collision logic between the block RAM and the kernel register.
-        # The write port is registered here, beside the buffer: its enable is decoded from
-        # the controller's state, which sits far from most units. A kernel is written one
-        # cycle after its beat; the first read of a scan comes at least two cycles later.
-        wr_en = Signal(name="wr_en_r")
-        wr_addr = Signal.like(self.wr_addr, name="wr_addr_r", reset_less=True)
-        wr_data = Signal.like(self.wr_data, name="wr_data_r", reset_less=True)
-        m.d.sync += [wr_en.eq(self.wr_en), wr_addr.eq(self.wr_addr), wr_data.eq(self.wr_data)]
-        bank_count = -(-self._max_cg // WEIGHT_BANK_DEPTH)
-        bank_bits = WEIGHT_BANK_DEPTH.bit_length() - 1
-        bank_data = []
-        for b in range(bank_count):
-            entries = min(WEIGHT_BANK_DEPTH, self._max_cg - b * WEIGHT_BANK_DEPTH)
-            bank = Memory(shape=KERNEL_BITS, depth=memory_depth(entries), init=[], attrs={"no_rw_check": 1})
-            m.submodules["weights" if bank_count == 1 else f"weights{b}"] = bank
-            wr = bank.write_port()
-            rd = bank.read_port()
-            # The addresses keep their low bits (the entry within the bank).
-            m.d.comb += [
-                rd.addr.eq(self.rd_addr),
-                wr.en.eq(wr_en & (wr_addr[bank_bits:] == b)),
-                wr.addr.eq(wr_addr),
-                wr.data.eq(wr_data),
-            ]
-            data = Signal(KERNEL_BITS, name=f"bank{b}_data", reset_less=True)
-            m.d.sync += data.eq(rd.data)
-            bank_data.append(data)
-        # The bank of the address of two cycles before (the read, then its register).
-        bank_sel = Signal(range(max(2, bank_count)), reset_less=True)
-        bank_sel2 = Signal.like(bank_sel, reset_less=True)
-        m.d.sync += [bank_sel.eq(self.rd_addr[bank_bits:]), bank_sel2.eq(bank_sel)]
+        # The weight buffer (hdl/weight_buffer.py): its write port registered beside it, its
+        # banks' data registered before the bank is selected into `kernel_read`, beside it.
+        m.submodules.weight_buffer = weights = BankedWeightBuffer(KERNEL_BITS, self._max_cg)
+        m.d.comb += [weights.rd_addr.eq(self.rd_addr), weights.wr_en.eq(self.wr_en),
+                     weights.wr_addr.eq(self.wr_addr), weights.wr_data.eq(self.wr_data)]
 
         # Data registers need no reset (a layer's first steps overwrite them).
-        kernel_read = Signal(KERNEL_BITS, reset_less=True)  # beside the weight buffer
+        kernel_read = weights.rd_data                       # beside the weight buffer
         kernel = Signal(KERNEL_BITS, reset_less=True)       # beside the DSPs
         triples = [Signal(signed(19), name=f"triple{j}", reset_less=True) for j in range(3)]
         assert family is None or family.DSP_REGISTER_STAGES == MULTIPLIER_STAGES, "LATENCY counts 3 DSP stages"
         window_sum = Signal(signed(21), reset_less=True)
         psum = Signal(signed(ACC_BITS), reset_less=True)
         m.d.comb += self.psum_out.eq(psum)
-        m.d.sync += [kernel_read.eq(Array(bank_data)[bank_sel2] if bank_count > 1 else bank_data[0]),
-                     kernel.eq(kernel_read)]
+        m.d.sync += kernel.eq(kernel_read)
         products = []
         for k in range(WINDOW_TAPS):
             a = lane(self.window, k, ACT_BITS).as_signed()

@@ -7,8 +7,13 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rep_accel.families import ecp5
+
 from .layouts import memory_depth
-from .unit import WEIGHT_BANK_DEPTH
+
+#: Entries of one weight-buffer bank: one block RAM (group) of the family the RTL is timed
+#: for at its widest (ECP5's DP16KD as 512 x 36; a 72-bit kernel takes two side by side).
+WEIGHT_BANK_DEPTH = ecp5.WIDE_BLOCK_RAM_ENTRIES
 
 #: Register stages from rd_addr to rd_data: the synchronous read, each bank's data
 #: registered as it is, the bank selected into a register. (A unit adds one more, beside its

@@ -20,21 +20,31 @@ _COLUMN = 24    # bits of one window column: rows y-2, y-1, y from bit 0 up
 #: Entries of one line-buffer bank: one block RAM of the family the RTL is timed for
 #: (ECP5's DP16KD as 1024 x 18, rep_accel.families.ecp5).
 LINE_BANK_DEPTH = ecp5.BLOCK_RAM_ENTRIES
+#: Entries of one column-delay bank: one block RAM at its widest (ECP5's DP16KD as 512 x 36
+#: holds a 24-bit column per entry).
+COLUMN_BANK_DEPTH = ecp5.WIDE_BLOCK_RAM_ENTRIES
 
 
 class WindowGenerator(wiring.Component):
     """Forms the 3x3 window of every lane for each scan step (docs/architecture.md, "Window generator").
 
     Per lane:
-      - a line buffer (`line_depth` entries of two bytes, byte write enables, in `Memory`
-        banks of LINE_BANK_DEPTH entries: entry e is in bank e // LINE_BANK_DEPTH)
+      - a line buffer (`line_depth` entries of two bytes, in banks of LINE_BANK_DEPTH
+        entries: entry e is in bank e // LINE_BANK_DEPTH; each bank two `Memory`s of one
+        byte, one per row parity, each with one write port and one read port at the same
+        address, so that synthesis maps each onto one block-RAM port in read-before-write
+        mode: a separate read address, or byte enables, made Yosys add collision logic
+        behind the block RAM's output, the 2x2 array's critical path at 143 MHz)
         addressed x * cg + g: byte (r mod 2) holds row r's pixel of column x, channel
         group g. A step reads the entry (rows y-1 and y-2 are its two bytes) and, if it
         consumes an input, writes its pixel into byte (y mod 2) in the same cycle; the
         read returns the old contents (read-first), so row y-2 is read as it is replaced.
         The write comes straight from `pixels`, never from the read data: no memory
         output feeds a memory input;
-      - a column delay of two banks (`Memory`, `max_cg` entries of 24 bits each)
+      - a column delay of two banks (`max_cg` entries of 24 bits each, each in `Memory`s of
+        COLUMN_BANK_DEPTH entries whose data is registered before one is selected: with
+        tile groups max_cg is K * cg deep, 3072 at 1x1 for A0, and a depth multiplexer
+        behind the block RAMs was the 1x1 array's critical path at 147 MHz)
         addressed g: bank (x mod 2) holds column x of channel group g. A step writes its
         column into bank (x mod 2) and reads both banks at g, read-first: bank (x mod 2)
         returns column x-2 as it is replaced, the other bank column x-1. Steps of one
@@ -54,8 +64,8 @@ class WindowGenerator(wiring.Component):
 
     Stages (t = the step's cycle): t memory reads and the line-buffer write; t+1 memory
     data registered as is (every bank's); t+2 the bank selected, the column formed and masked, the column-delay banks read
-    and written; t+3 the banks' data registered as is; t+4 the window formed, masked and
-    extended to 9-bit activations; t+5 on `windows` (held from the last `load` step).
+    and written; t+3 the banks' data registered as is; t+4 the column-delay bank of g selected,
+    the window formed, masked and extended to 9-bit activations; t+5 on `windows` (held from the last `load` step).
     No logic follows a memory output: a
     block RAM's clock-to-output (about 4 ns on ECP5, which has no output register that
     Yosys maps) leaves no time for it at 150 MHz.
@@ -118,32 +128,38 @@ class WindowGenerator(wiring.Component):
         bank_bits = LINE_BANK_DEPTH.bit_length() - 1
         read_bank2 = s2.addr[bank_bits:]
 
+        # The column delay's banks: the bank of g at stage 2 (write) and at stage 4 (select).
+        column_banks = -(-g.max_cg // COLUMN_BANK_DEPTH)
+        column_bits = COLUMN_BANK_DEPTH.bit_length() - 1
+        if column_banks > 1:
+            column_bank4 = register(register(s2.g[column_bits:], "column_bank3"), "column_bank4")
+
         for i in range(g.pi):
             pixel = lane(self.pixels, i, _ROW)
             bank_rows = []
             for b in range(bank_count):
                 entries = min(LINE_BANK_DEPTH, g.line_depth - b * LINE_BANK_DEPTH)
-                line = Memory(shape=unsigned(2 * _ROW), depth=memory_depth(entries), init=[])
-                m.submodules[f"line{i}_{b}"] = line
-                line_rd = line.read_port()
-                line_wr = line.write_port(granularity=_ROW)
                 writes = consumes & (step.addr[bank_bits:] == b)
-                # The right padding column has no line-buffer entry (its address may be
-                # one past the buffer); read entry 0 there, the data is masked anyway.
-                # The addresses keep their low bits (the entry within the bank).
-                m.d.comb += [
-                    line_rd.addr.eq(Mux(step.col_pad, 0, step.addr)),
-                    line_wr.addr.eq(step.addr),
-                    line_wr.data.eq(Cat(pixel, pixel)),
-                    line_wr.en.eq(Mux(writes, Mux(step.y_odd, 0b10, 0b01), 0)),
-                ]
+                data = []
+                for parity in range(2):   # byte (row mod 2) of every entry
+                    line = Memory(shape=unsigned(_ROW), depth=memory_depth(entries), init=[])
+                    m.submodules[f"line{i}_{b}_{parity}"] = line
+                    line_rd = line.read_port()
+                    line_wr = line.write_port()
+                    # One address for the read and the write (the entry within the bank): the
+                    # right padding column's (possibly one past the buffer) reads some entry,
+                    # whose data is masked, and writes none.
+                    m.d.comb += [
+                        line_rd.addr.eq(step.addr),
+                        line_wr.addr.eq(step.addr),
+                        line_wr.data.eq(pixel),
+                        line_wr.en.eq(writes & (step.y_odd == parity)),
+                    ]
+                    data.append(line_rd.data)
                 # Stage 1 -> 2: the bank's two bytes registered as they are.
-                bank_rows.append(register(line_rd.data, f"rows{i}_{b}"))
+                bank_rows.append(register(Cat(*data), f"rows{i}_{b}"))
             rows2 = Array(bank_rows)[read_bank2]
             pixel2 = register(register(pixel, f"pixel1_{i}"), f"pixel2_{i}")
-
-            banks = [Memory(shape=unsigned(_COLUMN), depth=memory_depth(g.max_cg), init=[]) for _ in range(2)]
-            m.submodules[f"even{i}"], m.submodules[f"odd{i}"] = banks
 
             # Stage 2: column x = (row y-2, row y-1, row y), masked.
             older = Mux(s2.y_odd, rows2[_ROW:], rows2[:_ROW])     # byte (y mod 2): row y-2
@@ -155,21 +171,29 @@ class WindowGenerator(wiring.Component):
             m.d.comb += column.eq(Mux(s2.col_pad, 0, Cat(above2, above1, current)))
 
             reads = []
-            for b, bank in enumerate(banks):
-                rd = bank.read_port()
-                wr = bank.write_port()
-                # The write enable decoded one stage early into a register of its own: from a
-                # register straight to the block RAM, as its address (a decode of s2 there was
-                # the critical path of the 4x4 array with tile groups: 128 MHz).
-                we2 = register(s1.valid & ~s1.repeat & (s1.x_odd == b), f"col_we2_{i}_{b}", reset_less=False)
-                m.d.comb += [
-                    rd.addr.eq(s2.g),
-                    wr.en.eq(we2), wr.addr.eq(s2.g), wr.data.eq(column),
-                ]
-                reads.append(rd.data)
+            for b, name in enumerate(("even", "odd")):
+                parts = []
+                for k in range(column_banks):
+                    entries = min(COLUMN_BANK_DEPTH, g.max_cg - k * COLUMN_BANK_DEPTH)
+                    bank = Memory(shape=unsigned(_COLUMN), depth=memory_depth(entries), init=[])
+                    m.submodules[f"{name}{i}" if column_banks == 1 else f"{name}{i}_{k}"] = bank
+                    rd = bank.read_port()
+                    wr = bank.write_port()
+                    # The write enable decoded one stage early into a register of its own:
+                    # from a register straight to the block RAM, as its address (a decode of
+                    # s2 there was the critical path of the 4x4 array with tile groups: 128 MHz).
+                    we2 = register(s1.valid & ~s1.repeat & (s1.x_odd == b) & (s1.g[column_bits:] == k),
+                                   f"col_we2_{i}_{b}_{k}", reset_less=False)
+                    m.d.comb += [
+                        rd.addr.eq(s2.g),
+                        wr.en.eq(we2), wr.addr.eq(s2.g), wr.data.eq(column),
+                    ]
+                    # Stage 3: each block RAM's data registered as it is.
+                    parts.append(register(rd.data, f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}"))
+                # Stage 4: the bank of g selected.
+                reads.append(Array(parts)[column_bank4] if column_banks > 1 else parts[0])
 
-            # Stage 3: the banks' data registered as they are; the column beside them.
-            reads = [register(r, f"bank{b}_{i}") for b, r in enumerate(reads)]
+            # Stage 3: the column beside the banks.
             column4 = register(register(column, f"column3_{i}"), f"column4_{i}")
             x_odd4 = register(register(s2.x_odd, f"x_odd3_{i}"), f"x_odd4_{i}")
 

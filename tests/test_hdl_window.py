@@ -188,3 +188,20 @@ def test_windows_held_over_repeat_steps(h, w, stride, cg, tiles, p_bubble, seed)
     results = _run(g, images, stride, p_bubble=p_bubble, seed=seed, tiles=tiles)
     assert sum(kt > 0 for got in results for (_, _, _, kt) in got) > 0
     _check(images, results, stride, pi)
+
+
+def test_windows_across_column_delay_banks():
+    """A column delay of more than one bank (window.COLUMN_BANK_DEPTH entries each):
+    cg = 520 channel groups, so groups 512.. live in the second, partly used bank, with a
+    line buffer of two banks (3 * 520 = 1560 entries); int8 and uint8 images back to back,
+    random bubbles. Every window equals the image's."""
+    cg = window.COLUMN_BANK_DEPTH + 8
+    pi, h, w, seed = 1, 2, 3, 14
+    assert w * cg > window.LINE_BANK_DEPTH
+    print(f"seed={seed}")
+    g = HardwareGenerics(pi=pi, po=1, w_max=w, max_cg=cg, line_depth=w * cg)
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(1, 256, size=(cg * pi, h, w)).astype(np.uint8),
+              rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8)]
+    images[1][images[1] == 0] = 1
+    _check(images, _run(g, images, 1, p_bubble=0.05, seed=seed), 1, pi)
