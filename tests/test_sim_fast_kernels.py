@@ -6,6 +6,7 @@ a run's end, and the portable path (no VNNI) on this machine through Numba's tar
 CPU in a subprocess."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -182,9 +183,24 @@ def test_run_plan_refuses_buffers_of_the_wrong_size():
         fast.run_plan(plan, short, np.zeros(plan.padded_output_size(), np.uint8))
 
 
-def test_vnni_follows_numbas_target_features():
-    features = set(fast.cpu_target.target_context.codegen().magic_tuple()[2].split(","))
-    assert fast.VNNI == ({"+avx512vnni", "+avx512vl"} <= features)
+@pytest.mark.parametrize("signed", [False, True], ids=["uint8", "int8"])
+def test_dot_step_instruction(signed):
+    """The machine code of a dot-step loop: VPDPBUSD for uint8 activations exactly when
+    VNNI is on (this machine: AVX512-VNNI), never for int8 ones (VPDPBUSD is unsigned x
+    signed), which take PMADDWD/VPDPWSSD on x86; a freshly compiled function, as Numba
+    does not disassemble cached code."""
+    @njit
+    def steps(act, wt, n_steps):
+        s = fast.acc_zero(act)
+        for j in range(0, n_steps * STEP, STEP):
+            s = fast.dot_step(s, act, j, wt, j)
+        return fast.acc_sum(s)
+    act = np.ones(4 * STEP, np.int8 if signed else np.uint8)
+    assert steps(act, np.ones(4 * STEP, np.int8), 4) == 4 * STEP
+    asm = steps.inspect_asm(steps.signatures[0])
+    assert ("vpdpbusd" in asm) == (fast.VNNI and not signed)
+    if not (fast.VNNI and not signed) and platform.machine() in ("x86_64", "AMD64"):
+        assert "pmaddwd" in asm or "vpdpwssd" in asm  # the portable step's pairs of int16 products
 
 
 #: A target without AVX-512 (Haswell): the portable dot step on every layer.
