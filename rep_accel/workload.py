@@ -105,3 +105,28 @@ def sized_generics(work: Workload, pi: int, po: int, max_group: int | None = Non
     from .layout import size_generics
     base = HardwareGenerics(pi=pi, po=po, unit=unit, lut_multipliers=lut_multipliers)
     return size_generics(work.shapes, pi, po, "smallest", names=work.names, max_group=max_group, base=base)
+
+
+#: The RepVGG-A0 configurations on the LFE5U-85F that `rep-accel demo` reports
+#: (docs/synthesis.md): the fastest direct array hdl/ builds and whose Fmax is measured
+#: there, and the fastest Winograd array that benchmarks/device_sweep.py estimates to fit,
+#: which runs in the simulator only (its array RTL is not written). (label, generics).
+ECP5_85F_CONFIGURATIONS = (
+    ("direct 4x4 (RTL; Fmax measured in docs/synthesis.md)", {"pi": 4, "po": 4, "unit": "direct", "max_group": 16}),
+    ("winograd 2x4 (simulator only; estimated to fit)", {"pi": 2, "po": 4, "unit": "winograd", "max_group": 16}),
+)
+
+
+def configuration_figures(clock_mhz: float, model: str = "A0", input_size=(3, 224, 224)) -> list[dict]:
+    """For each of ECP5_85F_CONFIGURATIONS: cycles per frame of `model` (the simulator's
+    schedule) and frames/s at `clock_mhz` with unlimited memory and with 16-bit DDR3-800."""
+    from .memory import parse
+    work = zoo_workload(model, input_size)
+    out = []
+    for label, spec in ECP5_85F_CONFIGURATIONS:
+        g = sized_generics(work, spec["pi"], spec["po"], spec["max_group"], spec["unit"])
+        r = workload_report(work, g, clock_mhz)
+        rm = workload_report(work, g, clock_mhz, parse("ddr3-16-800", clock_mhz))
+        out.append({"label": label, "generics": g.to_dict(), "model": work.name, "cycles": r.cycles,
+                    "frames_per_second": r.frames_per_second, "frames_per_second_ddr3": rm.frames_per_second})
+    return out

@@ -71,6 +71,18 @@ def test_demo_without_rtl(tmp_path, capsys):
     report = _check_common(out_dir, out, 10, 125.0)
     assert sorted(report["simulate"]["labels"]) == list(range(10))
     assert not (out_dir / "rtl").exists()
+    # The best ECP5 configurations of RepVGG-A0, at the demo's clock, from the schedule.
+    from rep_accel import workload
+    from rep_accel.generics import HardwareGenerics
+    from rep_accel.layout import schedule_layer
+    work = workload.zoo_workload("A0", (3, 224, 224))
+    for e, (label, _) in zip(report["ecp5"], workload.ECP5_85F_CONFIGURATIONS):
+        g = HardwareGenerics.from_dict(e["generics"])
+        assert e["cycles"] == sum(schedule_layer(s, g).cycles for s in work.shapes)
+        assert abs(e["frames_per_second"] - 125e6 / e["cycles"]) < 1e-9
+        assert e["frames_per_second_ddr3"] <= e["frames_per_second"]
+        assert f"{label}: {e['cycles']:,} cycles per frame" in out
+    assert [HardwareGenerics.from_dict(e["generics"]).unit for e in report["ecp5"]] == ["direct", "winograd"]
 
 
 @pytest.mark.slow

@@ -43,7 +43,9 @@ Run the whole rep-accel flow on the bundled default model (a small RepVGG traine
   5. verify    one layer in that Verilog (cocotb + Verilator) against the simulator
 
 The report gives float vs int8 vs simulator accuracy, cycles per frame, frames/s at
---clock-mhz and where the files went (also written to <output>/report.json).
+--clock-mhz, the figures of RepVGG-A0 at 224x224 on the best LFE5U-85F configurations
+(docs/synthesis.md: the direct array and the Winograd estimate) and where the files went
+(also written to <output>/report.json).
 Stages 4-5 take most of the time; --no-rtl skips them.
 
 examples:
@@ -290,6 +292,10 @@ def _report(out: Path, facts: dict, total_s: float, rtl: bool) -> list[str]:
         f"  hardware   {c['pi']}x{c['po']} array: {s['cycles_per_frame']:,} cycles per frame, "
         f"{s['frames_per_second']:,.0f} frames/s ({s['latency_ms']:.3f} ms) at {s['clock_mhz']:g} MHz",
     ]
+    for k, e in enumerate(facts.get("ecp5", [])):
+        lines.append(f"  {'ECP5' if k == 0 else '':<10} {e['model']} on an LFE5U-85F, {e['label']}: "
+                     f"{e['cycles']:,} cycles per frame, {e['frames_per_second']:.2f} frames/s at {s['clock_mhz']:g} MHz, "
+                     f"{e['frames_per_second_ddr3']:.2f} with 16-bit DDR3-800")
     if not rtl:
         lines.append("  RTL        skipped (--no-rtl)")
     else:
@@ -367,6 +373,8 @@ def _run_stages(args, out: Path, work: Path, rtl: bool) -> dict:
         facts["verify"], lines = _verify(work, x_sel[:1])
         stages.done(*shown(lines))
 
+    from ..workload import configuration_figures
+    facts["ecp5"] = configuration_figures(args.clock_mhz)
     facts["seconds"] = time.perf_counter() - t0
     text = strict_json(facts, indent=2).replace(json.dumps(str(work))[1:-1], json.dumps(str(out))[1:-1])
     atomic_write_bytes(work / REPORT, (text + "\n").encode())
