@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rep_accel.generics import HardwareGenerics
 from rep_accel.layout import LayerShape
 from rep_accel.qnetwork import QuantizedLayer
 from rep_accel.verification import cases as C
@@ -79,3 +80,20 @@ def default_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("default_build") / "build"
     assert cli.main(["compile", "-o", str(out), "--num-calib", "64"]) == 0
     return images.load_build(out)
+
+
+def random_schedule_case(rng: np.random.Generator, unit: str = "direct", strides=(1, 2), max_cin: int = 3,
+                         max_size: int = 8) -> tuple[LayerShape, HardwareGenerics]:
+    """A random layer (1..max_cin input channels per group, groups 1 or 2, sizes 1..max_size,
+    int8 or uint8 input, a stride of `strides`) and a random schedule choice for it on a
+    random array of `unit` units up to 3x3: max_group 1..6, max_cg from just enough for one
+    tile up. (shape, generics)."""
+    pi, po = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 1, 2]))
+    shape = LayerShape(groups * int(rng.integers(1, max_cin + 1)), groups * int(rng.integers(1, 7)), groups,
+                       int(rng.choice(strides)), int(rng.integers(1, max_size + 1)), int(rng.integers(1, max_size + 1)),
+                       bool(rng.integers(2)))
+    cg = -(-shape.cin // pi)
+    g = HardwareGenerics(pi=pi, po=po, w_max=16, max_cg=cg + int(rng.integers(0, 12)), line_depth=256,
+                         max_group=int(rng.integers(1, 7)), unit=unit)
+    return shape, g

@@ -161,13 +161,7 @@ def test_windows_across_line_buffer_banks():
     addresses into either bank; no window changes."""
     assert 70 * 16 > window.LINE_BANK_DEPTH
     pi, h, w, cg, seed = 1, 3, 70, 16, 11
-    print(f"seed={seed}")
-    g = HardwareGenerics(pi=pi, po=1, w_max=w, max_cg=cg, line_depth=w * cg)
-    rng = np.random.default_rng(seed)
-    images = [rng.integers(1, 256, size=(cg * pi, h, w)).astype(np.uint8),
-              rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8)]
-    images[1][images[1] == 0] = 1
-    _check(images, _run(g, images, 1, p_bubble=0.1, seed=seed), 1, pi)
+    _check_two_images(pi, h, w, cg, 0.1, seed)
 
 
 @pytest.mark.parametrize("h,w,stride,cg,tiles,p_bubble,seed", [(3, 4, 1, 2, 3, 0.0, 12), (5, 3, 2, 1, 4, 0.3, 13),
@@ -198,10 +192,16 @@ def test_windows_across_column_delay_banks():
     cg = window.COLUMN_BANK_DEPTH + 8
     pi, h, w, seed = 1, 2, 3, 14
     assert w * cg > window.LINE_BANK_DEPTH
+    _check_two_images(pi, h, w, cg, 0.05, seed)
+
+
+def _check_two_images(pi, h, w, cg, p_bubble, seed):
+    """A uint8 and an int8 image (no zero pixels) back to back at stride 1 on buffers exactly
+    their size (max_cg = cg, line_depth = w * cg), random bubbles: every window equals the image's."""
     print(f"seed={seed}")
     g = HardwareGenerics(pi=pi, po=1, w_max=w, max_cg=cg, line_depth=w * cg)
     rng = np.random.default_rng(seed)
     images = [rng.integers(1, 256, size=(cg * pi, h, w)).astype(np.uint8),
               rng.integers(-128, 128, size=(cg * pi, h, w)).astype(np.int8)]
     images[1][images[1] == 0] = 1
-    _check(images, _run(g, images, 1, p_bubble=0.05, seed=seed), 1, pi)
+    _check(images, _run(g, images, 1, p_bubble=p_bubble, seed=seed), 1, pi)

@@ -211,20 +211,13 @@ def test_random_shapes_and_schedule_choices_match_the_formula():
     up): cycle mode's outputs equal fast mode's, its count equals layout.layer_cycles
     without stalls, and under random host stalls equals the timing replay (fast mode's
     count under stalls)."""
-    from rep_accel.layout import LayerShape
     from rep_accel.verification.cases import random_layer as any_layer
+    from sim_cases import random_schedule_case
     seed = SEED + 999
     print("seed", seed)
     rng = np.random.default_rng(seed)
     for trial in range(40):
-        pi, po = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        groups = int(rng.choice([1, 1, 2]))
-        shape = LayerShape(groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 7)), groups,
-                           int(rng.choice([1, 2])), int(rng.integers(1, 9)), int(rng.integers(1, 9)),
-                           bool(rng.integers(2)))
-        cg = -(-shape.cin // pi)
-        g = HardwareGenerics(pi=pi, po=po, w_max=16, max_cg=cg + int(rng.integers(0, 12)), line_depth=256,
-                             max_group=int(rng.integers(1, 7)))
+        shape, g = random_schedule_case(rng)
         layer = any_layer(rng, shape)
         x = random_input(shape, rng)
         res = cycle.run_layer_q(layer, x[0], g)

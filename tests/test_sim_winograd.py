@@ -14,7 +14,7 @@ from rep_accel.layout import LayerShape, schedule_layer
 from rep_accel.sim import cycle, fast
 from rep_accel.testing import vector_cases
 from rep_accel.verification.cases import random_layer as any_layer
-from sim_cases import LAYER_CASES, case_id, random_input, random_layer, reference_output
+from sim_cases import LAYER_CASES, case_id, random_input, random_layer, random_schedule_case, reference_output
 
 SEED = 8800
 
@@ -171,13 +171,7 @@ def test_random_shapes_and_schedule_choices_match_the_formula():
     print("seed", seed)
     rng = np.random.default_rng(seed)
     for trial in range(40):
-        pi, po = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        groups = int(rng.choice([1, 1, 2]))
-        shape = LayerShape(groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 7)), groups,
-                           int(rng.choice([1, 1, 2])), int(rng.integers(1, 10)), int(rng.integers(1, 10)),
-                           bool(rng.integers(2)))
-        cg = -(-shape.cin // pi)
-        g = _winograd(pi, po, 16, int(rng.integers(1, 7)), max_cg=cg + int(rng.integers(0, 12)), line_depth=256)
+        shape, g = random_schedule_case(rng, "winograd", strides=(1, 1, 2), max_cin=4, max_size=9)
         layer = any_layer(rng, shape)
         x = random_input(shape, rng)
         res = cycle.run_layer_q(layer, x[0], g)
