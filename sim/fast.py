@@ -267,11 +267,24 @@ def acc_sum(typingctx, acc):
     return types.int32(acc), codegen
 
 
+def _fold_masks(lanes: int, half: int):
+    """Shuffle masks of one level of `acc_sums`' tree on two vectors (a, b) of `lanes`
+    lanes (b's lanes numbered from `lanes`): in every chunk of 2 * half lanes, `low` takes
+    the first halves of a's and b's chunk, `high` the second halves, so low + high holds
+    a's chunk folded in two, then b's. Whole 128-bit halves, then quad- and double-words
+    within them: in-lane shuffles (unpack), not horizontal adds."""
+    low, high = [], []
+    for chunk in range(0, lanes, 2 * half):
+        low += [*range(chunk, chunk + half), *range(lanes + chunk, lanes + chunk + half)]
+        high += [*range(chunk + half, chunk + 2 * half), *range(lanes + chunk + half, lanes + chunk + 2 * half)]
+    return low, high
+
+
 @intrinsic
 def acc_sums(typingctx, accs):
     """The lane sums of a tuple of accumulators, as a tuple of int32: a transposing tree
-    (each level adds adjacent lanes of two vectors into one), lanes - 1 vector adds per
-    `lanes` accumulators instead of a full reduction of each."""
+    (each level adds halves of two vectors into one, `_fold_masks`), lanes - 1 vector adds
+    per `lanes` accumulators instead of a full reduction of each."""
     if not (isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Int32Vector)):
         return None
     lanes, count = accs.dtype.lanes, accs.count
@@ -280,14 +293,20 @@ def acc_sums(typingctx, accs):
     def codegen(context, builder, sig, args):
         vectors = cgutils.unpack_tuple(builder, args[0], count)
         vectors += [ir.Constant(ir.VectorType(_I32, lanes), None)] * (-count % lanes)
-        evens, odds = _mask(range(0, 2 * lanes, 2)), _mask(range(1, 2 * lanes, 2))
-        sums = []
+        sums = [None] * len(vectors)
         for first in range(0, len(vectors), lanes):
+            # owner[v][l]: the accumulator whose partial sum lane l of vector v holds.
             level = vectors[first:first + lanes]
-            while len(level) > 1:  # lanes of (a, b): a's adjacent pairs summed, then b's
-                level = [builder.add(builder.shuffle_vector(a, b, evens), builder.shuffle_vector(a, b, odds))
+            owner = [[first + v] * lanes for v in range(lanes)]
+            half = lanes // 2
+            while len(level) > 1:
+                low, high = _fold_masks(lanes, half)
+                level = [builder.add(builder.shuffle_vector(a, b, _mask(low)), builder.shuffle_vector(a, b, _mask(high)))
                          for a, b in zip(level[0::2], level[1::2])]
-            sums += [builder.extract_element(level[0], ir.Constant(_I32, i)) for i in range(lanes)]
+                owner = [[(oa + ob)[i] for i in low] for oa, ob in zip(owner[0::2], owner[1::2])]
+                half //= 2
+            for lane, acc in enumerate(owner[0]):
+                sums[acc] = builder.extract_element(level[0], ir.Constant(_I32, lane))
         return context.make_tuple(builder, result, sums[:count])
     return result(accs), codegen
 
