@@ -61,7 +61,7 @@ WINOGRAD_LUT_MULTIPLIER_LOGIC = (5677 - 544) / 16
 WINOGRAD_COLUMN_GUESS_LOGIC = 16 * 34 + 3 * 600
 #: Highest share of a device's logic cells a candidate may use and still count as fitting.
 LOGIC_LIMIT = 0.85
-ARRAYS = ((1, 1), (2, 2), (2, 4), (4, 4), (4, 8), (8, 8))
+ARRAYS = ((1, 1), (2, 2), (2, 4), (3, 4), (4, 4), (4, 5), (4, 6), (4, 7), (4, 8), (8, 8))
 MAX_GROUPS = (4, 8, 16)
 
 

@@ -113,7 +113,7 @@ def sized_generics(work: Workload, pi: int, po: int, max_group: int | None = Non
 #: which runs in the simulator only (its array RTL is not written). (label, generics).
 ECP5_85F_CONFIGURATIONS = (
     ("direct 4x4 (RTL; Fmax measured in docs/synthesis.md)", {"pi": 4, "po": 4, "unit": "direct", "max_group": 16}),
-    ("winograd 2x4 (simulator only; estimated to fit)", {"pi": 2, "po": 4, "unit": "winograd", "max_group": 16}),
+    ("winograd 3x4 (simulator only; estimated to fit)", {"pi": 3, "po": 4, "unit": "winograd", "max_group": 16}),
 )
 
 
