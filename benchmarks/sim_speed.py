@@ -4,6 +4,8 @@ B0; cycle-mode simulated cycles per second on a stride-1 112x112x48 layer (PI=PO
 also under the external-memory model (16-bit DDR3-800 and SDR SDRAM-166 at 150 MHz).
 
     python benchmarks/sim_speed.py [--repeats 20] [--check]
+    git show HEAD~1:sim/fast.py > /tmp/fast_before.py
+    python benchmarks/sim_speed.py --cpu-time --threads 1 --baseline /tmp/fast_before.py
 
 The networks have random int8 weights and realistic multipliers (`rep_accel.sim.synthetic`,
 layer shapes from the model zoo). fbgemm gets the same layers as quantized Conv2d+ReLU
@@ -13,12 +15,19 @@ alternating blocks of repetitions (both in the same process, under the same mach
 load). The simulator's time is `NetworkSimulator.run` (input checks, all layers, head,
 report); preparing the weights (`NetworkSimulator(...)`) is not timed, as fbgemm's weight
 packing is not. The last line is `ratio_vs_fbgemm=<sim time / fbgemm time>`.
+
+`--baseline FILE` also times the simulator with another copy of `sim/fast.py` (an
+earlier version, say) in the same alternating blocks, and prints one more line per
+model: the before/after comparison under the same machine load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import os
+import sys
 import time
 
 import numpy as np
@@ -65,13 +74,48 @@ def median_time(fn, repeats: int, clock=time.perf_counter) -> float:
     return float(np.median(ts))
 
 
-def bench_model(name: str, hw: int, repeats: int, check: bool, clock=time.perf_counter) -> tuple[float, float, float]:
+def load_fast_module(path: str):
+    """Another copy of sim/fast.py, imported as rep_accel.sim.baseline_fast (its relative
+    imports resolve in rep_accel.sim)."""
+    spec = importlib.util.spec_from_file_location("rep_accel.sim.baseline_fast", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def fast_module(module):
+    """NetworkSimulator's fast mode runs on `module` (None: the installed sim/fast.py) inside."""
+    from rep_accel.sim import network
+    installed = network.fast
+    network.fast = module or installed
+    try:
+        yield
+    finally:
+        network.fast = installed
+
+
+def bench_model(name: str, hw: int, repeats: int, check: bool, clock=time.perf_counter,
+                baseline=None) -> tuple[float, float, float, float | None]:
+    """GMAC, fast-mode time, fbgemm time and (with a baseline fast module) its time."""
     qnet = synthetic.random_zoo_qnetwork(name, hw, seed=0, num_classes=1000)
     gmac = sum(layer.shape.macs for layer in qnet.layers) / 1e9
     x = synthetic.random_input(qnet, 1, seed=1)
     sim = NetworkSimulator(qnet, HardwareGenerics(), "fast")
     run = lambda: sim.run(x, show_progress=False)  # noqa: E731
     result = run()  # compile / load the Numba cache
+    run_base = None
+    if baseline is not None:
+        with fast_module(baseline):
+            sim_base = NetworkSimulator(qnet, HardwareGenerics(), "fast")
+            assert np.array_equal(sim_base.run(x, show_progress=False).logits, result.logits), \
+                f"{name}: the baseline's logits differ"
+
+        def run_baseline():
+            with fast_module(baseline):
+                sim_base.run(x, show_progress=False)
+        run_base = run_baseline
     if check:
         assert np.array_equal(result.logits, golden.run_network(qnet, x)), f"{name}: fast mode differs from golden"
         print(f"{name}: fast-mode logits equal the golden model's")
@@ -79,7 +123,7 @@ def bench_model(name: str, hw: int, repeats: int, check: bool, clock=time.perf_c
     xt = torch.quantize_per_tensor(torch.from_numpy(x.astype(np.float32)), 1.0, 128, torch.quint8)
     with torch.no_grad():
         net(xt)
-        t_sim, t_fb = [], []
+        t_sim, t_fb, t_base = [], [], []
         # Alternating blocks, so both see the same machine load; a pause before each
         # block lets the other runtime's worker threads go idle (PyTorch's OpenMP
         # threads spin for a while after a parallel region and would take cores away).
@@ -89,7 +133,10 @@ def bench_model(name: str, hw: int, repeats: int, check: bool, clock=time.perf_c
             t_sim.append(median_time(run, block, clock))
             time.sleep(PAUSE_S)
             t_fb.append(median_time(lambda: net(xt), block, clock))
-    return gmac, float(np.median(t_sim)), float(np.median(t_fb))
+            if run_base is not None:
+                time.sleep(PAUSE_S)
+                t_base.append(median_time(run_base, block, clock))
+    return gmac, float(np.median(t_sim)), float(np.median(t_fb)), float(np.median(t_base)) if t_base else None
 
 
 def bench_cycle(repeats: int, clock=time.perf_counter, memory=None) -> tuple[int, float, float]:
@@ -116,7 +163,10 @@ def main() -> None:
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with the process CPU clock instead of the wall clock: with --threads 1 it is the "
                          "work done, insensitive to other processes on a shared machine")
+    ap.add_argument("--baseline", metavar="FILE",
+                    help="also time fast mode with this copy of sim/fast.py (e.g. an earlier commit's)")
     args = ap.parse_args()
+    baseline = load_fast_module(args.baseline) if args.baseline else None
     torch.set_num_threads(args.threads)
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
@@ -137,10 +187,13 @@ def main() -> None:
     rows = {}
     for name in ("A0", "A1", "B0"):
         rows[name] = bench_model(name, 224, args.repeats if name == "A0" else max(3, args.repeats // 2), args.check,
-                                 clock)
-        gmac, ts, tf = rows[name]
+                                 clock, baseline)
+        gmac, ts, tf, tb = rows[name]
         print(f"RepVGG-{name} 224x224: {gmac:.3f} GMAC; fast mode {ts * 1e3:.2f} ms ({ts / gmac * 1e3:.2f} ms/GMAC); "
               f"fbgemm {tf * 1e3:.2f} ms ({tf / gmac * 1e3:.2f} ms/GMAC); ratio {ts / tf:.2f}")
+        if tb is not None:
+            print(f"RepVGG-{name} 224x224: baseline fast mode ({args.baseline}) {tb * 1e3:.2f} ms, ratio {tb / tf:.2f}; "
+                  f"this build {tb / ts:.2f}x faster")
     per = [rows[n][1] / rows[n][0] for n in rows]
     print(f"fast-mode time per GMAC across A0/A1/B0: {', '.join(f'{p * 1e3:.2f}' for p in per)} ms "
           f"(max/min {max(per) / min(per):.2f})")
@@ -155,7 +208,7 @@ def main() -> None:
         t_run = median_time(lambda: sim.run(x, show_progress=False), max(3, args.repeats // 4), clock)
         print(f"RepVGG-A0 224x224 fast mode under memory {spec} (PI=PO=8): NetworkSimulator(...) {t_make:.2f} s "
               f"(weights and the timing replay, once), run {t_run * 1e3:.2f} ms")
-    gmac, ts, tf = rows["A0"]
+    gmac, ts, tf, _ = rows["A0"]
     print(f"ratio_vs_fbgemm={ts / tf:.2f}")
 
 
