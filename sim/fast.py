@@ -16,7 +16,8 @@ Data layout
 Activations are kept as a zero-padded NHWC image of one picture, flattened:
 ``act[((y + 1) * (W + 2) + (x + 1)) * C + c]`` for pixel (y, x), channel c, with one
 pixel of zeros around the border (the contract's zero padding: zero points are 0).
-Weights are reordered to ``(C_out, 9 * C_in/groups)`` in the order [ky][kx][c].
+Weights are reordered to [ky][kx][c] per output channel, each run's part (below)
+zero-padded to whole dot steps.
 
 For output pixel p (top-left window corner at padded row y*s, column x*s) and output
 channel o of group g, the accumulator is a sum of dot products of contiguous runs:
@@ -558,6 +559,10 @@ def plan_layer(shape: LayerShape, weight, bias, m0, n, name: str = "layer") -> L
     cout, cin_g = shape.cout, shape.cin_per_group
     if weight.shape != (cout, cin_g, 3, 3):
         raise RepAccelError(f"{name}: weight shape {weight.shape} does not match the layer's ({cout}, {cin_g}, 3, 3)")
+    for label, values in (("bias", bias), ("m0", m0), ("n", n)):
+        if np.shape(values) != (cout,):  # the kernel indexes them unchecked
+            raise RepAccelError(f"{name}: {label} of shape {np.shape(values)}, the layer needs one per output "
+                                f"channel ({cout},)")
     groups, stride = shape.groups, shape.stride
     h, w, c = shape.height, shape.width, shape.cin
     ho, wo = shape.out_height, shape.out_width

@@ -232,3 +232,10 @@ def test_plan_refuses_channels_that_do_not_split_into_groups():
     with pytest.raises(RepAccelError, match="conv3.*9 output channels.*2 groups"):
         fast.plan_layer(shape, np.zeros((9, 32, 3, 3), np.int8), np.zeros(9), np.full(9, 1 << 30), np.full(9, 40),
                         "conv3")
+
+
+def test_plan_refuses_requantization_parameters_of_the_wrong_length():
+    shape = LayerShape(16, 8, 1, 1, 3, 3)
+    w = np.zeros((8, 16, 3, 3), np.int8)
+    with pytest.raises(RepAccelError, match=r"conv4: m0 of shape \(7,\).*\(8,\)"):
+        fast.plan_layer(shape, w, np.zeros(8), np.full(7, 1 << 30), np.full(8, 40), "conv4")
