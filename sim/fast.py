@@ -420,6 +420,8 @@ def conv_kernel(act, pix_base, run_act, run_w, n_steps, group_step, wt, w_row, o
         ob_first = (task // n_pchunks) * task_oblocks
         ob_end = min(n_oblocks, ob_first + task_oblocks)
         o_first = o_start[ob_first]
+        # Numba hoists this allocation out of the task loop (one tile per thread, reused by
+        # its tasks): every entry the requantization reads is written by this task first.
         sums = np.empty(TASK_PIXELS * TASK_CHANNELS, dtype=np.int32)
         for ob in range(ob_first, ob_end):
             o0 = o_start[ob]
