@@ -211,7 +211,8 @@ def _load_step(context, builder, array_type, array, index):
     read inside the buffer: see `LayerPlan.padded_input_size`)."""
     data = context.make_array(array_type)(context, builder, array).data
     vector = ir.VectorType(ir.IntType(8), STEP_BYTES)
-    return builder.load(builder.bitcast(builder.gep(data, [index]), vector.as_pointer()), align=1, typ=vector)
+    # (the load's type from the typed pointer: also the llvmlite of older Numba releases)
+    return builder.load(builder.bitcast(builder.gep(data, [index]), vector.as_pointer()), align=1)
 
 
 @intrinsic
