@@ -20,9 +20,10 @@ _COLUMN = 24    # bits of one window column: rows y-2, y-1, y from bit 0 up
 #: Entries of one line-buffer bank: one block RAM of the family the RTL is timed for
 #: (ECP5's DP16KD as 1024 x 18, rep_accel.families.ecp5).
 LINE_BANK_DEPTH = ecp5.BLOCK_RAM_ENTRIES
-#: Entries of one column-delay bank: one block RAM at its widest (ECP5's DP16KD as 512 x 36
-#: holds a 24-bit column per entry).
-COLUMN_BANK_DEPTH = ecp5.WIDE_BLOCK_RAM_ENTRIES
+#: Entries of one column-delay bank: one block RAM per row byte of the column (ECP5's DP16KD
+#: as 2048 x 9, with both of its ports, so that one of them reads and writes in
+#: read-before-write mode).
+COLUMN_BANK_DEPTH = ecp5.BYTE_BLOCK_RAM_ENTRIES
 
 
 class WindowGenerator(wiring.Component):
@@ -41,10 +42,14 @@ class WindowGenerator(wiring.Component):
         read returns the old contents (read-first), so row y-2 is read as it is replaced.
         The write comes straight from `pixels`, never from the read data: no memory
         output feeds a memory input;
-      - a column delay of two banks (`max_cg` entries of 24 bits each, each in `Memory`s of
+      - a column delay of two banks (`max_cg` entries of 24 bits each, each in banks of
         COLUMN_BANK_DEPTH entries whose data is registered before one is selected: with
         tile groups max_cg is K * cg deep, 3072 at 1x1 for A0, and a depth multiplexer
-        behind the block RAMs was the 1x1 array's critical path at 147 MHz)
+        behind the block RAMs was the 1x1 array's critical path at 147 MHz; each bank three
+        one-byte `Memory`s, one per row, each with one write and one read port at the same
+        address, as the line buffer's: a 24-bit memory went into a block RAM's 36-bit mode,
+        whose separate read and write ports made Yosys emulate read-first with logic behind
+        the output, the 2x2 array's critical path at 146.8 MHz)
         addressed g: bank (x mod 2) holds column x of channel group g. A step writes its
         column into bank (x mod 2) and reads both banks at g, read-first: bank (x mod 2)
         returns column x-2 as it is replaced, the other bank column x-1. Steps of one
@@ -175,21 +180,24 @@ class WindowGenerator(wiring.Component):
                 parts = []
                 for k in range(column_banks):
                     entries = min(COLUMN_BANK_DEPTH, g.max_cg - k * COLUMN_BANK_DEPTH)
-                    bank = Memory(shape=unsigned(_COLUMN), depth=memory_depth(entries), init=[])
-                    m.submodules[f"{name}{i}" if column_banks == 1 else f"{name}{i}_{k}"] = bank
-                    rd = bank.read_port()
-                    wr = bank.write_port()
                     # The write enable decoded one stage early into a register of its own:
                     # from a register straight to the block RAM, as its address (a decode of
                     # s2 there was the critical path of the 4x4 array with tile groups: 128 MHz).
                     we2 = register(s1.valid & ~s1.repeat & (s1.x_odd == b) & (s1.g[column_bits:] == k),
                                    f"col_we2_{i}_{b}_{k}", reset_less=False)
-                    m.d.comb += [
-                        rd.addr.eq(s2.g),
-                        wr.en.eq(we2), wr.addr.eq(s2.g), wr.data.eq(column),
-                    ]
+                    data = []
+                    for r in range(_COLUMN // _ROW):   # row byte r of the column
+                        bank = Memory(shape=unsigned(_ROW), depth=memory_depth(entries), init=[])
+                        m.submodules[f"{name}{i}_{k}_{r}"] = bank
+                        rd = bank.read_port()
+                        wr = bank.write_port()
+                        m.d.comb += [
+                            rd.addr.eq(s2.g),
+                            wr.en.eq(we2), wr.addr.eq(s2.g), wr.data.eq(column[_ROW * r:_ROW * (r + 1)]),
+                        ]
+                        data.append(rd.data)
                     # Stage 3: each block RAM's data registered as it is.
-                    parts.append(register(rd.data, f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}"))
+                    parts.append(register(Cat(*data), f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}"))
                 # Stage 4: the bank of g selected.
                 reads.append(Array(parts)[column_bank4] if column_banks > 1 else parts[0])
 

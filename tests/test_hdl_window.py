@@ -186,11 +186,11 @@ def test_windows_held_over_repeat_steps(h, w, stride, cg, tiles, p_bubble, seed)
 
 def test_windows_across_column_delay_banks():
     """A column delay of more than one bank (window.COLUMN_BANK_DEPTH entries each):
-    cg = 520 channel groups, so groups 512.. live in the second, partly used bank, with a
-    line buffer of two banks (3 * 520 = 1560 entries); int8 and uint8 images back to back,
-    random bubbles. Every window equals the image's."""
+    cg = COLUMN_BANK_DEPTH + 8 channel groups, so the last 8 live in the second, partly used
+    bank, with a line buffer of several banks (3 * cg entries); int8 and uint8 images back
+    to back, random bubbles. Every window equals the image's."""
     cg = window.COLUMN_BANK_DEPTH + 8
-    pi, h, w, seed = 1, 2, 3, 14
+    pi, h, w, seed = 1, 1, 3, 14
     assert w * cg > window.LINE_BANK_DEPTH
     _check_two_images(pi, h, w, cg, 0.05, seed)
 

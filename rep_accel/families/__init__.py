@@ -10,6 +10,7 @@ RTL (rep_accel.hdl)
   SIMULATION_MODELS      Verilog models of the primitives, in hdl/models/ (simulators only)
   BLOCK_RAM_ENTRIES      entries of one block RAM at the line buffer's width (bank depth)
   WIDE_BLOCK_RAM_ENTRIES entries of one block RAM at its widest (the weight buffer's bank depth)
+  BYTE_BLOCK_RAM_ENTRIES entries of one block RAM at byte width (the column delay's bank depth)
   BLOCK_RAM_BYTES        bytes of one block RAM, for buffer-fit estimates
 Flow (rep_accel.synth)
   NAME, DEVICES {--device: (part, nextpnr option)}, SPEEDS, PACKAGES, DEFAULT_DEVICE,

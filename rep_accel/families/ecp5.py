@@ -23,6 +23,9 @@ BLOCK_RAM_BYTES = 2048
 #: One DP16KD at its widest, 512 entries of 36 bits (pseudo dual port): the depth of one bank
 #: of a unit's weight buffer (a 72-bit kernel takes two such block RAMs side by side).
 WIDE_BLOCK_RAM_ENTRIES = 512
+#: One DP16KD at byte width, 2048 entries of 9 bits, both ports usable (true dual port): the
+#: depth of one bank of the window generator's column delay (one block RAM per row byte).
+BYTE_BLOCK_RAM_ENTRIES = 2048
 
 
 def dsp_multiplier(m, name: str, a, b):
