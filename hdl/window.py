@@ -38,10 +38,10 @@ class WindowGenerator(wiring.Component):
         behind the block RAM's output, the 2x2 array's critical path at 143 MHz)
         addressed x * cg + g: byte (r mod 2) holds row r's pixel of column x, channel
         group g. A step reads the entry (rows y-1 and y-2 are its two bytes) and, if it
-        consumes an input, writes its pixel into byte (y mod 2) in the same cycle; the
-        read returns the old contents (read-first), so row y-2 is read as it is replaced.
-        The write comes straight from `pixels`, never from the read data: no memory
-        output feeds a memory input;
+        consumes an input, writes its pixel into byte (y mod 2) a cycle later, from
+        registers (the entry's next reader is at least two steps later); the read returns
+        the old contents, so row y-2 is read before it is replaced. The write comes from
+        `pixels`, never from the read data: no memory output feeds a memory input;
       - a column delay of two banks (`max_cg` entries of 24 bits each, each in banks of
         COLUMN_BANK_DEPTH entries whose data is registered before one is selected: with
         tile groups max_cg is K * cg deep, 3072 at 1x1 for A0, and a depth multiplexer
@@ -67,7 +67,7 @@ class WindowGenerator(wiring.Component):
     y = 1), the row below (`row_pad`), columns left of it (x = 0, and column x-2 at x = 1)
     and the column right of it (`col_pad`) read as zero.
 
-    Stages (t = the step's cycle): t memory reads and the line-buffer write; t+1 memory
+    Stages (t = the step's cycle): t memory reads; t+1 the line-buffer write, memory
     data registered as is (every bank's); t+2 the bank selected, the column formed and masked, the column-delay banks read
     and written; t+3 the banks' data registered as is; t+4 the column-delay bank of g selected,
     the window formed, masked and extended to 9-bit activations; t+5 on `windows` (held from the last `load` step).
@@ -141,30 +141,38 @@ class WindowGenerator(wiring.Component):
 
         for i in range(g.pi):
             pixel = lane(self.pixels, i, _ROW)
+            pixel1 = register(pixel, f"pixel1_{i}")
             bank_rows = []
             for b in range(bank_count):
                 entries = min(LINE_BANK_DEPTH, g.line_depth - b * LINE_BANK_DEPTH)
                 writes = consumes & (step.addr[bank_bits:] == b)
                 data = []
                 for parity in range(2):   # byte (row mod 2) of every entry
-                    line = Memory(shape=unsigned(_ROW), depth=memory_depth(entries), init=[])
+                    # The step's write lands a cycle later (stage 1, from registers: its enable
+                    # follows the input handshake, and from there straight to the block RAMs'
+                    # write enables was the 2x2 array's critical path at 133.9 MHz). Two steps
+                    # that touch one entry, one writing and then one reading it, are at least
+                    # two cycles apart (the next position, or the row below), so a read never
+                    # meets the late write of its own entry: `no_rw_check`.
+                    line = Memory(shape=unsigned(_ROW), depth=memory_depth(entries), init=[],
+                                  attrs={"no_rw_check": 1})
                     m.submodules[f"line{i}_{b}_{parity}"] = line
                     line_rd = line.read_port()
                     line_wr = line.write_port()
-                    # One address for the read and the write (the entry within the bank): the
-                    # right padding column's (possibly one past the buffer) reads some entry,
-                    # whose data is masked, and writes none.
+                    we1 = register(writes & (step.y_odd == parity), f"line_we1_{i}_{b}_{parity}", reset_less=False)
+                    # The right padding column's address (possibly one past the buffer) reads
+                    # some entry, whose data is masked, and writes none.
                     m.d.comb += [
                         line_rd.addr.eq(step.addr),
-                        line_wr.addr.eq(step.addr),
-                        line_wr.data.eq(pixel),
-                        line_wr.en.eq(writes & (step.y_odd == parity)),
+                        line_wr.addr.eq(s1.addr),
+                        line_wr.data.eq(pixel1),
+                        line_wr.en.eq(we1),
                     ]
                     data.append(line_rd.data)
                 # Stage 1 -> 2: the bank's two bytes registered as they are.
                 bank_rows.append(register(Cat(*data), f"rows{i}_{b}"))
             rows2 = Array(bank_rows)[read_bank2]
-            pixel2 = register(register(pixel, f"pixel1_{i}"), f"pixel2_{i}")
+            pixel2 = register(pixel1, f"pixel2_{i}")
 
             # Stage 2: column x = (row y-2, row y-1, row y), masked.
             older = Mux(s2.y_odd, rows2[_ROW:], rows2[:_ROW])     # byte (y mod 2): row y-2
