@@ -10,8 +10,9 @@ For every candidate:
   multipliers (the generic `lut_multipliers`);
 * block RAM is ESTIMATED from the buffers the network needs (`workload.sized_generics`)
   and the RTL's banking (`ecp5.block_rams` per bank: weights in banks of 512 kernels, line
-  buffers in banks of 1024 entries, two column-delay memories of max_cg entries, three with
-  Winograd tiles); it is checked against the measured rows below;
+  buffers in banks of 1024 entries of one-byte memories, column delays in banks of 2048
+  entries of one-byte memories; a Winograd lane has one more row and column); it is checked
+  against the measured rows below;
 * logic cells (TRELLIS_COMB) are ESTIMATED: the direct array's measured cells (a fixed part
   plus a part per unit, fitted to the measured rows), plus per LUT multiplier, plus for
   Winograd units the measured extra of each Winograd component (benchmarks/
@@ -33,16 +34,17 @@ from rep_accel import memory, workload
 from rep_accel.families import ecp5
 from rep_accel.generics import UNIT_KINDS
 from rep_accel.hdl.unit import WEIGHT_BANK_DEPTH
-from rep_accel.hdl.window import LINE_BANK_DEPTH
+from rep_accel.hdl.window import COLUMN_BANK_DEPTH, LINE_BANK_DEPTH
 from rep_accel.sim.network import schedule_report
 
 # Logic is counted in nextpnr's logic cells (TRELLIS_COMB: a LUT4, or half a CCU2C carry
 # cell); a component measured with Yosys alone counts LUT4 + 2 x CCU2C.
 #: Measured TRELLIS_COMB of the direct array with buffers for A0 at 224x224, max_group 16,
-#: --dsp ecp5, LFE5U-85F (benchmarks/synth_sweep.py on the RTL of 7e8b5c5, 2026-12-02).
-MEASURED_DIRECT_LOGIC = {(1, 1): 5035, (2, 2): 8891}
+#: --dsp ecp5, LFE5U-85F (benchmarks/synth_sweep.py on the RTL of 35fb212, 2026-12-02;
+#: docs/synthesis.md).
+MEASURED_DIRECT_LOGIC = {(1, 1): 4902, (2, 2): 8809}
 #: Measured DP16KD of those runs, to check the block-RAM estimate against.
-MEASURED_DIRECT_DP16KD = {(1, 1): 28, (2, 2): 42}
+MEASURED_DIRECT_DP16KD = {(1, 1): 36, (2, 2): 48}
 #: One 9-bit x int8 LUT multiplier (docs/architecture.md, "Unit kinds and LUT multipliers":
 #: nine cost 1,913 logic cells on the 1x1 array).
 DIRECT_LUT_MULTIPLIER_LOGIC = 1913 / 9
@@ -72,12 +74,14 @@ def banked(depth: int, bank: int, width: int) -> int:
 
 
 def block_ram_estimate(g) -> int:
-    """DP16KD of the array's buffers (see the module docstring)."""
+    """DP16KD of the array's buffers (see the module docstring): per unit the weight banks;
+    per lane a one-byte memory per row of each line-buffer bank and per row byte of each
+    column-delay bank (hdl/window.py), for each of the column delay's columns."""
     kind = UNIT_KINDS[g.unit]
     weights = g.pi * g.po * banked(g.max_cg, WEIGHT_BANK_DEPTH, 8 * kind.kernel_word_bytes)
-    line = g.pi * banked(g.line_depth, LINE_BANK_DEPTH, 8 * kind.line_rows)
+    line = g.pi * kind.line_rows * banked(g.line_depth, LINE_BANK_DEPTH, 8)
     rows = kind.line_rows + 1
-    column_delay = g.pi * kind.line_rows * ecp5.block_rams(g.max_cg, 8 * rows)
+    column_delay = g.pi * kind.line_rows * rows * banked(g.max_cg, COLUMN_BANK_DEPTH, 8)
     return weights + line + column_delay
 
 
