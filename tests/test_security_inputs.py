@@ -166,7 +166,7 @@ def test_no_warning_before_the_error_line(tmp_path, capsys):
     assert "Warning" not in line
 
 
-@pytest.mark.parametrize("argv", [["rtl", "-o", "r", "--unit", "winograd"], ["compile"], ["simulate", "b", "--pi", "x"],
+@pytest.mark.parametrize("argv", [["rtl", "-o", "r", "--unit", "fft"], ["compile"], ["simulate", "b", "--pi", "x"],
                                   ["bogus"]])
 def test_command_line_mistakes_are_one_line(argv, capsys):
     from rep_accel import cli
@@ -174,3 +174,11 @@ def test_command_line_mistakes_are_one_line(argv, capsys):
         cli.main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "--help" in err, err
+
+
+def test_a_unit_kind_without_rtl_is_one_line(capsys, tmp_path):
+    """`rtl --unit winograd`: a kind the simulator runs but hdl/ does not build is refused in
+    one line that names the remedy, and nothing is written."""
+    assert_user_error(capsys, "rtl", "-o", tmp_path / "r", "--unit", "winograd",
+                      says=("unit kind 'winograd' has no RTL yet", "--unit direct"))
+    assert not (tmp_path / "r").exists()
