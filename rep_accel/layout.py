@@ -652,6 +652,11 @@ def output_from_beats(beats: np.ndarray, shape: LayerShape, group: TileGroup, ou
                       winograd: bool = False) -> None:
     """Scatter one tile group's output beats, uint8 (H_out * W_out * K, PO) in transfer
     order (`output_order`), into out: uint8 (C_out, H_out, W_out)."""
+    if not winograd:   # raster pixels, then tiles: a reshape (cycle mode's output of every layer)
+        beats = beats.reshape(shape.out_height, shape.out_width, group.count, -1)
+        for k, tile in enumerate(group.tiles):
+            out[tile.out_base:tile.out_base + tile.out_count] = beats[:, :, k, :tile.out_count].transpose(2, 0, 1)
+        return
     order = output_order(shape.out_height, shape.out_width, group.count, winograd)
     for k, tile in enumerate(group.tiles):
         mine = order[:, 0] == k

@@ -216,3 +216,18 @@ def test_memory_model_fast_equals_cycle():
     res = cycle.run_layer_q(layer, x[0], g, memory=mem)
     assert np.array_equal(res.output, golden.conv_layer(x, layer)[0])
     assert res.cycles == cycle.timing_cycles(shape, g, memory=mem) > schedule_layer(shape, g).cycles
+
+
+def test_direct_output_order_is_what_output_from_beats_reads():
+    """layout.output_order's direct order (raster pixels, then tiles) is the order
+    output_from_beats scatters by its reshape: beats numbered in that order land where it says."""
+    shape = LayerShape(4, 10, 1, 1, 3, 5)
+    g = HardwareGenerics(pi=2, po=4, w_max=5, max_group=3)
+    group = schedule_layer(shape, g).groups[0]
+    order = layout.output_order(shape.out_height, shape.out_width, group.count)
+    beats = (np.arange(len(order))[:, None] * 4 + np.arange(4)[None, :]).astype(np.uint8)
+    out = np.zeros((shape.cout, shape.out_height, shape.out_width), np.uint8)
+    layout.output_from_beats(beats, shape, group, out)
+    for n, (k, y, x) in enumerate(order.tolist()):
+        tile = group.tiles[k]
+        assert list(out[tile.out_base:tile.out_base + tile.out_count, y, x]) == list(beats[n, :tile.out_count])
