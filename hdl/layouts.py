@@ -128,14 +128,31 @@ def step_layout(generics: HardwareGenerics) -> data.StructLayout:
     col1:    x == 1: column x-2 is the left zero padding.
     y_odd:   y mod 2 (the line-buffer byte of row y).
     x_odd:   x mod 2 (the column-delay bank of column x).
-    row_pad: y == H: the bottom zero-padding row (no input consumed).
-    col_pad: x == W: the right zero-padding column (no input consumed).
+    row_pad: y == H: the bottom zero-padding row (no input consumed; in a Winograd scan
+             y >= H: rows H and H+1 of an odd H).
+    col_pad: x == W: the right zero-padding column (no input consumed; Winograd scan x >= W).
     first:   g == 0: tile kt's column accumulators start from its bias.
     emit:    a step of the last channel group at a position that completes an output
              pixel: tile kt's output beat.
     tag:     the tile group's last emitting step (its output beat ends the group).
+
+    On an array of `winograd` units (generics.unit) a step also carries (docs/architecture.md,
+    "Winograd scan"; at stride 2 the same array runs the direct scan above):
+    y_mod3:  the item's row mod 3 (a STORE item's: row y+1): the line-buffer byte of that row.
+    x_mod3:  the item's column mod 3: the column-delay bank of that column.
+    row2:    the item's row is 2: row y-3 is the top zero padding (row0/row1 as above, for
+             rows y-1..y-3).
+    col2:    the item's column is 2: column x-3 is the left zero padding (col0/col1 likewise;
+             the flags are the item's, FULL B's too).
+    zero:    a STORE item of row H (odd H, Winograd scan): zeros into the line buffer, no input.
+    result:  the step computes the last channel group of tile kt at a slot with an output
+             block: the block goes into the columns' result buffer `wbuf` (Winograd scan).
+    wbuf:    the result buffer (0/1) of the current slot's blocks.
+    out_tile, out_pixel, out_buf: the output beat this step sends (`emit`): tile, pixel
+             (dy*2 + dx of the 2x2 block) and result buffer of the previous slot's block
+             (Winograd scan); at stride 2 out_tile is kt (the step's own result).
     """
-    return data.StructLayout({
+    fields = {
         "valid": 1,
         "g": cg_shape(generics),
         "kt": tile_shape(generics),
@@ -156,14 +173,22 @@ def step_layout(generics: HardwareGenerics) -> data.StructLayout:
         "first": 1,
         "emit": 1,
         "tag": 1,
-    })
+    }
+    if generics.unit == "winograd":
+        fields.update({"y_mod3": 2, "x_mod3": 2, "row2": 1, "col2": 1, "zero": 1, "result": 1, "wbuf": 1,
+                       "out_tile": tile_shape(generics), "out_pixel": 2, "out_buf": 1})
+    return data.StructLayout(fields)
 
 
 def column_control_layout(generics: HardwareGenerics) -> data.StructLayout:
     """Control that travels with a step's partial sums to the column accumulators: the
     step's valid, first and emit flags and its tile kt (which accumulator and which
     requantization parameters of the column)."""
-    return data.StructLayout({"valid": 1, "first": 1, "emit": 1, "kt": tile_shape(generics)})
+    fields = {"valid": 1, "first": 1, "emit": 1, "kt": tile_shape(generics)}
+    if generics.unit == "winograd":
+        # Winograd columns (hdl/winograd_columns.py): the step's result write and the beat it sends.
+        fields.update({"result": 1, "wbuf": 1, "out_tile": tile_shape(generics), "out_pixel": 2, "out_buf": 1})
+    return data.StructLayout(fields)
 
 
 assert DescriptorLayout["height"].shape.width == DIM_BITS
