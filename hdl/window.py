@@ -1,22 +1,36 @@
-"""The window generator: line buffers, column delays and zero padding, per input lane."""
+"""The window generator: line buffers, column delays and zero padding, per input lane; on an
+array of `winograd` units also the input transform (the 4x4 tile's V = B^T d B)."""
 
 from __future__ import annotations
+
+import functools
+import operator
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rep_accel import winograd as W
 from rep_accel.families import ecp5
 from rep_accel.generics import HardwareGenerics
 
-from .layouts import WINDOW_BITS, lane, memory_depth, step_layout
+from .layouts import ACT_BITS, WINDOW_BITS, lane, memory_depth, step_layout
+from .winograd import (ACT_RANGE, INPUT_TRANSFORM_LATENCY, V_BITS, V_WORD_BITS, _flatten, _grid,
+                       _linear_combination, _register, _Term)
 
-#: Cycles from a step (and its input pixels) to its windows on `windows`.
+#: Cycles from a step (and its input pixels) to its windows on `windows` (direct units).
 LATENCY = 5
+#: Cycles from a step to its V on `v` (winograd units): the direct's LATENCY to the 4x4
+#: tile register, then the input transform's two stages.
+WINOGRAD_LATENCY = LATENCY + INPUT_TRANSFORM_LATENCY
+assert WINOGRAD_LATENCY == 7
+
+#: Side of the direct unit's window (3x3) and of a Winograd unit's input tile (4x4).
+WINDOW_SIDE = 3
+TILE_SIDE = W.TILE_IN
 
 _ROW = 8        # bits of one pixel of one lane
-_COLUMN = 24    # bits of one window column: rows y-2, y-1, y from bit 0 up
 #: Entries of one line-buffer bank: one block RAM of the family the RTL is timed for
 #: (ECP5's DP16KD as 1024 x 18, rep_accel.families.ecp5).
 LINE_BANK_DEPTH = ecp5.BLOCK_RAM_ENTRIES
@@ -26,8 +40,15 @@ LINE_BANK_DEPTH = ecp5.BLOCK_RAM_ENTRIES
 COLUMN_BANK_DEPTH = ecp5.BYTE_BLOCK_RAM_ENTRIES
 
 
+def latency(generics: HardwareGenerics) -> int:
+    """Cycles from a step to its window (direct units, LATENCY) or its V (winograd units,
+    WINOGRAD_LATENCY) on the WindowGenerator of `generics`."""
+    return WINOGRAD_LATENCY if generics.unit == "winograd" else LATENCY
+
+
 class WindowGenerator(wiring.Component):
-    """Forms the 3x3 window of every lane for each scan step (docs/architecture.md, "Window generator").
+    """Forms the 3x3 window of every lane for each scan step (docs/architecture.md, "Window
+    generator"), or, on an array of `winograd` units, the 4x4 tile's V (below).
 
     Per lane:
       - a line buffer (`line_depth` entries of two bytes, in banks of LINE_BANK_DEPTH
@@ -88,22 +109,59 @@ class WindowGenerator(wiring.Component):
                                        step: its kt = 0 step's window, still held)
 
     Latency: LATENCY = 5 cycles. Throughput: one step per cycle.
+
+    On an array of `winograd` units (generics.unit; docs/architecture.md, "Winograd scan")
+    the same pipeline forms the 4x4 tile of the Winograd scan, and of the direct scan at
+    stride 2 (`winograd` low), with the step's winograd-kind fields (hdl/layouts.step_layout):
+      - the line buffer's entries keep three bytes, byte (r mod 3) row r's pixel, chosen by
+        `y_mod3` (rows y-1, y-2 and y-3 read, byte y mod 3 replaced by row y); row y-3 is
+        also the top padding at y = 2 (`row2`); a STORE item of row H (`zero`, odd H: no
+        input beat) writes a zero instead of its pixel;
+      - the column delay has three banks, `x_mod3`'s written and read first (column x-3),
+        the others columns x-1 and x-2, each entry four one-byte `Memory`s (rows y-3..y);
+        column x-3 is also the left padding at x = 2 (`col2`);
+      - the held 4x4 tile d (tap r*4 + c = row y-3+r, column x-3+c, 9-bit) goes through
+        the input transform's two stages (`_transformed`): V = B^T d B, or d itself when
+        `winograd` is low (a stride-2 layer's 3x3 window is taps (1..3, 1..3) of d; its
+        weights are placed there and zeros elsewhere).
+    Stages as above to the tile register (t+5), then t+6 B^T d (one adder deep) beside d,
+    t+7 (B^T d) B or d, chosen in front of `v`'s registers.
+      winograd In(1)                   1: a Winograd layer, V = B^T d B; 0: a stride-2 layer, V = d
+                                       (a layer constant, used at t+6)
+      v        Out(PI x 176)           lane i's V in bits [176i+175:176i], entry r*4 + c (11-bit
+                                       signed, bits [11e+10:11e]; hdl/winograd.WinogradUnit's `v`),
+                                       WINOGRAD_LATENCY = 7 cycles after its `load` step, held
+                                       until the next load's V
+    (in place of `windows`). Memories per lane: 3 one-byte line-buffer memories per
+    LINE_BANK_DEPTH entries of line_depth, and 12 one-byte column-delay memories (three
+    banks of four rows) per COLUMN_BANK_DEPTH entries of max_cg.
     """
 
     def __init__(self, generics: HardwareGenerics):
         self._g = generics
         self._step = step_layout(generics)
-        super().__init__({
+        self._winograd = generics.unit == "winograd"
+        ports = {
             "step": In(self._step),
             "pixels": In(8 * generics.pi),
             "signed": In(1),
-            "windows": Out(WINDOW_BITS * generics.pi),
-        })
+        }
+        if self._winograd:
+            ports.update({"winograd": In(1), "v": Out(V_WORD_BITS * generics.pi)})
+        else:
+            ports["windows"] = Out(WINDOW_BITS * generics.pi)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         g = self._g
         step = self.step
+        tiles = self._winograd
+        # The window's side (3x3 window, or 4x4 tile) and the rows a line-buffer entry keeps
+        # (the rows above the item's), which is also the number of column-delay banks.
+        side = TILE_SIDE if tiles else WINDOW_SIDE
+        kept = side - 1
+        column_bits = _ROW * side   # one column: rows y-kept .. y from bit 0 up
         # A step that forms a new window: valid and not a repeat (kt > 0) of the window before.
         fresh = step.valid & ~step.repeat
         # A FULL item inside the image takes its pixel, and so does a STORE item (row y+1).
@@ -118,13 +176,22 @@ class WindowGenerator(wiring.Component):
             m.d.sync += reg.eq(value)
             return reg
 
+        def row_phase(s):   # the line-buffer byte of the item's row
+            return s.y_mod3 if tiles else s.y_odd
+
+        def column_phase(s):   # the column-delay bank of the item's column
+            return s.x_mod3 if tiles else s.x_odd
+
         # Stage 1: the step's control and its pixels beside the line buffers' read data.
         s1 = register(step, "s1", reset_less=False)
         # Stage 2: the column's masks, from stage 1's control.
         s2 = register(s1, "s2", reset_less=False)
-        # Stages 3 and 4: the window's masks: columns x-1 and x-2 at x = 0, column x-2 at x = 1.
-        zero_prev1 = register(register(s2.col0, "zero_prev1_3"), "zero_prev1")
-        zero_prev2 = register(register(s2.col0 | s2.col1, "zero_prev2_3"), "zero_prev2")
+        # Row y-k is the top padding when y < k, column x-k the left padding when x < k.
+        top_rows = [s2.row0, s2.row1] + ([s2.row2] if tiles else [])
+        left_columns = [s2.col0, s2.col1] + ([s2.col2] if tiles else [])
+        # Stages 3 and 4: the window's masks: column x-k at x < k (zero_prev[k]).
+        zero_prev = [None] + [register(register(_any(left_columns[:k]), f"zero_prev{k}_3"), f"zero_prev{k}")
+                              for k in range(1, kept + 1)]
 
         # The line buffer in banks of at most LINE_BANK_DEPTH entries, one block RAM each,
         # so that every block RAM's data goes straight into a register; the bank is
@@ -135,19 +202,22 @@ class WindowGenerator(wiring.Component):
 
         # The column delay's banks: the bank of g at stage 2 (write) and at stage 4 (select).
         column_banks = -(-g.max_cg // COLUMN_BANK_DEPTH)
-        column_bits = COLUMN_BANK_DEPTH.bit_length() - 1
+        depth_bits = COLUMN_BANK_DEPTH.bit_length() - 1
         if column_banks > 1:
-            column_bank4 = register(register(s2.g[column_bits:], "column_bank3"), "column_bank4")
+            column_bank4 = register(register(s2.g[depth_bits:], "column_bank3"), "column_bank4")
 
         for i in range(g.pi):
             pixel = lane(self.pixels, i, _ROW)
+            if tiles:
+                # A padding STORE (row H of an odd H) writes zeros; it takes no input beat.
+                pixel = Mux(step.store & step.zero, 0, pixel)
             pixel1 = register(pixel, f"pixel1_{i}")
             bank_rows = []
             for b in range(bank_count):
                 entries = min(LINE_BANK_DEPTH, g.line_depth - b * LINE_BANK_DEPTH)
                 writes = consumes & (step.addr[bank_bits:] == b)
                 data = []
-                for parity in range(2):   # byte (row mod 2) of every entry
+                for parity in range(kept):   # byte (row mod kept) of every entry
                     # The step's write lands a cycle later (stage 1, from registers: its enable
                     # follows the input handshake, and from there straight to the block RAMs'
                     # write enables was the 2x2 array's critical path at 133.9 MHz). Two steps
@@ -159,7 +229,8 @@ class WindowGenerator(wiring.Component):
                     m.submodules[f"line{i}_{b}_{parity}"] = line
                     line_rd = line.read_port()
                     line_wr = line.write_port()
-                    we1 = register(writes & (step.y_odd == parity), f"line_we1_{i}_{b}_{parity}", reset_less=False)
+                    we1 = register(writes & (row_phase(step) == parity), f"line_we1_{i}_{b}_{parity}",
+                                   reset_less=False)
                     # The right padding column's address (possibly one past the buffer) reads
                     # some entry, whose data is masked, and writes none.
                     m.d.comb += [
@@ -169,32 +240,31 @@ class WindowGenerator(wiring.Component):
                         line_wr.en.eq(we1),
                     ]
                     data.append(line_rd.data)
-                # Stage 1 -> 2: the bank's two bytes registered as they are.
+                # Stage 1 -> 2: the bank's bytes registered as they are.
                 bank_rows.append(register(Cat(*data), f"rows{i}_{b}"))
             rows2 = Array(bank_rows)[read_bank2]
             pixel2 = register(pixel1, f"pixel2_{i}")
 
-            # Stage 2: column x = (row y-2, row y-1, row y), masked.
-            older = Mux(s2.y_odd, rows2[_ROW:], rows2[:_ROW])     # byte (y mod 2): row y-2
-            newer = Mux(s2.y_odd, rows2[:_ROW], rows2[_ROW:])     # the other byte: row y-1
-            above2 = Mux(s2.row0 | s2.row1, 0, older)
-            above1 = Mux(s2.row0, 0, newer)
+            # Stage 2: column x = (row y-kept, ..., row y-1, row y), masked; byte (y-k) mod
+            # kept holds row y-k.
+            entry_bytes = [rows2[_ROW * r:_ROW * (r + 1)] for r in range(kept)]
+            above = [Mux(_any(top_rows[:k]), 0, _rotated(entry_bytes, row_phase(s2), k)) for k in range(kept, 0, -1)]
             current = Mux(s2.row_pad, 0, pixel2)
-            column = Signal(_COLUMN, name=f"column{i}")
-            m.d.comb += column.eq(Mux(s2.col_pad, 0, Cat(above2, above1, current)))
+            column = Signal(column_bits, name=f"column{i}")
+            m.d.comb += column.eq(Mux(s2.col_pad, 0, Cat(*above, current)))
 
             reads = []
-            for b, name in enumerate(("even", "odd")):
+            for b, name in enumerate(_COLUMN_BANK_NAMES[kept]):
                 parts = []
                 for k in range(column_banks):
                     entries = min(COLUMN_BANK_DEPTH, g.max_cg - k * COLUMN_BANK_DEPTH)
                     # The write enable decoded one stage early into a register of its own:
                     # from a register straight to the block RAM, as its address (a decode of
                     # s2 there was the critical path of the 4x4 array with tile groups: 128 MHz).
-                    we2 = register(s1.valid & ~s1.repeat & (s1.x_odd == b) & (s1.g[column_bits:] == k),
+                    we2 = register(s1.valid & ~s1.repeat & (column_phase(s1) == b) & (s1.g[depth_bits:] == k),
                                    f"col_we2_{i}_{b}_{k}", reset_less=False)
                     data = []
-                    for r in range(_COLUMN // _ROW):   # row byte r of the column
+                    for r in range(side):   # row byte r of the column
                         bank = Memory(shape=unsigned(_ROW), depth=memory_depth(entries), init=[])
                         m.submodules[f"{name}{i}_{k}_{r}"] = bank
                         rd = bank.read_port()
@@ -211,17 +281,16 @@ class WindowGenerator(wiring.Component):
 
             # Stage 3: the column beside the banks.
             column4 = register(register(column, f"column3_{i}"), f"column4_{i}")
-            x_odd4 = register(register(s2.x_odd, f"x_odd3_{i}"), f"x_odd4_{i}")
+            phase_name = "x_mod3" if tiles else "x_odd"
+            x_phase4 = register(register(column_phase(s2), f"{phase_name}3_{i}"), f"{phase_name}4_{i}")
 
-            # Stage 4: columns x-2 (the bank written at stage 2, read first), x-1 (the other
-            # bank), x.
-            prev2 = Mux(zero_prev2, 0, Mux(x_odd4, reads[1], reads[0]))
-            prev1 = Mux(zero_prev1, 0, Mux(x_odd4, reads[0], reads[1]))
+            # Stage 4: columns x-k (k = kept .. 1: bank (x-k) mod kept; bank x mod kept,
+            # written at stage 2 and read first, returns column x-kept), then x.
+            by_kx = [Mux(zero_prev[k], 0, _rotated(reads, x_phase4, k)) for k in range(kept, 0, -1)] + [column4]
 
             # Taps extended to 9 bits here, so that the array's registers feed its DSP
             # multipliers directly (no logic between register and multiplier).
-            by_kx = (prev2, prev1, column4)  # columns x-2, x-1, x
-            taps = [by_kx[kx][_ROW * ky:_ROW * (ky + 1)] for ky in range(3) for kx in range(3)]
+            taps = [by_kx[kx][_ROW * ky:_ROW * (ky + 1)] for ky in range(side) for kx in range(side)]
             window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
             if holds:
                 # Its load enable, one register per lane beside the lane's window registers.
@@ -232,5 +301,58 @@ class WindowGenerator(wiring.Component):
                     m.d.sync += window5.eq(window)
             else:
                 window5 = register(window, f"window{i}")
-            m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window5)
+            if tiles:
+                m.d.comb += lane(self.v, i, V_WORD_BITS).eq(_transformed(m, window5, self.winograd, f"v{i}"))
+            else:
+                m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window5)
         return m
+
+
+#: The column-delay banks' memory names by bank count (the direct kind's two, by parity).
+_COLUMN_BANK_NAMES = {2: ("even", "odd"), 3: ("mod0", "mod1", "mod2")}
+
+
+def _any(flags):
+    """The OR of one or more 1-bit values."""
+    return functools.reduce(operator.or_, flags)
+
+
+def _rotated(values, phase, back: int):
+    """values[(phase - back) mod n] for n = len(values), 2 or 3: the line-buffer byte of
+    row y - back when `phase` = y mod n (likewise the column-delay bank of column x - back)."""
+    n = len(values)
+    if n == 2:
+        return Mux(phase, values[(1 - back) % 2], values[-back % 2])
+    assert n == 3
+    return Mux(phase == 0, values[-back % 3], Mux(phase == 1, values[(1 - back) % 3], values[(2 - back) % 3]))
+
+
+def _transformed(m: Module, tile, winograd, name: str):
+    """Stages 6 and 7 of a Winograd array's window generator: V = B^T d B of the held 4x4
+    tile d (16 9-bit taps, tap r*4 + c in bits [9t+8:9t]) when `winograd` is high, else d
+    itself, each tap sign-extended to V_BITS; V_WORD_BITS, entry k*4 + q in bits
+    [11e+10:11e], from registers.
+
+    The two stages of hdl/winograd.WinogradInputTransform (its adder networks, from the
+    same helpers), with the mode multiplexer in front of the second stage's registers: the
+    component's output registers leave no place for it within WINOGRAD_LATENCY, and
+    behind them it would put logic between `v` and the units' multipliers.
+    """
+    grid = _grid(tile, TILE_SIDE, ACT_BITS, W.Range(*ACT_RANGE))
+    # Stage 6: B^T d, one adder deep, and d beside it.
+    half = [[_register(m, _linear_combination(W.B_T[k], [grid[r][c] for r in range(TILE_SIDE)]),
+                       f"{name}_l{k}_{c}", None) for c in range(TILE_SIDE)] for k in range(TILE_SIDE)]
+    tile6 = Signal.like(tile, name=f"{name}_tile6", reset_less=True)
+    m.d.sync += tile6.eq(tile)
+    # Stage 7: (B^T d) B, or d.
+    out = []
+    for k in range(TILE_SIDE):
+        row = []
+        for q in range(TILE_SIDE):
+            full = _linear_combination(W.B_T[q], half[k])
+            passed = lane(tile6, k * TILE_SIDE + q, ACT_BITS).as_signed()
+            chosen = _Term(Mux(winograd, full.value, passed), full.range, full.operands, full.depth)
+            row.append(_register(m, chosen, f"{name}_{k}_{q}", V_BITS))
+        out.append(row)
+    registers, _ = _flatten(out, V_BITS, "V")
+    return Cat(*registers)
