@@ -20,6 +20,51 @@ def latency(generics: HardwareGenerics) -> int:
     return generics.po + requant.LATENCY
 
 
+def tile_params(m: Module, name: str, max_group: int, we, tile, param, ahead_tile):
+    """A column's requantization parameters (bias, M0, n) of each tile of a group: written
+    at `tile` when `we`; returns the entry of the tile `ahead_tile` presented the cycle before (a register, so no distributed-RAM read sits in
+    front of the logic that uses it). With max_group = 1 the one entry is a register
+    (`params` is it, whatever the tile)."""
+    if max_group == 1:
+        params = Signal(RequantParamLayout, name=f"params{name}", reset_less=True)
+        with m.If(we):
+            m.d.sync += params.eq(param)
+        return params
+    m.submodules[f"params{name}"] = table = Memory(shape=RequantParamLayout, depth=memory_depth(max_group), init=[])
+    wr, rd = table.write_port(), table.read_port(domain="comb")
+    params = Signal(RequantParamLayout, name=f"params_ahead{name}", reset_less=True)
+    m.d.comb += [wr.en.eq(we), wr.addr.eq(tile), wr.data.eq(param), rd.addr.eq(ahead_tile)]
+    m.d.sync += params.eq(rd.data)
+    return params
+
+
+def tile_sums(m: Module, name: str, shape, max_group: int, now, ahead, update) -> Signal:
+    """One sum per tile of a group (docs/architecture.md, "Tile groups"), of `shape`: a valid
+    step `now` (valid, kt) sets sum[kt] = update(sum[kt]); returns the register that holds
+    the step's new sum from the next cycle (the last valid step's).
+
+    With max_group = 1 the sum is that register. With max_group > 1 the sums are a table of
+    max_group entries (`Memory`, asynchronous read, synchronous write: distributed RAM),
+    read one cycle ahead at the next step's tile (`ahead.kt`) into a register, bypassed by
+    the sum being written when the two steps share a tile, so a step always sees the sum of
+    the step before it of its tile, however close; written at the step's tile."""
+    acc = Signal(shape, name=name, reset_less=True)
+    if max_group == 1:
+        with m.If(now.valid):
+            m.d.sync += acc.eq(update(acc))
+        return acc
+    m.submodules[f"{name}_table"] = table = Memory(shape=shape, depth=memory_depth(max_group), init=[])
+    wr, rd = table.write_port(), table.read_port(domain="comb")
+    stored = Signal(shape, name=f"{name}_ahead", reset_less=True)
+    new = Signal(shape, name=f"{name}_next")
+    m.d.comb += [new.eq(update(stored)), rd.addr.eq(ahead.kt),
+                 wr.en.eq(now.valid), wr.addr.eq(now.kt), wr.data.eq(new)]
+    m.d.sync += stored.eq(Mux(now.valid & (now.kt == ahead.kt), new, rd.data))
+    with m.If(now.valid):
+        m.d.sync += acc.eq(new)
+    return acc
+
+
 class OutputColumns(wiring.Component):
     """The PO output lanes between the array and the output register.
 
@@ -89,42 +134,19 @@ class OutputColumns(wiring.Component):
 
         for o in range(po):
             write_params = self.param_we & (self.param_lane == o)
-            acc = Signal(signed(ACC_BITS), name=f"acc{o}", reset_less=True)
             m.submodules[f"requant{o}"] = rq = Requantizer()
             now, ahead = ctl[o + 1], ctl[o]   # the step at column o, and the step after it
+            params = tile_params(m, f"{o}", self._g.max_group, write_params, self.param_tile, self.param, ahead.kt)
+            acc = tile_sums(m, f"acc{o}", signed(ACC_BITS), self._g.max_group, now, ahead,
+                            lambda stored: Mux(now.first, params.bias, stored) + self.psums[o])
             if not tables:
-                params = Signal(RequantParamLayout, name=f"params{o}", reset_less=True)
-                with m.If(write_params):
-                    m.d.sync += params.eq(self.param)
-                with m.If(now.valid):
-                    m.d.sync += acc.eq(Mux(now.first, params.bias, acc) + self.psums[o])
                 m.d.comb += [rq.v.eq(acc), rq.m0.eq(params.m0), rq.n.eq(params.n)]
             else:
-                depth = memory_depth(self._g.max_group)
-                m.submodules[f"params{o}"] = param_table = Memory(shape=RequantParamLayout, depth=depth, init=[])
-                m.submodules[f"accs{o}"] = acc_table = Memory(shape=signed(ACC_BITS), depth=depth, init=[])
-                p_wr, p_rd = param_table.write_port(), param_table.read_port(domain="comb")
-                a_wr, a_rd = acc_table.write_port(), acc_table.read_port(domain="comb")
-                # The tables are read a cycle ahead, at the next step's tile, into registers, so
-                # that no distributed-RAM read (and the route from wherever the RAM is placed)
-                # sits in front of the accumulator's adder. The one entry that read can miss is
-                # the one the current step writes: then the sum being written is taken instead.
-                acc_ahead = Signal(signed(ACC_BITS), name=f"acc_ahead{o}", reset_less=True)
-                params_ahead = Signal(RequantParamLayout, name=f"params_ahead{o}", reset_less=True)
-                acc_next = Signal(signed(ACC_BITS), name=f"acc_next{o}")
-                same_tile = now.valid & (now.kt == ahead.kt)
-                m.d.comb += [
-                    p_wr.en.eq(write_params), p_wr.addr.eq(self.param_tile), p_wr.data.eq(self.param),
-                    p_rd.addr.eq(ahead.kt), a_rd.addr.eq(ahead.kt),
-                    acc_next.eq(Mux(now.first, params_ahead.bias, acc_ahead) + self.psums[o]),
-                    a_wr.en.eq(now.valid), a_wr.addr.eq(now.kt), a_wr.data.eq(acc_next),
-                ]
-                m.d.sync += [acc_ahead.eq(Mux(same_tile, acc_next, a_rd.data)), params_ahead.eq(p_rd.data)]
                 # v and tile kt's M0, n together into the requantizer.
                 m0 = Signal(32, name=f"m0_{o}", reset_less=True)
                 n = Signal(8, name=f"n_{o}", reset_less=True)
                 with m.If(now.valid):
-                    m.d.sync += [acc.eq(acc_next), m0.eq(params_ahead.m0), n.eq(params_ahead.n)]
+                    m.d.sync += [m0.eq(params.m0), n.eq(params.n)]
                 m.d.comb += [rq.v.eq(acc), rq.m0.eq(m0), rq.n.eq(n)]
 
             # De-skew: column o is PO - 1 - o cycles early.

@@ -67,6 +67,7 @@ class LayerController(wiring.Component):
             "advance": Out(1),
             "step": Out(self._step),
             "input_signed": Out(1),
+            **({"winograd": Out(1)} if generics.unit == "winograd" else {}),
             "wr_en": Out(1),
             "wr_lane": Out(lane),
             "wr_addr": Out(cg_shape(generics)),
@@ -140,6 +141,45 @@ class LayerController(wiring.Component):
         w_gt1, w_gt2, w_is1, w_is2, cols_gt2, cols_le3, h_gt2 = (
             Signal(name=n) for n in ("w_gt1", "w_gt2", "w_is1", "w_is2", "cols_gt2", "cols_le3", "h_gt2"))
         count = Signal(CYCLES_BITS)
+
+        # Arrays of Winograd units (docs/architecture.md, "Winograd scan"): the item's row and
+        # column mod 3 (line-buffer byte, column-delay bank), the third padding row and
+        # column, and for a Winograd layer (`wmode`, stride 1) its slots and output beats.
+        wk = self._g.unit == "winograd"
+        wmode = self.winograd if wk else Const(0)
+        ym3, ym3n, xm3, xm3n = (Signal(2, name=n) for n in ("ym3", "ym3n", "xm3", "xm3n"))  # y, y+1, x, x+1 mod 3
+        row2, col2 = Signal(name="row2"), Signal(name="col2")
+        zero_store = Signal()            # the slot's STORE items are row H (odd H): zeros, no input
+        wrows_m1, wcols_m1 = Signal(coord), Signal(coord)     # Winograd scan rows - 1, columns - 1
+        wrows_m3, wcols_m3 = Signal(cmp), Signal(cmp)
+        height_r, width_r = Signal(coord), Signal(coord)
+        h_is1 = Signal()
+        # The output beats of the previous slot's blocks, one per step: tile bt, pixel bp of
+        # its 2x2 block, of the pixels inside the image (keep_r: column ox + 1 < W, keep_b:
+        # row oy + 1 < H); result buffer cur_buf takes the current slot's blocks.
+        beating = Signal()
+        bt = Signal(tile_shape(self._g))
+        bp = Signal(2)
+        bt_last, keep_r, keep_b, cur_buf = (Signal(name=n) for n in ("bt_last", "keep_r", "keep_b", "cur_buf"))
+        pixel_last = (bp == 3) | ((bp == 0) & ~keep_r & ~keep_b) | ((bp == 1) & ~keep_b) | ((bp == 2) & ~keep_r)
+        beat_last = bt_last & pixel_last
+        # extra: steps after a slot's own until the previous slot's beats are sent (no item,
+        # no compute); final: those of the last slot, after which the group drains.
+        extra, final = Signal(name="extra"), Signal(name="final")
+
+        def inc3(v, by):
+            """(v + by) mod 3 for v in 0..2."""
+            return Mux(v + by >= 3, v + by - 3, v + by)
+
+        def x_moves(by):
+            """x + by (by 1 or 2): its mod-3 registers."""
+            return [xm3.eq(inc3(xm3, by)), xm3n.eq(inc3(xm3n, by))] if wk else []
+
+        def y_moves(by):
+            return [ym3.eq(inc3(ym3, by)), ym3n.eq(inc3(ym3n, by))] if wk else []
+
+        def x_restart():
+            return [xm3.eq(0), xm3n.eq(1), col2.eq(0)] if wk else []
 
         # "Last channel group", "last lane" and "last tile" as registers kept beside g, lane
         # and kt (no comparator behind them): g and lane also drive the weight and
@@ -221,13 +261,162 @@ class LayerController(wiring.Component):
             self.step.row_pad.eq(row_pad & full),
             self.step.col_pad.eq(Mux(cur_fb, col_pad_b, col_pad & cur_fa)),
             self.step.first.eq(issue & (g == 0)),
-            self.step.emit.eq(emits),
-            self.step.tag.eq(emits & kt_last & x_last & y_last),
             self.wr_lane.eq(lane),
             self.wr_addr.eq(g if single else waddr),
             self.rq_lane.eq(lane),
             self.rq_tile.eq(kt),
         ]
+        direct_tag = emits & kt_last & x_last & y_last
+        if wk:
+            # A Winograd layer's steps send the previous slot's beats; a stride-2 layer's emit
+            # their own results as on a direct array.
+            beat = issue & beating
+            m.d.comb += [
+                self.step.emit.eq(Mux(wmode, beat, emits)),
+                self.step.tag.eq(Mux(wmode, beat & final & beat_last, direct_tag)),
+                self.step.y_mod3.eq(Mux(store, ym3n, ym3)),
+                self.step.x_mod3.eq(Mux(cur_fb | cur_sb, xm3n, xm3)),
+                self.step.row2.eq(row2),
+                # FULL B is column x + 1: its column flags are column x's shifted by one.
+                self.step.col1.eq((col1 & cur_fa) | (col0 & cur_fb)),
+                self.step.col2.eq((col2 & cur_fa) | (col1 & cur_fb)),
+                self.step.zero.eq(store & zero_store),
+                self.step.result.eq(issue & compute & g_last & out_pos & wmode),
+                self.step.wbuf.eq(cur_buf),
+                self.step.out_tile.eq(Mux(wmode, bt, kt)),
+                self.step.out_pixel.eq(bp),
+                self.step.out_buf.eq(~cur_buf),
+            ]
+        else:
+            m.d.comb += [self.step.emit.eq(emits), self.step.tag.eq(direct_tag)]
+
+        def winograd_next_slot():
+            """A Winograd layer's next slot (layout.scan_slots(..., winograd=True)): columns
+            x + 2, x + 3 of the row, or the next row pair's first slot, or, after the last,
+            the steps that send its beats (`final`)."""
+            with m.If(x_last):
+                # The next row pair: FULL items of row y + 2, STORE items of row y + 3 (zeros
+                # if y + 3 = H) when a row y + 4 follows. Its first slot: columns 0, 1.
+                pad_next = y >= height_m2          # y + 2 >= H
+                stores_next = ~(y == wrows_m3)     # y + 2 is not the last row
+                m.d.sync += [
+                    x.eq(0), col0.eq(1), col1.eq(0), col_pad.eq(0), x_last.eq(0), addr.eq(0),
+                    addr_b.eq(cg_line), item_addr.eq(0), *x_restart(),
+                    y.eq(y + 2), *y_moves(2), row0.eq(0), row1.eq(0), row2.eq(y == 0),
+                    row_pad.eq(pad_next), y_last.eq(~stores_next),
+                    pos_in.eq(~pad_next), wants_input.eq(~pad_next),
+                    out_pos.eq(0), *kt_restart(1),     # x0 = 0: no output block
+                    store_row.eq(stores_next), zero_store.eq(y == height_m3),
+                    has_fb.eq(1), has_sa.eq(stores_next), has_sb.eq(stores_next & w_gt1),
+                    in_b.eq(~pad_next & w_gt1), col_pad_b.eq(w_is1),
+                    *slot_start(1, stores_next, stores_next & w_gt1),
+                ]
+                with m.If(y_last):
+                    # After the last slot: its beats, one per step, then the drain.
+                    m.d.sync += [extra.eq(1), final.eq(1), wants_input.eq(0), compute.eq(0), cur_fa.eq(0),
+                                 rem_fb.eq(0), rem_sa.eq(0), rem_sb.eq(0)]
+            with m.Else():
+                # Columns x + 2, x + 3 of row y (x + 3 only if x + 3 < columns).
+                last_next = x == wcols_m3
+                in_a = ~row_pad & (x < width_m2)
+                sa, sb = store_row & (x < width_m2), store_row & (x < width_m3)
+                m.d.sync += [
+                    x.eq(x + 2), *x_moves(2), col0.eq(0), col1.eq(0), col2.eq(x == 0),
+                    col_pad.eq(x >= width_m2), x_last.eq(last_next),
+                    addr.eq(addr_b + 1), addr_b.eq(addr_b + 1 + cg_line), item_addr.eq(addr_b + 1),
+                    pos_in.eq(in_a), wants_input.eq(in_a), out_pos.eq(~row0), *kt_restart(row0 | k_is_1),
+                    has_fb.eq(~last_next), has_sa.eq(sa), has_sb.eq(sb),
+                    in_b.eq(~row_pad & (x < width_m3)), col_pad_b.eq(x >= width_m3),
+                    *slot_start(~last_next, sa, sb),
+                ]
+
+        def advance_group():
+            """After a (slot, channel group)'s last step: the next channel group of the slot
+            (its first step), or the next slot."""
+            # The next channel group of this slot (its first step), or the next slot.
+            with m.If(~col_pad):   # x < W: the entry x * cg + g exists (read on the padding row too)
+                m.d.sync += addr.eq(addr + 1)
+            m.d.sync += [addr_b.eq(addr_b + 1), item_addr.eq(Mux(col_pad, addr, addr + 1)),
+                         *g_step(), waddr.eq(g + 1),
+                         *kt_restart(~out_pos | k_is_1), wants_input.eq(pos_in),
+                         *slot_start(has_fb, has_sa, has_sb)]
+            with m.If(g_last):
+                m.d.sync += [*g_restart(), waddr.eq(0)]
+                if wk:
+                    with m.If(wmode):
+                        # The slot is done: its blocks' beats go out during the next slot's steps.
+                        m.d.sync += [cur_buf.eq(~cur_buf), beating.eq(out_pos), bt.eq(0), bp.eq(0), bt_last.eq(k_is_1),
+                                     keep_r.eq(x <= width_r), keep_b.eq(y <= height_r)]
+                        winograd_next_slot()
+                    next_slot = m.Elif
+                else:
+                    next_slot = m.If
+                with next_slot(x_last):
+                    # The next row: y + 1, or at stride 2 past row 0 y + 2 (row y + 1
+                    # was stored by this row's slots). Its slot 0 is column 0.
+                    y_next = Mux(pairs, y + 2, y + 1)
+                    pad_next = Mux(pairs, y == height_m2, y == height_m1)
+                    stores_next = stride2 & Mux(pairs, y < height_m3, h_gt2)
+                    m.d.sync += [
+                        x.eq(0), col0.eq(1), col1.eq(0), col_pad.eq(0), x_last.eq(0), addr.eq(0),
+                        addr_b.eq(cg_line), item_addr.eq(0),
+                        y.eq(y_next), row0.eq(0), row1.eq(row0),
+                        row_pad.eq(pad_next), y_last.eq(Mux(pairs, y == rows_m3, y == rows_m2)),
+                        pos_in.eq(~pad_next), wants_input.eq(~pad_next),
+                        out_pos.eq(0), *kt_restart(1),     # x = 0: no output
+                        pairs.eq(stride2), store_row.eq(stores_next),
+                        has_fb.eq(0), has_sa.eq(stores_next), has_sb.eq(0), in_b.eq(0), col_pad_b.eq(0),
+                        *slot_start(0, stores_next, 0),
+                        *x_restart(),
+                    ]
+                    if wk:
+                        m.d.sync += [row2.eq(Mux(pairs, y == 0, y == 1)), ym3.eq(Mux(pairs, inc3(ym3, 2), inc3(ym3, 1))),
+                                     ym3n.eq(Mux(pairs, inc3(ym3n, 2), inc3(ym3n, 1)))]
+                    with m.If(y_last):
+                        m.d.sync += [scanning.eq(0), wants_input.eq(0)]
+                        m.next = "DRAIN"
+                with m.Elif(pairs & col0):
+                    # Stride 2: from column 0 to the slot of columns 1, 2.
+                    in_a = ~row_pad & w_gt1
+                    m.d.sync += [
+                        x.eq(1), col0.eq(0), col1.eq(1), col_pad.eq(w_is1), x_last.eq(cols_le3),
+                        pos_in.eq(in_a), wants_input.eq(in_a), out_pos.eq(1), *kt_restart(k_is_1),
+                        has_fb.eq(cols_gt2), has_sa.eq(store_row & w_gt1), has_sb.eq(store_row & w_gt2),
+                        in_b.eq(~row_pad & w_gt2), col_pad_b.eq(w_is2),
+                        *slot_start(cols_gt2, store_row & w_gt1, store_row & w_gt2),
+                        *x_moves(1),
+                    ]
+                with m.Elif(pairs):
+                    # Stride 2: from the slot of columns x, x+1 to that of x+2, x+3.
+                    in_a = ~row_pad & (x < width_m2)
+                    fb = x < cols_m3
+                    sa, sb = store_row & (x < width_m2), store_row & (x < width_m3)
+                    m.d.sync += [
+                        x.eq(x + 2), col1.eq(0), col_pad.eq(x == width_m2), x_last.eq(x >= cols_m4),
+                        addr.eq(addr_b + 1), addr_b.eq(addr_b + 1 + cg_line), item_addr.eq(addr_b + 1),
+                        pos_in.eq(in_a), wants_input.eq(in_a), out_pos.eq(1), *kt_restart(k_is_1),
+                        has_fb.eq(fb), has_sa.eq(sa), has_sb.eq(sb),
+                        in_b.eq(~row_pad & (x < width_m3)), col_pad_b.eq(x == width_m3),
+                        *slot_start(fb, sa, sb),
+                        *x_moves(2),
+                    ]
+                    if wk:
+                        m.d.sync += col2.eq(x == 0)
+                with m.Else():
+                    x_next = x + 1
+                    # layout.has_output(y, x + 1): y >= 1, and at stride 2 y and x + 1 odd
+                    # (stride 2 reaches here on row 0 only: no output).
+                    out_next = ~row0 & (~stride2 | (y[0] & ~x[0]))
+                    in_next = ~row_pad & (x != width_m1)
+                    m.d.sync += [
+                        x.eq(x_next), col0.eq(0), col1.eq(col0),
+                        col_pad.eq(x == width_m1), x_last.eq(x == cols_m2),
+                        pos_in.eq(in_next), wants_input.eq(in_next),
+                        out_pos.eq(out_next), *kt_restart(~out_next | k_is_1),
+                        *x_moves(1),
+                    ]
+                    if wk:
+                        m.d.sync += col2.eq(col1)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -257,6 +446,14 @@ class LayerController(wiring.Component):
                         cols_gt2.eq(Mux(d.width[0], d.width + 1, d.width) > 2),
                         cols_le3.eq(Mux(d.width[0], d.width + 1, d.width) <= 3),
                     ]
+                    if wk:
+                        # layout.winograd_extent: 2 * ceil(H / 2) + 1 rows, likewise columns.
+                        m.d.sync += [
+                            self.winograd.eq(d.stride == 1),
+                            wrows_m1.eq(d.height + d.height[0]), wcols_m1.eq(d.width + d.width[0]),
+                            wrows_m3.eq(d.height + d.height[0] - 2), wcols_m3.eq(d.width + d.width[0] - 2),
+                            height_r.eq(d.height), width_r.eq(d.width), h_is1.eq(d.height == 1),
+                        ]
                     with m.If(d.n_groups == 0):
                         m.d.sync += self.done.eq(1)
                     with m.Else():
@@ -307,18 +504,50 @@ class LayerController(wiring.Component):
                                     in_b.eq(0), col_pad_b.eq(0), addr_b.eq(cg_line), item_addr.eq(0),
                                     *slot_start(0, 0, 0),
                                 ]
+                                if wk:
+                                    m.d.sync += [*x_restart(), ym3.eq(0), ym3n.eq(1), row2.eq(0), zero_store.eq(0),
+                                                 beating.eq(0), extra.eq(0), final.eq(0)]
+                                    with m.If(wmode):
+                                        # Slot (0, 0): FULL (0, 0), (0, 1), STORE (1, 0), (1, 1)
+                                        # (a Winograd scan has >= 3 rows and columns).
+                                        m.d.sync += [
+                                            store_row.eq(1), zero_store.eq(h_is1),
+                                            has_fb.eq(1), has_sa.eq(1), has_sb.eq(w_gt1),
+                                            in_b.eq(w_gt1), col_pad_b.eq(w_is1),
+                                            *slot_start(1, 1, w_gt1),
+                                        ]
                                 m.next = "SCAN"
 
             with m.State("SCAN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += count.eq(count + 1)
                 more_compute = compute & ~kt_last
-                with m.If(issue & (more_compute | rem_fb | rem_sa | rem_sb)):
+                if wk:
+                    with m.If(issue & beating):
+                        # The beat this step sends: the next pixel of the block, the next tile.
+                        with m.If(pixel_last):
+                            m.d.sync += [bp.eq(0), bt.eq(bt + 1), bt_last.eq(bt == k_m2)]
+                            with m.If(bt_last):
+                                m.d.sync += beating.eq(0)
+                        with m.Else():
+                            m.d.sync += bp.eq(Mux((bp == 0) & ~keep_r, 2, bp + 1))
+                    scan_if = m.Elif
+                    with m.If(issue & extra):
+                        with m.If(beat_last):
+                            m.d.sync += extra.eq(0)
+                            with m.If(final):
+                                m.d.sync += [scanning.eq(0), wants_input.eq(0)]
+                                m.next = "DRAIN"
+                            with m.Else():
+                                advance_group()
+                else:
+                    scan_if = m.If
+                with scan_if(issue & (more_compute | rem_fb | rem_sa | rem_sb)):
                     # The next step of this (slot, channel group): the next tile, the next item.
                     m.d.sync += [*kt_step(), waddr.eq(waddr + cg), compute.eq(more_compute),
                                  cur_fa.eq(0), cur_fb.eq(rem_fb), cur_sa.eq(~rem_fb & rem_sa),
                                  cur_sb.eq(~rem_fb & ~rem_sa & rem_sb),
-                                 wants_input.eq(Mux(rem_fb, in_b, rem_sa | rem_sb)),
+                                 wants_input.eq(Mux(rem_fb, in_b, (rem_sa | rem_sb) & ~zero_store)),
                                  item_addr.eq(Mux(rem_fb | ~rem_sa, addr_b, addr))]
                     with m.If(rem_fb):
                         m.d.sync += rem_fb.eq(0)
@@ -327,70 +556,16 @@ class LayerController(wiring.Component):
                     with m.Else():
                         m.d.sync += rem_sb.eq(0)
                 with m.Elif(issue):
-                    # The next channel group of this slot (its first step), or the next slot.
-                    with m.If(~col_pad):   # x < W: the entry x * cg + g exists (read on the padding row too)
-                        m.d.sync += addr.eq(addr + 1)
-                    m.d.sync += [addr_b.eq(addr_b + 1), item_addr.eq(Mux(col_pad, addr, addr + 1)),
-                                 *g_step(), waddr.eq(g + 1),
-                                 *kt_restart(~out_pos | k_is_1), wants_input.eq(pos_in),
-                                 *slot_start(has_fb, has_sa, has_sb)]
-                    with m.If(g_last):
-                        m.d.sync += [*g_restart(), waddr.eq(0)]
-                        with m.If(x_last):
-                            # The next row: y + 1, or at stride 2 past row 0 y + 2 (row y + 1
-                            # was stored by this row's slots). Its slot 0 is column 0.
-                            y_next = Mux(pairs, y + 2, y + 1)
-                            pad_next = Mux(pairs, y == height_m2, y == height_m1)
-                            stores_next = stride2 & Mux(pairs, y < height_m3, h_gt2)
-                            m.d.sync += [
-                                x.eq(0), col0.eq(1), col1.eq(0), col_pad.eq(0), x_last.eq(0), addr.eq(0),
-                                addr_b.eq(cg_line), item_addr.eq(0),
-                                y.eq(y_next), row0.eq(0), row1.eq(row0),
-                                row_pad.eq(pad_next), y_last.eq(Mux(pairs, y == rows_m3, y == rows_m2)),
-                                pos_in.eq(~pad_next), wants_input.eq(~pad_next),
-                                out_pos.eq(0), *kt_restart(1),     # x = 0: no output
-                                pairs.eq(stride2), store_row.eq(stores_next),
-                                has_fb.eq(0), has_sa.eq(stores_next), has_sb.eq(0), in_b.eq(0), col_pad_b.eq(0),
-                                *slot_start(0, stores_next, 0),
-                            ]
-                            with m.If(y_last):
-                                m.d.sync += [scanning.eq(0), wants_input.eq(0)]
-                                m.next = "DRAIN"
-                        with m.Elif(pairs & col0):
-                            # Stride 2: from column 0 to the slot of columns 1, 2.
-                            in_a = ~row_pad & w_gt1
-                            m.d.sync += [
-                                x.eq(1), col0.eq(0), col1.eq(1), col_pad.eq(w_is1), x_last.eq(cols_le3),
-                                pos_in.eq(in_a), wants_input.eq(in_a), out_pos.eq(1), *kt_restart(k_is_1),
-                                has_fb.eq(cols_gt2), has_sa.eq(store_row & w_gt1), has_sb.eq(store_row & w_gt2),
-                                in_b.eq(~row_pad & w_gt2), col_pad_b.eq(w_is2),
-                                *slot_start(cols_gt2, store_row & w_gt1, store_row & w_gt2),
-                            ]
-                        with m.Elif(pairs):
-                            # Stride 2: from the slot of columns x, x+1 to that of x+2, x+3.
-                            in_a = ~row_pad & (x < width_m2)
-                            fb = x < cols_m3
-                            sa, sb = store_row & (x < width_m2), store_row & (x < width_m3)
-                            m.d.sync += [
-                                x.eq(x + 2), col1.eq(0), col_pad.eq(x == width_m2), x_last.eq(x >= cols_m4),
-                                addr.eq(addr_b + 1), addr_b.eq(addr_b + 1 + cg_line), item_addr.eq(addr_b + 1),
-                                pos_in.eq(in_a), wants_input.eq(in_a), out_pos.eq(1), *kt_restart(k_is_1),
-                                has_fb.eq(fb), has_sa.eq(sa), has_sb.eq(sb),
-                                in_b.eq(~row_pad & (x < width_m3)), col_pad_b.eq(x == width_m3),
-                                *slot_start(fb, sa, sb),
-                            ]
+                    if wk:
+                        with m.If(g_last & wmode & beating & ~beat_last):
+                            # The slot's own steps are done, the previous slot's beats are not:
+                            # steps without an item until they are.
+                            m.d.sync += [extra.eq(1), wants_input.eq(0), compute.eq(0),
+                                         cur_fa.eq(0), cur_fb.eq(0), cur_sa.eq(0), cur_sb.eq(0)]
                         with m.Else():
-                            x_next = x + 1
-                            # layout.has_output(y, x + 1): y >= 1, and at stride 2 y and x + 1 odd
-                            # (stride 2 reaches here on row 0 only: no output).
-                            out_next = ~row0 & (~stride2 | (y[0] & ~x[0]))
-                            in_next = ~row_pad & (x != width_m1)
-                            m.d.sync += [
-                                x.eq(x_next), col0.eq(0), col1.eq(col0),
-                                col_pad.eq(x == width_m1), x_last.eq(x == cols_m2),
-                                pos_in.eq(in_next), wants_input.eq(in_next),
-                                out_pos.eq(out_next), *kt_restart(~out_next | k_is_1),
-                            ]
+                            advance_group()
+                    else:
+                        advance_group()
 
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)

@@ -8,9 +8,10 @@ from amaranth.lib.wiring import In, Out
 
 from rep_accel.generics import UNIT_KINDS, HardwareGenerics
 
-from . import array, columns, unit, window
+from . import array, columns, unit, window, winograd_columns
 from .array import SystolicArray
 from .columns import OutputColumns
+from .winograd_columns import WinogradColumns
 from .controller import LayerController
 from .output import OutputStage
 from .layouts import (CYCLES_BITS, DescriptorLayout, RequantParamLayout, act_in_shape, act_out_shape,
@@ -22,13 +23,21 @@ from .window import WindowGenerator
 OUTPUT_LATENCY = 1
 
 
+def columns_latency(generics: HardwareGenerics) -> int:
+    """Cycles of the output columns, column 0's partial sum to the aligned lanes."""
+    if generics.unit == "winograd":
+        return winograd_columns.latency(generics)
+    return columns.latency(generics)
+
+
 def pipeline_latency(generics: HardwareGenerics) -> int:
     """Cycles from a step's issue to its output beat in this RTL, the sum of the stage
     constants: window generator, array (column 0), output columns (accumulator,
-    requantization, de-skew), output register. Equal to `generics.pipeline_latency`
-    (PI + PO + UnitKind.latency_fixed): `check_latency` asserts it."""
-    col0 = window.LATENCY + array.latency(generics, 0)
-    return col0 + columns.latency(generics) + OUTPUT_LATENCY
+    requantization, de-skew; on Winograd units also the output transform and the result
+    buffer), output register. Equal to `generics.pipeline_latency` (PI + PO +
+    UnitKind.latency_fixed): `check_latency` asserts it."""
+    col0 = window.latency(generics) + array.latency(generics, 0)
+    return col0 + columns_latency(generics) + OUTPUT_LATENCY
 
 
 def check_latency() -> None:
@@ -38,7 +47,7 @@ def check_latency() -> None:
     (the fixed part must not depend on PI and PO). Runs when this module is imported, so no
     RTL is generated from stages that disagree with the simulator."""
     built = {name for name, kind in UNIT_KINDS.items() if kind.rtl}
-    assert built == set(unit.UNIT_LATENCY), "every unit kind the front end says hdl/ builds needs its RTL"
+    assert built == set(array.UNIT_LATENCY), "every unit kind the front end says hdl/ builds needs its RTL"
     for kind in built:
         for pi, po in ((1, 1), (2, 3), (8, 8)):
             g = HardwareGenerics(pi=pi, po=po, unit=kind)
@@ -108,7 +117,8 @@ class Accelerator(wiring.Component):
         m.submodules.controller = ctrl = LayerController(g)
         m.submodules.window = wgen = WindowGenerator(g)
         m.submodules.array = arr = SystolicArray(g, self._dsp)
-        m.submodules.columns = cols = OutputColumns(g)
+        wk = g.unit == "winograd"
+        m.submodules.columns = cols = WinogradColumns(g) if wk else OutputColumns(g)
         control = column_control_layout(g)
         m.submodules.output = out = OutputStage(8 * g.po, g.pipeline_latency)
         wiring.connect(m, wiring.flipped(self.desc), ctrl.desc)
@@ -139,13 +149,17 @@ class Accelerator(wiring.Component):
             wgen.step.eq(ctrl.step),
             wgen.pixels.eq(self.act_in.payload),
             wgen.signed.eq(ctrl.input_signed),
-            arr.windows.eq(wgen.windows),
+            arr.windows.eq(wgen.v if wk else wgen.windows),
         ]
+        if wk:
+            # The layer's mode (a Winograd layer, or a stride-2 layer in direct mode), a layer constant.
+            m.d.comb += [wgen.winograd.eq(ctrl.winograd), arr.winograd.eq(ctrl.winograd),
+                         cols.winograd.eq(ctrl.winograd)]
 
         # The array's weight address leads its windows by unit.ADDR_LEAD cycles: the step's
         # kernel address kt*cg + g, delayed by the rest of the window generator's latency.
         lead_addr = ctrl.step.waddr
-        for k in range(window.LATENCY - unit.ADDR_LEAD):
+        for k in range(window.latency(g) - unit.ADDR_LEAD):
             reg = Signal.like(ctrl.step.waddr, name=f"waddr_d{k + 1}", reset_less=True)
             m.d.sync += reg.eq(lead_addr)
             lead_addr = reg
@@ -156,7 +170,11 @@ class Accelerator(wiring.Component):
         m.d.comb += [ctl.valid.eq(ctrl.step.valid & ctrl.step.compute), ctl.first.eq(ctrl.step.first),
                      ctl.emit.eq(ctrl.step.emit),
                      ctl.kt.eq(ctrl.step.kt)]
-        for k in range(window.LATENCY + array.latency(g, 0) - 1):   # OutputColumns takes it a cycle ahead
+        if wk:
+            m.d.comb += [ctl.result.eq(ctrl.step.result), ctl.wbuf.eq(ctrl.step.wbuf),
+                         ctl.out_tile.eq(ctrl.step.out_tile), ctl.out_pixel.eq(ctrl.step.out_pixel),
+                         ctl.out_buf.eq(ctrl.step.out_buf)]
+        for k in range(window.latency(g) + array.latency(g, 0) - 1):   # the columns take it a cycle ahead
             reg = Signal(control, name=f"ctl_d{k + 1}")
             m.d.sync += reg.eq(ctl)
             ctl = reg

@@ -20,9 +20,6 @@ LATENCY = 7
 #: Of those, the multiplier's register stages (input, pipeline, output): a DSP block's own, the
 #: generic path's fabric registers, or a LUT multiplier's (hdl/lut_multiplier.py).
 MULTIPLIER_STAGES = 3
-#: The unit kinds this RTL builds (rep_accel.generics.UNIT_KINDS) and their LATENCY:
-#: hdl/top.py checks the front end's pipeline latency against these.
-UNIT_LATENCY = {"direct": LATENCY}
 assert lut_multiplier.LATENCY == MULTIPLIER_STAGES, "a LUT multiplier must take the DSP path's cycles"
 #: The weight address leads the window by this many cycles: the weight buffer's
 #: synchronous read, each bank's data registered as it is, the bank selected into the

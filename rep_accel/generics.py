@@ -54,18 +54,20 @@ class UnitKind:
     rtl: bool = True
 
 
-#: Fixed part of the pipeline latency with Winograd units (cycles): the direct unit's plus
-#: the input transform (2 stages), the longer adder tree of 16 lanes (1) and the output
-#: transform (3). A design figure of the schedule: hdl/ does not build this unit kind yet.
+#: Fixed part of the pipeline latency with Winograd units (cycles), the RTL's stages
+#: (hdl/top.py checks them): window generator 5 + input transform 2, unit 5 (16 products
+#: added lane-wise: no adder tree), column 13 (the Winograd-domain sums 1, the output
+#: transform 2, the result buffer's read, its register, the pixel and the bias 4,
+#: requantization 6), output register 1, less the skew's 2.
 WINOGRAD_LATENCY_FIXED = LATENCY_FIXED + 6
 #: The unit kinds (`HardwareGenerics.unit`, `--unit`). "direct": nine multipliers, one per
 #: tap of the 3x3 window (hdl/unit.py). "winograd": F(2x2,3x3) on stride-1 layers (16
 #: multipliers, docs/numerics.md "Winograd F(2x2,3x3)", docs/architecture.md "Winograd
-#: scan"), 3x3 windows on 9 of them otherwise; the simulator runs it, hdl/ does not yet.
+#: scan"), 3x3 windows on 9 of them otherwise (hdl/winograd.py, hdl/winograd_columns.py).
 UNIT_KINDS = {
     "direct": UnitKind(multipliers=WINDOW_TAPS, macs_per_cycle=WINDOW_TAPS, latency_fixed=LATENCY_FIXED),
     "winograd": UnitKind(multipliers=16, macs_per_cycle=36, latency_fixed=WINOGRAD_LATENCY_FIXED,
-                         kernel_word_bytes=24, line_rows=3, rtl=False),
+                         kernel_word_bytes=24, line_rows=3),
 }
 #: Generics that choose how the arithmetic is built, not how the images are laid out: a build
 #: records them, and RTL built with other values is refused (check_same_arithmetic).

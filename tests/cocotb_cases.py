@@ -40,6 +40,11 @@ G_8X8 = HardwareGenerics(pi=8, po=8, w_max=28, max_cg=64, line_depth=256, max_gr
 G_1X1_K3 = HardwareGenerics(pi=1, po=1, w_max=8, max_cg=12, line_depth=32, max_group=3)
 G_2X3_K4 = HardwareGenerics(pi=2, po=3, w_max=16, max_cg=16, line_depth=64, max_group=4)
 G_4X4_K8 = HardwareGenerics(pi=4, po=4, w_max=28, max_cg=256, line_depth=512, max_group=8)
+#: Arrays of Winograd units (unit kind "winograd", docs/architecture.md "Winograd scan"):
+#: the same shapes with tile groups, and a 4x4 for the TensorFlow Lite vectors and the model.
+G_W1X1_K3 = HardwareGenerics(pi=1, po=1, w_max=8, max_cg=12, line_depth=32, max_group=3, unit="winograd")
+G_W2X3_K4 = HardwareGenerics(pi=2, po=3, w_max=16, max_cg=16, line_depth=64, max_group=4, unit="winograd")
+G_W4X4_K4 = HardwareGenerics(pi=4, po=4, w_max=28, max_cg=128, line_depth=512, max_group=4, unit="winograd")
 
 
 def main_sim() -> str:

@@ -295,3 +295,51 @@ def run_traced(generics: HardwareGenerics, shape: LayerShape, x: np.ndarray, par
     beats = np.array([unpack_lanes(wd, generics.po, 8) for wd in words], dtype=np.uint8)
     out = streams.layer_output(beats, scheduled, generics)
     return out, np.array(rows, dtype=simcycle.TRACE_DTYPE)
+
+
+def back_to_back_calm_and_stalled(g, shapes, seed):
+    """Random layers of `shapes` back to back on `g`, with a host that never stalls and
+    with random gaps and drops: outputs equal the reference in both runs, the calm run takes
+    layout.layer_cycles and reports it, the stalled one takes longer and reports its own."""
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    layers = []
+    for s in shapes:
+        w, b, m0, n = random_layer(rng, s)
+        layers.append((s, random_input(rng, s), w, b, m0, n))
+    calm = run_layers(g, layers, seed=seed)
+    stalled = run_layers(g, layers, seed=seed, in_gap=0.3, param_gap=0.2, ready_drop=0.3)
+    for (s, x, w, b, m0, n), r0, r1 in zip(layers, calm, stalled):
+        ref = reference_layer(x, s, w, b, m0, n)
+        assert np.array_equal(r0.out, ref)
+        assert np.array_equal(r1.out, r0.out)
+        assert r0.cycles_measured == r0.cycles_reported == layout.layer_cycles(s, g)
+        assert r1.cycles_measured == r1.cycles_reported > r0.cycles_measured
+        assert r0.done_pulses == r1.done_pulses == 1
+
+
+def check_against_cycle_simulator(g, shape, seed, stim_seed):
+    """A random layer of `shape` on `g` under the simulator's host patterns of `stim_seed`
+    (None: never stalls): outputs equal to the numpy reference and the cycle simulator's,
+    every port in every cycle equal to its trace; without stalls layout.layer_cycles."""
+    from rep_accel.sim import cycle as simcycle
+    print(f"seed={seed} stimulus seed={stim_seed}")
+    rng = np.random.default_rng(seed)
+    w, b, m0, n = random_layer(rng, shape)
+    x = random_input(rng, shape)
+    ref = reference_layer(x, shape, w, b, m0, n)
+    stimulus = None if stim_seed is None else simcycle.Stimulus.random(stim_seed, 0.6, 0.6, 0.6, length=97)
+    scheduled = layout.schedule_layer(shape, g)
+    params = np.concatenate([layout.pack_group_params(w, b, m0, n, shape, j, g) for j in scheduled.groups])
+    out, trace = run_traced(g, shape, x, params, stimulus)
+    sim = simcycle.run_layer(x, shape, params, g, stimulus, trace=True)
+    assert np.array_equal(out, ref), f"outputs differ at {np.argwhere(out != ref)[:5].tolist()}"
+    assert np.array_equal(out, sim.output)
+    assert len(trace) == len(sim.trace) == sim.cycles + 1
+    for name in simcycle.TRACE_SIGNALS:
+        diff = np.flatnonzero(trace[name] != sim.trace[name])
+        assert diff.size == 0, f"{name} differs from cycle {diff[0]}: RTL {trace[name][diff[0]:diff[0] + 8]}, " \
+                               f"simulator {sim.trace[name][diff[0]:diff[0] + 8]}"
+    if stim_seed is None:
+        assert sim.cycles == scheduled.cycles
+    return ref

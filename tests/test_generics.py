@@ -73,19 +73,20 @@ def test_latency_has_one_source(monkeypatch):
     """hdl/top.py sums the RTL's stage constants and asserts them against the front end's
     latency for every unit kind hdl/ builds; a stage constant that changes alone is caught
     there, and so is a kind that claims RTL it does not have."""
-    from rep_accel.hdl import top, unit
+    from rep_accel.hdl import array, top
     top.check_latency()
     built = [kind for kind in UNIT_KINDS if UNIT_KINDS[kind].rtl]
-    assert built == ["direct"]
+    assert built == ["direct", "winograd"]
     for kind in built:
         g = HardwareGenerics(pi=3, po=5, unit=kind)
         assert top.pipeline_latency(g) == g.pipeline_latency == 3 + 5 + UNIT_KINDS[kind].latency_fixed
-    monkeypatch.setitem(unit.UNIT_LATENCY, "direct", unit.LATENCY + 1)
-    with pytest.raises(AssertionError, match="the RTL's stages give"):
-        top.check_latency()
-    monkeypatch.setitem(unit.UNIT_LATENCY, "direct", unit.LATENCY)
+        monkeypatch.setitem(array.UNIT_LATENCY, kind, array.UNIT_LATENCY[kind] + 1)
+        with pytest.raises(AssertionError, match=f"unit {kind}.*the RTL's stages give"):
+            top.check_latency()
+        monkeypatch.setitem(array.UNIT_LATENCY, kind, array.UNIT_LATENCY[kind] - 1)
+    top.check_latency()
     import dataclasses
-    monkeypatch.setitem(UNIT_KINDS, "winograd", dataclasses.replace(UNIT_KINDS["winograd"], rtl=True))
+    monkeypatch.setitem(UNIT_KINDS, "systolic9", dataclasses.replace(UNIT_KINDS["direct"], rtl=True))
     with pytest.raises(AssertionError, match="needs its RTL"):
         top.check_latency()
 

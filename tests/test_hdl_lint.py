@@ -53,10 +53,13 @@ LINT_DEFAULT = [
     # tile groups: tables of 2 (one-bit tile index) and of 5 entries (a depth not a power of two)
     HardwareGenerics(pi=1, po=1, w_max=8, max_cg=4, line_depth=32, max_group=2),
     HardwareGenerics(pi=2, po=3, w_max=16, max_cg=20, line_depth=64, max_group=5),
+    # arrays of Winograd units, one tile and tile groups
+    HardwareGenerics(pi=1, po=1, w_max=8, max_cg=4, line_depth=32, unit="winograd"),
+    HardwareGenerics(pi=2, po=3, w_max=16, max_cg=20, line_depth=64, max_group=5, unit="winograd"),
 ]
 
 
-@pytest.mark.parametrize("g", LINT_DEFAULT, ids=lambda g: f"{g.pi}x{g.po}-w{g.w_max}-k{g.max_group}")
+@pytest.mark.parametrize("g", LINT_DEFAULT, ids=lambda g: f"{g.unit}-{g.pi}x{g.po}-w{g.w_max}-k{g.max_group}")
 def test_elaborates_and_lints_clean(tmp_path, g):
     text, desc = _lint(tmp_path, g)
     _check_ports(text, desc, g)

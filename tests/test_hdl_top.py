@@ -7,7 +7,8 @@ every port in every cycle equal to the cycle simulator's (rep_accel.sim.cycle)."
 import numpy as np
 import pytest
 
-from hdl_bench import random_input, random_layer, reference_layer, run_layers, run_traced
+from hdl_bench import (back_to_back_calm_and_stalled, check_against_cycle_simulator, random_input, random_layer,
+                       reference_layer, run_layers)
 from rep_accel import layout
 from rep_accel.generics import HardwareGenerics
 from rep_accel.hdl.layouts import DescriptorLayout
@@ -67,28 +68,7 @@ def test_back_to_back_layers_and_stalls_give_identical_outputs():
     the outputs are identical, the stalled run only takes longer and reports its own count."""
     shapes = [LayerShape(cin=3, cout=3, groups=1, stride=1, height=3, width=3),
               LayerShape(cin=5, cout=2, groups=1, stride=2, height=3, width=4)]
-    _back_to_back_calm_and_stalled(_generics(2, 2, shapes), shapes, seed=7)
-
-
-def _back_to_back_calm_and_stalled(g, shapes, seed):
-    """Random layers of `shapes` back to back on `g`, with a host that never stalls and
-    with random gaps and drops: outputs equal the reference in both runs, the calm run takes
-    layout.layer_cycles and reports it, the stalled one takes longer and reports its own."""
-    print(f"seed={seed}")
-    rng = np.random.default_rng(seed)
-    layers = []
-    for s in shapes:
-        w, b, m0, n = random_layer(rng, s)
-        layers.append((s, random_input(rng, s), w, b, m0, n))
-    calm = run_layers(g, layers, seed=seed)
-    stalled = run_layers(g, layers, seed=seed, in_gap=0.3, param_gap=0.2, ready_drop=0.3)
-    for (s, x, w, b, m0, n), r0, r1 in zip(layers, calm, stalled):
-        ref = reference_layer(x, s, w, b, m0, n)
-        assert np.array_equal(r0.out, ref)
-        assert np.array_equal(r1.out, r0.out)
-        assert r0.cycles_measured == r0.cycles_reported == layout.layer_cycles(s, g)
-        assert r1.cycles_measured == r1.cycles_reported > r0.cycles_measured
-        assert r0.done_pulses == r1.done_pulses == 1
+    back_to_back_calm_and_stalled(_generics(2, 2, shapes), shapes, seed=7)
 
 
 def _vector_run(index, pi, po, **kw):
@@ -147,34 +127,7 @@ def test_port_trace_equals_the_cycle_simulator(case):
     RTL in every cycle equals the cycle simulator's trace (the global-stall model of
     docs/architecture.md), and so do the outputs."""
     pi, po, shape, stim_seed = STALL_CASES[case]
-    _check_against_cycle_simulator(_generics(pi, po, [shape]), shape, 300 + case, stim_seed)
-
-
-def _check_against_cycle_simulator(g, shape, seed, stim_seed):
-    """A random layer of `shape` on `g` under the simulator's host patterns of `stim_seed`
-    (None: never stalls): outputs equal to the numpy reference and the cycle simulator's,
-    every port in every cycle equal to its trace; without stalls layout.layer_cycles."""
-    from rep_accel.sim import cycle as simcycle
-    print(f"seed={seed} stimulus seed={stim_seed}")
-    rng = np.random.default_rng(seed)
-    w, b, m0, n = random_layer(rng, shape)
-    x = random_input(rng, shape)
-    ref = reference_layer(x, shape, w, b, m0, n)
-    stimulus = None if stim_seed is None else simcycle.Stimulus.random(stim_seed, 0.6, 0.6, 0.6, length=97)
-    scheduled = layout.schedule_layer(shape, g)
-    params = np.concatenate([layout.pack_group_params(w, b, m0, n, shape, j, g) for j in scheduled.groups])
-    out, trace = run_traced(g, shape, x, params, stimulus)
-    sim = simcycle.run_layer(x, shape, params, g, stimulus, trace=True)
-    assert np.array_equal(out, ref), f"outputs differ at {np.argwhere(out != ref)[:5].tolist()}"
-    assert np.array_equal(out, sim.output)
-    assert len(trace) == len(sim.trace) == sim.cycles + 1
-    for name in simcycle.TRACE_SIGNALS:
-        diff = np.flatnonzero(trace[name] != sim.trace[name])
-        assert diff.size == 0, f"{name} differs from cycle {diff[0]}: RTL {trace[name][diff[0]:diff[0] + 8]}, " \
-                               f"simulator {sim.trace[name][diff[0]:diff[0] + 8]}"
-    if stim_seed is None:
-        assert sim.cycles == scheduled.cycles
-    return ref
+    check_against_cycle_simulator(_generics(pi, po, [shape]), shape, 300 + case, stim_seed)
 
 
 GROUP_CASES = [
@@ -199,7 +152,7 @@ def test_tile_groups_equal_reference_and_cycle_simulator(case):
     pi, po, max_group, max_cg, shape, stim_seed = GROUP_CASES[case]
     g = _generics(pi, po, [shape], max_group, max_cg)
     assert max(j.count for j in layout.schedule_layer(shape, g).groups) > 1   # a group of several tiles
-    ref = _check_against_cycle_simulator(g, shape, 400 + case, stim_seed)
+    ref = check_against_cycle_simulator(g, shape, 400 + case, stim_seed)
     assert 0 < np.count_nonzero(ref) < ref.size      # the case exercises ReLU and values
 
 
@@ -211,4 +164,4 @@ def test_tile_groups_back_to_back_and_stalled():
               LayerShape(cin=5, cout=4, groups=1, stride=2, height=3, width=4)]
     g = _generics(2, 2, shapes, max_group=3, max_cg=6)
     assert [[j.count for j in layout.schedule_layer(s, g).groups] for s in shapes] == [[3], [2]]
-    _back_to_back_calm_and_stalled(g, shapes, seed=8)
+    back_to_back_calm_and_stalled(g, shapes, seed=8)
