@@ -25,11 +25,12 @@ from rep_accel.verification import cases as C
 from rep_accel.verification import runner as R
 
 
-def _fault_cases(g, rng, s, shape):
+def _fault_cases(g, rng, s, shape, reset_fraction=0.5):
     """One layer under the four host combinations, then interrupted by a reset (once while
-    loading parameters, once mid-scan under stalls) and run again."""
+    loading parameters, once mid-scan under stalls, at `reset_fraction` of the calm run's
+    cycles) and run again."""
     base = C.layer_case(rng, "faults", shape)
-    half = layer_cycles(shape, g) // 2
+    half = int(layer_cycles(shape, g) * reset_fraction)
     return stall_cases(base, s) + [
         C.LayerCase("faults/reset_in_load", base.layer, base.x, reset_at=3),
         C.LayerCase("faults/reset_mid_scan", base.layer, base.x, C.Stall(0.8, 0.8, 0.6, s + 4), reset_at=half),

@@ -26,7 +26,8 @@ def test_winograd_layer_space(g, tmp_path):
     s = seed() + 20
     rng = np.random.default_rng(s)
     cases = coverage_cases(g, rng) + random_cases(g, rng, 8, max_channels=8) + \
-        _fault_cases(g, rng, s, LayerShape(cin=g.pi + 1, cout=2 * g.po + 1, groups=1, stride=1, height=5, width=6))
+        _fault_cases(g, rng, s, LayerShape(cin=g.pi + 1, cout=g.po + 1, groups=1, stride=1, height=7, width=8),
+                     reset_fraction=0.8)   # a Winograd layer's first beats come after two row pairs
     kinds = {schedule_layer(c.layer.shape, g).winograd for c in cases}
     assert kinds == {True, False}       # Winograd layers and direct-mode layers both ran
     outcome = run(build(g, main_sim()), C.Job(g, cases=cases), tmp_path)
@@ -47,3 +48,23 @@ def test_winograd_default_model_4x4(tmp_path):
     from cocotb_cases import default_model
     from test_cocotb_network import _run_network
     _run_network(default_model(), G_W4X4_K4, 2, tmp_path)
+
+
+def test_winograd_lut_multipliers_ecp5_and_memory_2x3(tmp_path):
+    """The 2x3 Winograd array with 40 of its 96 multipliers in logic (hdl/winograd.py's
+    WideLutMultiplier) and the rest as ECP5 MULT18X18Ds (`--dsp ecp5`, simulated with their
+    model), under a host that stalls and under the SDR-166 memory model's pattern: outputs,
+    cycles and the port trace equal the simulator's."""
+    import dataclasses
+    s = seed() + 21
+    rng = np.random.default_rng(s)
+    g = dataclasses.replace(G_W2X3_K4, lut_multipliers=40)
+    base = coverage_cases(g, rng, widths=False)
+    cases = base[:8] + [C.LayerCase(f"{c.name}/sdr16-166", c.layer, c.x, C.Stall(memory="sdr16-166", clock_mhz=150.0))
+                        for c in base[8:14]] + \
+        [C.LayerCase(f"{c.name}/stalls", c.layer, c.x, C.Stall(0.7, 0.6, 0.5, s + k)) for k, c in enumerate(base[14:])]
+    b = build(g, main_sim(), dsp="ecp5")
+    text = b.verilog.read_text()
+    assert text.count("MULT18X18D #(") == 2 * 3 * 16 - 40     # the others are in logic
+    outcome = run(b, C.Job(g, cases=cases), tmp_path)
+    _check_all(outcome, len(cases))

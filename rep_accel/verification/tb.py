@@ -40,7 +40,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from .. import golden
 from ..errors import RepAccelError
 from ..generics import HardwareGenerics
-from ..layout import LayerShape, as_scheduled, layer_cycles, pack_descriptor
+from ..layout import LayerShape, as_scheduled, layer_cycles, output_order, pack_descriptor
 from .. import streams
 from ..sim import cycle as simcycle
 
@@ -395,11 +395,14 @@ class Scoreboard:
             out = streams.layer_output(run.beats, shape, g)
             at = 0
             for j in scheduled.groups:
-                # A group's beats: output pixels in raster order, then its tiles in turn.
-                part = np.asarray(run.beats[at:at + j.count * hw]).reshape(hw, j.count, -1)
+                # A group's beats in layout.output_order (direct: output pixels in raster order,
+                # then its tiles in turn; Winograd: block by block, then tiles, then pixels).
+                part = np.asarray(run.beats[at:at + j.count * hw])
+                tile_of_beat = output_order(shape.out_height, shape.out_width, j.count,
+                                            scheduled.winograd)[:, 0]
                 at += j.count * hw
                 for k, t in enumerate(j.tiles):
-                    if np.any(part[:, k, t.out_count:]):
+                    if np.any(part[tile_of_beat == k, t.out_count:]):
                         failures.append(f"tile {t.index}: lanes past out_count={t.out_count} are not zero")
             if not np.array_equal(out, exp.sim.output):
                 failures.append(f"output differs from the simulator in {int(np.count_nonzero(out != exp.sim.output))} "
