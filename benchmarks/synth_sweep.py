@@ -5,9 +5,11 @@ any other array, LUT-multiplier count and ECP5 device.
                                      [--doc docs/synthesis.md] [--reuse] [--timeout S]
                                      [--workers N | --address ADDR | --serial]
 
-A configuration is PIxPO[+N][@DEVICE]: N of the array's multipliers built as LUT multipliers
+A configuration is [w]PIxPO[+N][@DEVICE]: an array of direct units, or with a leading `w` of
+Winograd units (`--unit winograd`), N of its multipliers built as LUT multipliers
 (`--lut-multipliers`, default 0) on DEVICE (12k, 25k, 45k, 85k; default 85k), e.g. `2x2+8@25k`
-(36 multipliers on the LFE5U-25F's 28 DSP blocks and 8 LUT multipliers).
+(36 multipliers on the LFE5U-25F's 28 DSP blocks and 8 LUT multipliers) or `w3x4+36`
+(192 Winograd multipliers on the LFE5U-85F's 156 DSP blocks and 36 in logic).
 
 For every configuration: `rep-accel rtl --dsp ecp5` (MULT18X18D blocks with their own
 registers) with W_MAX = 224 and buffers sized exactly for RepVGG-A0 at 224x224
@@ -60,33 +62,37 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Config:
-    """One configuration of a sweep: the array, its LUT multipliers, the device (None: the
-    sweep's)."""
+    """One configuration of a sweep: the unit kind, the array, its LUT multipliers, the device
+    (None: the sweep's)."""
 
     pi: int
     po: int
     lut_multipliers: int = 0
     device: str | None = None
+    unit: str = "direct"
 
     @classmethod
     def parse(cls, text: str) -> "Config":
-        """PIxPO[+N][@DEVICE]."""
+        """[w]PIxPO[+N][@DEVICE]: a leading `w` is an array of Winograd units."""
         spec, _, device = text.strip().lower().partition("@")
-        array, _, luts = spec.partition("+")
+        unit = "winograd" if spec.startswith("w") else "direct"
+        array, _, luts = spec.removeprefix("w").partition("+")
         pi, po = (int(v) for v in array.split("x"))
         if device and device not in ecp5.DEVICES:
             raise ValueError(f"configuration {text!r}: device {device!r} is not one of {', '.join(ecp5.DEVICES)}")
-        return cls(pi, po, int(luts) if luts else 0, device or None)
+        return cls(pi, po, int(luts) if luts else 0, device or None, unit)
 
     @property
     def name(self) -> str:
-        """The folder and row suffix: 4x4, 2x2_lut8_25k."""
-        return (f"{self.pi}x{self.po}" + (f"_lut{self.lut_multipliers}" if self.lut_multipliers else "")
+        """The folder and row suffix: 4x4, 2x2_lut8_25k, w3x4_lut36."""
+        return (("w" if self.unit == "winograd" else "") + f"{self.pi}x{self.po}"
+                + (f"_lut{self.lut_multipliers}" if self.lut_multipliers else "")
                 + (f"_{self.device}" if self.device else ""))
 
     @property
     def label(self) -> str:
-        return f"{self.pi}x{self.po}" + (f" +{self.lut_multipliers} LUT mult." if self.lut_multipliers else "")
+        return (("Winograd " if self.unit == "winograd" else "") + f"{self.pi}x{self.po}"
+                + (f" +{self.lut_multipliers} LUT mult." if self.lut_multipliers else ""))
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class Sweep:
 
 def rtl_command(out: Path, g, target: str = "ecp5") -> list[str]:
     luts = ["--lut-multipliers", str(g.lut_multipliers)] if g.lut_multipliers else []
+    luts += ["--unit", g.unit] if g.unit != "direct" else []
     return ["rep-accel", "rtl", "-o", str(out), "--pi", str(g.pi), "--po", str(g.po), "--w-max", str(g.w_max),
             "--max-cg", str(g.max_cg), "--line-depth", str(g.line_depth), "--max-group", str(g.max_group),
             *luts, "--dsp", "ecp5" if target == "ecp5" else "generic"]
@@ -139,7 +146,7 @@ def run_config(config: Config, sweep: Sweep) -> dict:
     device = config.device or sweep.device
     root = sweep.root
     work = workload.zoo_workload(sweep.model, sweep.input_size)
-    g = workload.sized_generics(work, pi, po, lut_multipliers=config.lut_multipliers)
+    g = workload.sized_generics(work, pi, po, unit=config.unit, lut_multipliers=config.lut_multipliers)
     rtl, out = root / f"rtl_{config.name}", root / f"synth_{config.name}"
     row = {"pi": pi, "po": po, "config": config.name, "label": config.label, "device": device,
            "generics": g.to_dict(), "workload": work.name,

@@ -81,9 +81,14 @@ def test_configuration_specs(sweep_module):
     assert sweep_module.Config.parse("4x4").name == "4x4" and sweep_module.Config.parse("4x4").device is None
     with pytest.raises(ValueError, match="device '99k'"):
         sweep_module.Config.parse("1x1@99k")
+    w = sweep_module.Config.parse("w3x4+36")
+    assert (w.unit, w.pi, w.po, w.lut_multipliers, w.name, w.label) == \
+        ("winograd", 3, 4, 36, "w3x4_lut36", "Winograd 3x4 +36 LUT mult.")
     from rep_accel.generics import HardwareGenerics
     g = HardwareGenerics(pi=2, po=2, lut_multipliers=8)
     assert sweep_module.rtl_command(Path("r"), g)[-4:] == ["--lut-multipliers", "8", "--dsp", "ecp5"]
+    gw = HardwareGenerics(pi=2, po=2, unit="winograd")
+    assert sweep_module.rtl_command(Path("r"), gw)[-4:] == ["--unit", "winograd", "--dsp", "ecp5"]
     cmd = sweep_module.synth_command(Path("r"), Path("s"), sweep_module.Sweep(Path(".")), "25k")
     assert cmd[cmd.index("--device") + 1] == "25k"
     rows = [{"pi": 1, "po": 1, "device": "25k", "frames_per_second": 3.0, "result": {"fits": True, "fmax_mhz": 150.0}},
