@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--memory", nargs="+", default=["unlimited", "ddr3-16-800", "sdr16-166"],
                     help="memory specs as `--memory` takes them")
     ap.add_argument("--units", nargs="+", default=["direct"], choices=["direct", "winograd"],
-                    help="unit kinds to compare (winograd: the simulator's schedule; hdl/ does not build it yet)")
+                    help="unit kinds to compare (the simulator's schedule of each)")
     args = ap.parse_args()
     memories = [(spec, memory.parse(spec, args.clock_mhz)) for spec in args.memory]
     for spec, m in memories:

@@ -109,11 +109,11 @@ def sized_generics(work: Workload, pi: int, po: int, max_group: int | None = Non
 
 #: The RepVGG-A0 configurations on the LFE5U-85F that `rep-accel demo` reports
 #: (docs/synthesis.md): the fastest direct array hdl/ builds and whose Fmax is measured
-#: there, and the fastest Winograd array that benchmarks/device_sweep.py estimates to fit,
-#: which runs in the simulator only (its array RTL is not written). (label, generics).
+#: there, and the fastest Winograd array that benchmarks/device_sweep.py estimates to fit
+#: (its RTL is built and verified; not placed and routed). (label, generics).
 ECP5_85F_CONFIGURATIONS = (
     ("direct 4x4 (RTL; Fmax measured in docs/synthesis.md)", {"pi": 4, "po": 4, "unit": "direct", "max_group": 16}),
-    ("winograd 3x4 (simulator only; estimated to fit)", {"pi": 3, "po": 4, "unit": "winograd", "max_group": 16}),
+    ("winograd 3x4 (RTL; estimated to fit, not placed)", {"pi": 3, "po": 4, "unit": "winograd", "max_group": 16}),
 )
 
 

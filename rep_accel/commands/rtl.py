@@ -28,9 +28,10 @@ Elaborate the Amaranth RTL (rep_accel.hdl) for the given hardware generics and w
 blocks with their own input, pipeline and output registers, which is what closes timing
 on a full ECP5 (Yosys does not move registers into DSP blocks). Same cycles, same values.
 
---unit chooses the kind of arithmetic unit: `direct`, the 3x3 unit, the one hdl/ builds (`winograd` runs in
-the simulator only, and is refused here with that message). --lut-multipliers N
-builds the first N of the array's 9 x PI x PO multipliers (in unit order, row-major) in logic
+--unit chooses the kind of arithmetic unit: `direct`, the 3x3 unit (9 multipliers), or `winograd`
+(Winograd F(2x2,3x3) on stride-1 layers, 16 multipliers per unit, stride-2 layers in direct mode
+on the same units; docs/architecture.md "Winograd scan"). --lut-multipliers N
+builds the first N of the array's multipliers (9 or 16 x PI x PO, in unit order, row-major) in logic
 (shift-and-add, never mapped to a DSP block) instead of DSP blocks, whatever --dsp says: same
 three register stages, same values, so an array can have more multipliers than the device
 has DSP blocks. Given a build, both are the build's (it records them); other values are refused.
