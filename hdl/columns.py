@@ -20,6 +20,43 @@ def latency(generics: HardwareGenerics) -> int:
     return generics.po + requant.LATENCY
 
 
+def column_ports(generics: HardwareGenerics, psum_shape, **more) -> dict:
+    """The ports of the output columns (OutputColumns, WinogradColumns): PO partial sums of
+    `psum_shape`, the step's control, the parameter writes, the lanes and their emit, and
+    `more`."""
+    po = generics.po
+    return {
+        "psums": In(psum_shape).array(po),
+        "ctl": In(column_control_layout(generics)),
+        **more,
+        "param_we": In(1),
+        "param_lane": In(range(max(2, po))),
+        "param_tile": In(tile_shape(generics)),
+        "param": In(RequantParamLayout),
+        "data": Out(8 * po),
+        "emit": Out(1),
+    }
+
+
+def control_taps(m: Module, ctl, total: int) -> list:
+    """`ctl` and total + 1 registers of it in a row: tap k is the control k cycles later."""
+    taps = [ctl]
+    for k in range(1, total + 2):
+        reg = Signal.like(ctl, name=f"ctl_d{k}")
+        m.d.sync += reg.eq(taps[-1])
+        taps.append(reg)
+    return taps
+
+
+def deskew(m: Module, value, column: int, po: int):
+    """`value` of column `column` delayed PO - 1 - column cycles, so all lanes leave together."""
+    for k in range(po - 1 - column):
+        reg = Signal.like(value, name=f"deskew{column}_{k}", reset_less=True)
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
 def tile_params(m: Module, name: str, max_group: int, we, tile, param, ahead_tile):
     """A column's requantization parameters (bias, M0, n) of each tile of a group: written
     at `tile` when `we`; returns the entry of the tile `ahead_tile` presented the cycle before (a register, so no distributed-RAM read sits in
@@ -104,18 +141,7 @@ class OutputColumns(wiring.Component):
 
     def __init__(self, generics: HardwareGenerics):
         self._g = generics
-        self._ctl = column_control_layout(generics)
-        po = generics.po
-        super().__init__({
-            "psums": In(signed(ACC_BITS)).array(po),
-            "ctl": In(self._ctl),
-            "param_we": In(1),
-            "param_lane": In(range(max(2, po))),
-            "param_tile": In(tile_shape(generics)),
-            "param": In(RequantParamLayout),
-            "data": Out(8 * po),
-            "emit": Out(1),
-        })
+        super().__init__(column_ports(generics, signed(ACC_BITS)))
 
     def elaborate(self, platform):
         m = Module()
@@ -125,11 +151,7 @@ class OutputColumns(wiring.Component):
 
         # The step's control, delayed: `ctl` arrives a cycle ahead of column 0's partial sum,
         # tap o + 1 is column o's timing (tap o the cycle before it), tap `total` + 1 the outputs'.
-        ctl = [self.ctl]
-        for k in range(1, total + 2):
-            reg = Signal(self._ctl, name=f"ctl_d{k}")
-            m.d.sync += reg.eq(ctl[-1])
-            ctl.append(reg)
+        ctl = control_taps(m, self.ctl, total)
         m.d.comb += self.emit.eq(ctl[total + 1].valid & ctl[total + 1].emit)
 
         for o in range(po):
@@ -149,11 +171,5 @@ class OutputColumns(wiring.Component):
                     m.d.sync += [m0.eq(params.m0), n.eq(params.n)]
                 m.d.comb += [rq.v.eq(acc), rq.m0.eq(m0), rq.n.eq(n)]
 
-            # De-skew: column o is PO - 1 - o cycles early.
-            result = rq.y
-            for k in range(po - 1 - o):
-                reg = Signal(8, name=f"deskew{o}_{k}", reset_less=True)
-                m.d.sync += reg.eq(result)
-                result = reg
-            m.d.comb += lane(self.data, o, 8).eq(result)
+            m.d.comb += lane(self.data, o, 8).eq(deskew(m, rq.y, o, po))
         return m

@@ -6,13 +6,13 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from rep_accel.generics import HardwareGenerics
 
 from . import requant, winograd
-from .columns import tile_params, tile_sums
-from .layouts import ACC_BITS, RequantParamLayout, column_control_layout, lane, tile_shape
+from .columns import column_ports, control_taps, deskew, tile_params, tile_sums
+from .layouts import ACC_BITS, lane, tile_shape
 from .requant import Requantizer
 from .winograd import OUTPUT_TAPS, SUM_BITS, SUM_WORD_BITS, TILE_TAPS, Y_WORD_BITS, WinogradOutputTransform
 
@@ -80,19 +80,7 @@ class WinogradColumns(wiring.Component):
         if generics.unit != "winograd":
             raise ValueError(f"unit kind {generics.unit!r}: WinogradColumns serve Winograd units")
         self._g = generics
-        self._ctl = column_control_layout(generics)
-        po = generics.po
-        super().__init__({
-            "psums": In(SUM_WORD_BITS).array(po),
-            "ctl": In(self._ctl),
-            "winograd": In(1),
-            "param_we": In(1),
-            "param_lane": In(range(max(2, po))),
-            "param_tile": In(tile_shape(generics)),
-            "param": In(RequantParamLayout),
-            "data": Out(8 * po),
-            "emit": Out(1),
-        })
+        super().__init__(column_ports(generics, unsigned(SUM_WORD_BITS), winograd=In(1)))
 
     def elaborate(self, platform):
         m = Module()
@@ -101,11 +89,7 @@ class WinogradColumns(wiring.Component):
         total = latency(g)
 
         # The step's control, delayed: tap o + 1 + k is column o's timing P + k.
-        ctl = [self.ctl]
-        for k in range(1, total + 2):
-            reg = Signal(self._ctl, name=f"ctl_d{k}")
-            m.d.sync += reg.eq(ctl[-1])
-            ctl.append(reg)
+        ctl = control_taps(m, self.ctl, total)
         m.d.comb += self.emit.eq(ctl[total + 1].emit)
 
         tile_bits = tile_shape(g).width
@@ -159,13 +143,7 @@ class WinogradColumns(wiring.Component):
             m.submodules[f"requant{o}"] = rq = Requantizer()
             m.d.comb += [rq.v.eq(v), rq.m0.eq(m0), rq.n.eq(n)]
 
-            # De-skew: column o is PO - 1 - o cycles early.
-            result = rq.y
-            for k in range(po - 1 - o):
-                reg = Signal(8, name=f"deskew{o}_{k}", reset_less=True)
-                m.d.sync += reg.eq(result)
-                result = reg
-            m.d.comb += lane(self.data, o, 8).eq(result)
+            m.d.comb += lane(self.data, o, 8).eq(deskew(m, rq.y, o, po))
         return m
 
 
