@@ -16,10 +16,10 @@ For every candidate:
 * logic cells (TRELLIS_COMB) are ESTIMATED: the direct array's measured cells (a fixed part
   plus a part per unit, fitted to the measured rows), plus per LUT multiplier, plus for
   Winograd units the measured extra of each Winograd component (benchmarks/
-  winograd_unit_cost.py) and a guess for the columns' Winograd accumulators (not built);
+  winograd_unit_cost.py) and of the columns, the whole scaled to the measured Winograd
+  3x3 array (MEASURED_WINOGRAD_LOGIC);
 * frames/s are at --clock-mhz, an ASSUMED clock for every candidate (the measured Fmax of
-  the direct arrays is in docs/synthesis.md; the Winograd array has no RTL yet, so none is
-  measured for it).
+  the arrays placed and routed is in docs/synthesis.md).
 
 GOPS per DSP = 2 x useful MACs x frames/s / DSPs used (issue 15's figure). A candidate
 "fits" when its estimated block RAM and logic cells are within the device's and its logic
@@ -42,9 +42,13 @@ from rep_accel.sim.network import schedule_report
 #: Measured TRELLIS_COMB of the direct array with buffers for A0 at 224x224, max_group 16,
 #: --dsp ecp5, LFE5U-85F (benchmarks/synth_sweep.py on the RTL of 35fb212, 2026-12-02;
 #: docs/synthesis.md).
-MEASURED_DIRECT_LOGIC = {(1, 1): 4902, (2, 2): 8809}
+MEASURED_DIRECT_LOGIC = {(1, 1): 4902, (2, 2): 8809, (4, 4): 18098}
 #: Measured DP16KD of those runs, to check the block-RAM estimate against.
-MEASURED_DIRECT_DP16KD = {(1, 1): 36, (2, 2): 48}
+MEASURED_DIRECT_DP16KD = {(1, 1): 36, (2, 2): 48, (4, 4): 104}
+#: Measured TRELLIS_COMB and DP16KD of the Winograd 3x3 array (same buffers and flow, nextpnr's
+#: packing of the RTL of 1601f2f, 2026-12-02; no LUT multipliers: 144 of the 156 DSPs).
+MEASURED_WINOGRAD_LOGIC = {(3, 3): 34402}
+MEASURED_WINOGRAD_DP16KD = {(3, 3): 162}
 #: One 9-bit x int8 LUT multiplier (docs/architecture.md, "Unit kinds and LUT multipliers":
 #: nine cost 1,913 logic cells on the 1x1 array).
 DIRECT_LUT_MULTIPLIER_LOGIC = 1913 / 9
@@ -57,9 +61,9 @@ WINOGRAD_UNIT_EXTRA_LOGIC = 544 - 254
 WINOGRAD_LANE_LOGIC = 352 + 393
 WINOGRAD_OUTPUT_TRANSFORM_LOGIC = 1212
 WINOGRAD_LUT_MULTIPLIER_LOGIC = (5677 - 544) / 16
-#: NOT measured (no RTL yet): each output column's 16 Winograd-domain accumulators of 34 bits
-#: (a direct column has one of 32) and its 4-pixel requantization; taken as 16 adders of 34
-#: bits (17 CCU2C each) and three more requantizers of the direct column's (~600 cells each).
+#: Each output column's 16 Winograd-domain sums of 34 bits (a direct column has one of 32)
+#: and its result buffer's selection, before the scaling to the measured array: 16 adders of
+#: 34 bits (17 CCU2C each) and about three requantizers' worth (~600 cells each).
 WINOGRAD_COLUMN_GUESS_LOGIC = 16 * 34 + 3 * 600
 #: Highest share of a device's logic cells a candidate may use and still count as fitting.
 LOGIC_LIMIT = 0.85
@@ -96,16 +100,24 @@ def direct_logic(pi: int, po: int) -> float:
     return my + slope * (pi * po - mx)
 
 
+def _winograd_components(pi: int, po: int, lut_multipliers: int) -> float:
+    """The Winograd array's cells from its components, before the scaling to the measured array."""
+    return (direct_logic(pi, po) + pi * po * WINOGRAD_UNIT_EXTRA_LOGIC + pi * WINOGRAD_LANE_LOGIC
+            + po * (WINOGRAD_OUTPUT_TRANSFORM_LOGIC + WINOGRAD_COLUMN_GUESS_LOGIC)
+            + lut_multipliers * WINOGRAD_LUT_MULTIPLIER_LOGIC)
+
+
+def winograd_scale() -> float:
+    """Measured over component-estimated cells of the measured Winograd arrays (their mean)."""
+    ratios = [cells / _winograd_components(p, q, 0) for (p, q), cells in MEASURED_WINOGRAD_LOGIC.items()]
+    return sum(ratios) / len(ratios)
+
+
 def logic_estimate(g) -> float:
     """Logic cells (TRELLIS_COMB) of the array `g`: an estimate (module docstring)."""
-    cells = direct_logic(g.pi, g.po)
     if g.unit == "winograd":
-        cells += (g.pi * g.po * WINOGRAD_UNIT_EXTRA_LOGIC + g.pi * WINOGRAD_LANE_LOGIC
-                  + g.po * (WINOGRAD_OUTPUT_TRANSFORM_LOGIC + WINOGRAD_COLUMN_GUESS_LOGIC)
-                  + g.lut_multipliers * WINOGRAD_LUT_MULTIPLIER_LOGIC)
-    else:
-        cells += g.lut_multipliers * DIRECT_LUT_MULTIPLIER_LOGIC
-    return cells
+        return _winograd_components(g.pi, g.po, g.lut_multipliers) * winograd_scale()
+    return direct_logic(g.pi, g.po) + g.lut_multipliers * DIRECT_LUT_MULTIPLIER_LOGIC
 
 
 def candidates(work, device: str):
@@ -184,9 +196,11 @@ def main() -> None:
     ap.add_argument("--clock-mhz", type=float, default=150.0, help="assumed clock of every candidate (MHz)")
     args = ap.parse_args()
     work = workload.zoo_workload(args.model, (3, 224, 224))
-    print("block-RAM estimate against the measured direct arrays (DP16KD):",
-          ", ".join(f"{p}x{q} {block_ram_estimate(workload.sized_generics(work, p, q, 16))} est / {m} measured"
-                    for (p, q), m in MEASURED_DIRECT_DP16KD.items()))
+    measured = [("direct", MEASURED_DIRECT_DP16KD), ("winograd", MEASURED_WINOGRAD_DP16KD)]
+    print("block-RAM estimate against the measured arrays (DP16KD):",
+          ", ".join(f"{unit} {p}x{q} {block_ram_estimate(workload.sized_generics(work, p, q, 16, unit))} est / "
+                    f"{m} measured" for unit, table in measured for (p, q), m in table.items()))
+    print(f"Winograd logic: the component estimate scaled by {winograd_scale():.3f} (the measured arrays)")
     print(f"{work.name}, every candidate at an assumed {args.clock_mhz:g} MHz; those estimated not to fit are left out")
     print(markdown(estimate(work, args.devices, args.clock_mhz), args.clock_mhz))
 
