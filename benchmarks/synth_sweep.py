@@ -331,11 +331,12 @@ def document(rows: list[dict], versions: dict, date: str, root: Path, estimates:
                   "From `python benchmarks/device_sweep.py` (run by this script): every unit kind, array, "
                   "tile-group size and device, the multipliers on the DSP blocks first and the rest as LUT "
                   "multipliers. Cycles per frame are exact (the simulator's schedule); logic cells and block RAM "
-                  "are ESTIMATES from the measured rows above and from the Winograd components measured alone "
-                  "(`benchmarks/winograd_unit_cost.py`); frames/s are at an ASSUMED 150 MHz, because the Winograd "
-                  "unit kind has no array RTL yet (hdl/winograd.py has its datapath components only) and no "
-                  "Fmax is measured for it. Candidates estimated not to fit (more than 85% of the logic cells, "
-                  "or more block RAM than the device has) are left out of the table.", "", estimates]
+                  "are ESTIMATES from the measured rows above (direct arrays; the Winograd arrays' packing) and "
+                  "from the Winograd components measured alone (`benchmarks/winograd_unit_cost.py`); frames/s are "
+                  "at an ASSUMED 150 MHz, because most of these have not been placed and routed and the Winograd "
+                  "arrays' routing has not finished on this machine (notes above). Candidates estimated not to fit "
+                  "(more than 85% of the logic cells, or more block RAM than the device has) are left out of the "
+                  "table.", "", estimates]
     parts += ["", "## Commands", "", "```"]
     for r in rows:
         parts += [r["rtl_command"], r["synth_command"]]
