@@ -324,8 +324,9 @@ def document(rows: list[dict], versions: dict, date: str, root: Path, estimates:
         if res.get("critical_path"):
             parts.append(f"  Critical path: `{critical_path_summary(res['critical_path'])}`.")
         if r.get("frames_per_second_at_target") is not None:
+            where = "on a device large enough" if r["status"] == "does not fit" else "if it routed at that clock"
             parts.append(f"  At {TARGET_MHZ:g} MHz it would run {r['frames_per_second_at_target']:.2f} frames/s "
-                         f"({r['cycles']:,} cycles per frame) on a device large enough.")
+                         f"({r['cycles']:,} cycles per frame) {where}.")
     if estimates:
         parts += ["", "## Estimated configurations (not placed and routed)", "",
                   "From `python benchmarks/device_sweep.py` (run by this script): every unit kind, array, "
