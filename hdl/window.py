@@ -20,11 +20,11 @@ from .winograd import (ACT_RANGE, INPUT_TRANSFORM_LATENCY, V_BITS, V_WORD_BITS, 
                        _linear_combination, _register, _Term)
 
 #: Cycles from a step (and its input pixels) to its windows on `windows` (direct units).
-LATENCY = 5
+LATENCY = 7
 #: Cycles from a step to its V on `v` (winograd units): the direct's LATENCY to the 4x4
 #: tile register, then the input transform's two stages.
 WINOGRAD_LATENCY = LATENCY + INPUT_TRANSFORM_LATENCY
-assert WINOGRAD_LATENCY == 7
+assert WINOGRAD_LATENCY == 9
 
 #: Side of the direct unit's window (3x3) and of a Winograd unit's input tile (4x4).
 WINDOW_SIDE = 3
@@ -89,9 +89,11 @@ class WindowGenerator(wiring.Component):
     and the column right of it (`col_pad`) read as zero.
 
     Stages (t = the step's cycle): t memory reads; t+1 the line-buffer write, memory
-    data registered as is (every bank's); t+2 the bank selected, the column formed and masked, the column-delay banks read
-    and written; t+3 the banks' data registered as is; t+4 the column-delay bank of g selected,
-    the window formed, masked and extended to 9-bit activations; t+5 on `windows` (held from the last `load` step).
+    data registered as is (every bank's); t+2 the bank selected, registered; t+3 the
+    column formed and masked, registered; t+4 the column-delay banks read and written
+    (from that register); t+5 the banks' data registered as is; t+6 the column-delay bank
+    of g selected, the window formed, masked and extended to 9-bit activations; t+7 on
+    `windows` (held from the last `load` step).
     No logic follows a memory output: a
     block RAM's clock-to-output (about 4 ns on ECP5, which has no output register that
     Yosys maps) leaves no time for it at 150 MHz.
@@ -102,13 +104,13 @@ class WindowGenerator(wiring.Component):
       pixels   In(PI x 8)              its `act_in` beat, lane i in bits [8i+7:8i] (ignored when
                                        the step consumes none)
       signed   In(1)                   the layer's input is int8 (sign-extend) or uint8 (zero-extend);
-                                       a layer constant (used at t+4)
+                                       a layer constant (used at t+6)
       windows  Out(PI x 81)            lane i's window in bits [81i+80:81i], tap ky*3+kx (9-bit
                                        signed, bits [9t+8:9t]) = row y-2+ky, column x-2+kx,
-                                       valid LATENCY = 5 cycles after the step (a repeat
+                                       valid LATENCY = 7 cycles after the step (a repeat
                                        step: its kt = 0 step's window, still held)
 
-    Latency: LATENCY = 5 cycles. Throughput: one step per cycle.
+    Latency: LATENCY = 7 cycles. Throughput: one step per cycle.
 
     On an array of `winograd` units (generics.unit; docs/architecture.md, "Winograd scan")
     the same pipeline forms the 4x4 tile of the Winograd scan, and of the direct scan at
@@ -124,13 +126,13 @@ class WindowGenerator(wiring.Component):
         the input transform's two stages (`_transformed`): V = B^T d B, or d itself when
         `winograd` is low (a stride-2 layer's 3x3 window is taps (1..3, 1..3) of d; its
         weights are placed there and zeros elsewhere).
-    Stages as above to the tile register (t+5), then t+6 B^T d (one adder deep) beside d,
-    t+7 (B^T d) B or d, chosen in front of `v`'s registers.
+    Stages as above to the tile register (t+7), then t+8 B^T d (one adder deep) beside d,
+    t+9 (B^T d) B or d, chosen in front of `v`'s registers.
       winograd In(1)                   1: a Winograd layer, V = B^T d B; 0: a stride-2 layer, V = d
-                                       (a layer constant, used at t+6)
+                                       (a layer constant, used at t+8)
       v        Out(PI x 176)           lane i's V in bits [176i+175:176i], entry r*4 + c (11-bit
                                        signed, bits [11e+10:11e]; hdl/winograd.WinogradUnit's `v`),
-                                       WINOGRAD_LATENCY = 7 cycles after its `load` step, held
+                                       WINOGRAD_LATENCY = 9 cycles after its `load` step, held
                                        until the next load's V
     (in place of `windows`). Memories per lane: 3 one-byte line-buffer memories per
     LINE_BANK_DEPTH entries of line_depth, and 12 one-byte column-delay memories (three
@@ -184,27 +186,37 @@ class WindowGenerator(wiring.Component):
 
         # Stage 1: the step's control and its pixels beside the line buffers' read data.
         s1 = register(step, "s1", reset_less=False)
-        # Stage 2: the column's masks, from stage 1's control.
         s2 = register(s1, "s2", reset_less=False)
+        # Stage 3: the column's masks (s3, the step's control at stage 3).
+        s3 = register(s2, "s3", reset_less=False)
+        # Stage 4: the column delay's address.
+        s4 = register(s3, "s4", reset_less=False)
         # Row y-k is the top padding when y < k, column x-k the left padding when x < k.
-        top_rows = [s2.row0, s2.row1] + ([s2.row2] if tiles else [])
-        left_columns = [s2.col0, s2.col1] + ([s2.col2] if tiles else [])
-        # Stages 3 and 4: the window's masks: column x-k at x < k (zero_prev[k]).
-        zero_prev = [None] + [register(register(_any(left_columns[:k]), f"zero_prev{k}_3"), f"zero_prev{k}")
+        top_rows = [s3.row0, s3.row1] + ([s3.row2] if tiles else [])
+        left_columns = [s4.col0, s4.col1] + ([s4.col2] if tiles else [])
+        # Stages 5 and 6: the window's masks: column x-k at x < k (zero_prev[k]).
+        zero_prev = [None] + [register(register(_any(left_columns[:k]), f"zero_prev{k}_5"), f"zero_prev{k}")
                               for k in range(1, kept + 1)]
 
         # The line buffer in banks of at most LINE_BANK_DEPTH entries, one block RAM each,
         # so that every block RAM's data goes straight into a register; the bank is
-        # selected from those registers at stage 2.
+        # selected from those registers at stage 2 into a register of its own, which the
+        # column's logic reads at stage 3. (With the column formed straight from the bank
+        # registers, the register behind the block RAM was placed beside that logic, far
+        # from the block RAM: the block RAM's 4.3 ns clock-to-output and 3.2 ns of routing
+        # were the 4x4 array's critical path at 134.5 MHz.) The column goes into a register
+        # too, which writes the column delay at stage 4: formed from the step's control in
+        # front of the column delay's data inputs, 5.4 ns (1x1) and 7.5 ns (Winograd 2x2)
+        # of routing from that control's register were those arrays' critical paths.
         bank_count = -(-g.line_depth // LINE_BANK_DEPTH)
         bank_bits = LINE_BANK_DEPTH.bit_length() - 1
         read_bank2 = s2.addr[bank_bits:]
 
-        # The column delay's banks: the bank of g at stage 2 (write) and at stage 4 (select).
+        # The column delay's banks: the bank of g at stage 4 (write) and at stage 6 (select).
         column_banks = -(-g.max_cg // COLUMN_BANK_DEPTH)
         depth_bits = COLUMN_BANK_DEPTH.bit_length() - 1
         if column_banks > 1:
-            column_bank4 = register(register(s2.g[depth_bits:], "column_bank3"), "column_bank4")
+            column_bank6 = register(register(s4.g[depth_bits:], "column_bank5"), "column_bank6")
 
         for i in range(g.pi):
             pixel = lane(self.pixels, i, _ROW)
@@ -242,16 +254,19 @@ class WindowGenerator(wiring.Component):
                     data.append(line_rd.data)
                 # Stage 1 -> 2: the bank's bytes registered as they are.
                 bank_rows.append(register(Cat(*data), f"rows{i}_{b}"))
-            rows2 = Array(bank_rows)[read_bank2]
-            pixel2 = register(pixel1, f"pixel2_{i}")
+            # Stage 2 -> 3: the bank of the step's entry, registered.
+            rows3 = register(Array(bank_rows)[read_bank2] if bank_count > 1 else bank_rows[0], f"entry{i}")
+            pixel3 = register(register(pixel1, f"pixel2_{i}"), f"pixel3_{i}")
 
-            # Stage 2: column x = (row y-kept, ..., row y-1, row y), masked; byte (y-k) mod
+            # Stage 3: column x = (row y-kept, ..., row y-1, row y), masked; byte (y-k) mod
             # kept holds row y-k.
-            entry_bytes = [rows2[_ROW * r:_ROW * (r + 1)] for r in range(kept)]
-            above = [Mux(_any(top_rows[:k]), 0, _rotated(entry_bytes, row_phase(s2), k)) for k in range(kept, 0, -1)]
-            current = Mux(s2.row_pad, 0, pixel2)
+            entry_bytes = [rows3[_ROW * r:_ROW * (r + 1)] for r in range(kept)]
+            above = [Mux(_any(top_rows[:k]), 0, _rotated(entry_bytes, row_phase(s3), k)) for k in range(kept, 0, -1)]
+            current = Mux(s3.row_pad, 0, pixel3)
             column = Signal(column_bits, name=f"column{i}")
-            m.d.comb += column.eq(Mux(s2.col_pad, 0, Cat(*above, current)))
+            m.d.comb += column.eq(Mux(s3.col_pad, 0, Cat(*above, current)))
+            # Stage 3 -> 4: the column registered; from here straight into the column delay.
+            column4 = register(column, f"column4_{i}")
 
             reads = []
             for b, name in enumerate(_COLUMN_BANK_NAMES[kept]):
@@ -261,8 +276,8 @@ class WindowGenerator(wiring.Component):
                     # The write enable decoded one stage early into a register of its own:
                     # from a register straight to the block RAM, as its address (a decode of
                     # s2 there was the critical path of the 4x4 array with tile groups: 128 MHz).
-                    we2 = register(s1.valid & ~s1.repeat & (column_phase(s1) == b) & (s1.g[depth_bits:] == k),
-                                   f"col_we2_{i}_{b}_{k}", reset_less=False)
+                    we4 = register(s3.valid & ~s3.repeat & (column_phase(s3) == b) & (s3.g[depth_bits:] == k),
+                                   f"col_we4_{i}_{b}_{k}", reset_less=False)
                     data = []
                     for r in range(side):   # row byte r of the column
                         bank = Memory(shape=unsigned(_ROW), depth=memory_depth(entries), init=[])
@@ -270,23 +285,23 @@ class WindowGenerator(wiring.Component):
                         rd = bank.read_port()
                         wr = bank.write_port()
                         m.d.comb += [
-                            rd.addr.eq(s2.g),
-                            wr.en.eq(we2), wr.addr.eq(s2.g), wr.data.eq(column[_ROW * r:_ROW * (r + 1)]),
+                            rd.addr.eq(s4.g),
+                            wr.en.eq(we4), wr.addr.eq(s4.g), wr.data.eq(column4[_ROW * r:_ROW * (r + 1)]),
                         ]
                         data.append(rd.data)
-                    # Stage 3: each block RAM's data registered as it is.
+                    # Stage 5: each block RAM's data registered as it is.
                     parts.append(register(Cat(*data), f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}"))
-                # Stage 4: the bank of g selected.
-                reads.append(Array(parts)[column_bank4] if column_banks > 1 else parts[0])
+                # Stage 6: the bank of g selected.
+                reads.append(Array(parts)[column_bank6] if column_banks > 1 else parts[0])
 
-            # Stage 3: the column beside the banks.
-            column4 = register(register(column, f"column3_{i}"), f"column4_{i}")
+            # Stage 5: the column beside the banks.
+            column6 = register(register(column4, f"column5_{i}"), f"column6_{i}")
             phase_name = "x_mod3" if tiles else "x_odd"
-            x_phase4 = register(register(column_phase(s2), f"{phase_name}3_{i}"), f"{phase_name}4_{i}")
+            x_phase6 = register(register(column_phase(s4), f"{phase_name}5_{i}"), f"{phase_name}6_{i}")
 
-            # Stage 4: columns x-k (k = kept .. 1: bank (x-k) mod kept; bank x mod kept,
-            # written at stage 2 and read first, returns column x-kept), then x.
-            by_kx = [Mux(zero_prev[k], 0, _rotated(reads, x_phase4, k)) for k in range(kept, 0, -1)] + [column4]
+            # Stage 6: columns x-k (k = kept .. 1: bank (x-k) mod kept; bank x mod kept,
+            # written at stage 4 and read first, returns column x-kept), then x.
+            by_kx = [Mux(zero_prev[k], 0, _rotated(reads, x_phase6, k)) for k in range(kept, 0, -1)] + [column6]
 
             # Taps extended to 9 bits here, so that the array's registers feed its DSP
             # multipliers directly (no logic between register and multiplier).
@@ -294,17 +309,17 @@ class WindowGenerator(wiring.Component):
             window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
             if holds:
                 # Its load enable, one register per lane beside the lane's window registers.
-                fresh4 = register(register(s2.valid & s2.load, f"fresh3_{i}", reset_less=False),
-                                  f"fresh4_{i}", reset_less=False)
-                window5 = Signal.like(window, name=f"window{i}", reset_less=True)
-                with m.If(fresh4):
-                    m.d.sync += window5.eq(window)
+                fresh6 = register(register(s4.valid & s4.load, f"fresh5_{i}", reset_less=False),
+                                  f"fresh6_{i}", reset_less=False)
+                window7 = Signal.like(window, name=f"window{i}", reset_less=True)
+                with m.If(fresh6):
+                    m.d.sync += window7.eq(window)
             else:
-                window5 = register(window, f"window{i}")
+                window7 = register(window, f"window{i}")
             if tiles:
-                m.d.comb += lane(self.v, i, V_WORD_BITS).eq(_transformed(m, window5, self.winograd, f"v{i}"))
+                m.d.comb += lane(self.v, i, V_WORD_BITS).eq(_transformed(m, window7, self.winograd, f"v{i}"))
             else:
-                m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window5)
+                m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window7)
         return m
 
 
@@ -328,7 +343,7 @@ def _rotated(values, phase, back: int):
 
 
 def _transformed(m: Module, tile, winograd, name: str):
-    """Stages 6 and 7 of a Winograd array's window generator: V = B^T d B of the held 4x4
+    """Stages 8 and 9 of a Winograd array's window generator: V = B^T d B of the held 4x4
     tile d (16 9-bit taps, tap r*4 + c in bits [9t+8:9t]) when `winograd` is high, else d
     itself, each tap sign-extended to V_BITS; V_WORD_BITS, entry k*4 + q in bits
     [11e+10:11e], from registers.
@@ -339,12 +354,12 @@ def _transformed(m: Module, tile, winograd, name: str):
     behind them it would put logic between `v` and the units' multipliers.
     """
     grid = _grid(tile, TILE_SIDE, ACT_BITS, W.Range(*ACT_RANGE))
-    # Stage 6: B^T d, one adder deep, and d beside it.
+    # Stage 8: B^T d, one adder deep, and d beside it.
     half = [[_register(m, _linear_combination(W.B_T[k], [grid[r][c] for r in range(TILE_SIDE)]),
                        f"{name}_l{k}_{c}", None) for c in range(TILE_SIDE)] for k in range(TILE_SIDE)]
     tile6 = Signal.like(tile, name=f"{name}_tile6", reset_less=True)
     m.d.sync += tile6.eq(tile)
-    # Stage 7: (B^T d) B, or d.
+    # Stage 9: (B^T d) B, or d.
     out = []
     for k in range(TILE_SIDE):
         row = []
