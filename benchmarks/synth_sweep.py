@@ -295,10 +295,11 @@ def document(rows: list[dict], versions: dict, date: str, root: Path, estimates:
         "two halves of every carry cell and the LUTs of distributed RAM. A design that does not fit stops in "
         "placement: its row gives what it needs, no Fmax.",
         "",
-        "Out of context nextpnr promotes no net to a global network, so the clock, the reset and the pipeline's "
-        "global stall enable are routed on general fabric to every register; the notes list the nets with the "
-        "most loads. On a board the clock would use a global buffer (DCCA); the fabric-routed clock and these "
-        "nets are what makes routing slow and congested here.",
+        "The clock is on the global clock network, as on a board: the flow marks the core's clock input "
+        "ECP5_IS_GLOBAL, which nextpnr leaves to the full design and does not route (what its out-of-context "
+        "mode does with every clock that has a driver; a core's clock input has none, and before the mark "
+        "it was routed on general fabric to every register, the largest cause of congestion). The reset and "
+        "the other nets with many loads (listed in the notes) are routed on general fabric.",
         "",
         "What the RTL does for timing on a nearly full device (the 4x4 array uses 144 of the 156 DSPs, which then "
         "sit far from the logic around them): every product goes through the DSP's own input, pipeline and output "

@@ -3,7 +3,9 @@
 Two targets:
 
 * ``ecp5``: Yosys ``synth_ecp5`` then nextpnr-ecp5 (out of context: a core without pin
-  constraints). Results: LUT4, flip-flops, MULT18X18D, DP16KD and the rest of nextpnr's
+  constraints; the clock ``clk`` marked for the global clock network, which nextpnr leaves
+  unrouted as it would on a board's global buffer). Results: LUT4, flip-flops, MULT18X18D,
+  DP16KD and the rest of nextpnr's
   utilization table (used / available on the device), the Fmax nextpnr achieved for the
   clock ``clk``, whether the design fits and whether it met the --freq target.
 * ``generic``: Yosys ``synth`` (device independent gates and flip-flops), with the

@@ -113,6 +113,12 @@ def _check_logs(out, report):
         assert n in names, n
     assert "End of script" in (out / synth.YOSYS_LOG).read_text()          # the whole Yosys log
     assert "Program finished normally" in (out / synth.NEXTPNR_LOG).read_text()
+    # The clock is marked for the global network, which nextpnr then leaves unrouted
+    # (rep_accel.families.ecp5.synth_command); the other nets carry no such mark.
+    nets = next(m for m in json.loads((out / synth.NETLIST).read_text())["modules"].values()
+                if m.get("attributes", {}).get("top"))["netnames"]
+    marked = sorted(n for n, net in nets.items() if "ECP5_IS_GLOBAL" in net["attributes"])
+    assert marked == [synth.CLOCK] and int(nets[synth.CLOCK]["attributes"]["ECP5_IS_GLOBAL"], 2) == 1
     assert not any(n.endswith(".v") for n in names)                        # the copied source is not kept
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".ecp5.tmp")]  # no work folder left
     assert json.loads((out / synth.RESULT).read_text()) == report["synthesis"]
