@@ -55,7 +55,7 @@ class SystolicArray(wiring.Component):
 
     Ports (free-running: every register loads every cycle):
       rd_addr   In(cg)                   weight-buffer address (kernel kt*cg + g of a tile group)
-                                         of the windows presented unit.ADDR_LEAD = 4 cycles later
+                                         of the windows presented unit.ADDR_LEAD = 5 cycles later
       windows   In(PI x window_bits)     the PI lanes' windows of one step (lane i in bits
                                          [wi+w-1:wi]), at cycle t: 9-bit activations (direct),
                                          V words (hdl/winograd.py) on Winograd units
