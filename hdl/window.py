@@ -20,11 +20,11 @@ from .winograd import (ACT_RANGE, INPUT_TRANSFORM_LATENCY, V_BITS, V_WORD_BITS, 
                        _linear_combination, _register, _Term)
 
 #: Cycles from a step (and its input pixels) to its windows on `windows` (direct units).
-LATENCY = 7
+LATENCY = 8
 #: Cycles from a step to its V on `v` (winograd units): the direct's LATENCY to the 4x4
 #: tile register, then the input transform's two stages.
 WINOGRAD_LATENCY = LATENCY + INPUT_TRANSFORM_LATENCY
-assert WINOGRAD_LATENCY == 9
+assert WINOGRAD_LATENCY == 10
 
 #: Side of the direct unit's window (3x3) and of a Winograd unit's input tile (4x4).
 WINDOW_SIDE = 3
@@ -91,8 +91,9 @@ class WindowGenerator(wiring.Component):
     Stages (t = the step's cycle): t memory reads; t+1 the line-buffer write, memory
     data registered as is (every bank's); t+2 the bank selected, registered; t+3 the
     column formed and masked, registered; t+4 the column-delay banks read and written
-    (from that register); t+5 the banks' data registered as is; t+6 the column-delay bank
-    of g selected, the window formed, masked and extended to 9-bit activations; t+7 on
+    (from that register); t+5 and t+6 the banks' data registered as is, twice; t+7 the
+    column-delay bank of g selected, the window formed, masked and extended to 9-bit
+    activations; t+8 on
     `windows` (held from the last `load` step).
     No logic follows a memory output: a
     block RAM's clock-to-output (about 4 ns on ECP5, which has no output register that
@@ -104,13 +105,13 @@ class WindowGenerator(wiring.Component):
       pixels   In(PI x 8)              its `act_in` beat, lane i in bits [8i+7:8i] (ignored when
                                        the step consumes none)
       signed   In(1)                   the layer's input is int8 (sign-extend) or uint8 (zero-extend);
-                                       a layer constant (used at t+6)
+                                       a layer constant (used at t+7)
       windows  Out(PI x 81)            lane i's window in bits [81i+80:81i], tap ky*3+kx (9-bit
                                        signed, bits [9t+8:9t]) = row y-2+ky, column x-2+kx,
-                                       valid LATENCY = 7 cycles after the step (a repeat
+                                       valid LATENCY = 8 cycles after the step (a repeat
                                        step: its kt = 0 step's window, still held)
 
-    Latency: LATENCY = 7 cycles. Throughput: one step per cycle.
+    Latency: LATENCY = 8 cycles. Throughput: one step per cycle.
 
     On an array of `winograd` units (generics.unit; docs/architecture.md, "Winograd scan")
     the same pipeline forms the 4x4 tile of the Winograd scan, and of the direct scan at
@@ -126,13 +127,13 @@ class WindowGenerator(wiring.Component):
         the input transform's two stages (`_transformed`): V = B^T d B, or d itself when
         `winograd` is low (a stride-2 layer's 3x3 window is taps (1..3, 1..3) of d; its
         weights are placed there and zeros elsewhere).
-    Stages as above to the tile register (t+7), then t+8 B^T d (one adder deep) beside d,
-    t+9 (B^T d) B or d, chosen in front of `v`'s registers.
+    Stages as above to the tile register (t+8), then t+9 B^T d (one adder deep) beside d,
+    t+10 (B^T d) B or d, chosen in front of `v`'s registers.
       winograd In(1)                   1: a Winograd layer, V = B^T d B; 0: a stride-2 layer, V = d
-                                       (a layer constant, used at t+8)
+                                       (a layer constant, used at t+9)
       v        Out(PI x 176)           lane i's V in bits [176i+175:176i], entry r*4 + c (11-bit
                                        signed, bits [11e+10:11e]; hdl/winograd.WinogradUnit's `v`),
-                                       WINOGRAD_LATENCY = 9 cycles after its `load` step, held
+                                       WINOGRAD_LATENCY = 10 cycles after its `load` step, held
                                        until the next load's V
     (in place of `windows`). Memories per lane: 3 one-byte line-buffer memories per
     LINE_BANK_DEPTH entries of line_depth, and 12 one-byte column-delay memories (three
@@ -191,11 +192,12 @@ class WindowGenerator(wiring.Component):
         s3 = register(s2, "s3", reset_less=False)
         # Stage 4: the column delay's address.
         s4 = register(s3, "s4", reset_less=False)
+        s5 = register(s4, "s5", reset_less=False)
         # Row y-k is the top padding when y < k, column x-k the left padding when x < k.
         top_rows = [s3.row0, s3.row1] + ([s3.row2] if tiles else [])
-        left_columns = [s4.col0, s4.col1] + ([s4.col2] if tiles else [])
-        # Stages 5 and 6: the window's masks: column x-k at x < k (zero_prev[k]).
-        zero_prev = [None] + [register(register(_any(left_columns[:k]), f"zero_prev{k}_5"), f"zero_prev{k}")
+        left_columns = [s5.col0, s5.col1] + ([s5.col2] if tiles else [])
+        # Stages 6 and 7: the window's masks: column x-k at x < k (zero_prev[k]).
+        zero_prev = [None] + [register(register(_any(left_columns[:k]), f"zero_prev{k}_6"), f"zero_prev{k}")
                               for k in range(1, kept + 1)]
 
         # The line buffer in banks of at most LINE_BANK_DEPTH entries, one block RAM each,
@@ -212,11 +214,11 @@ class WindowGenerator(wiring.Component):
         bank_bits = LINE_BANK_DEPTH.bit_length() - 1
         read_bank2 = s2.addr[bank_bits:]
 
-        # The column delay's banks: the bank of g at stage 4 (write) and at stage 6 (select).
+        # The column delay's banks: the bank of g at stage 4 (write) and at stage 7 (select).
         column_banks = -(-g.max_cg // COLUMN_BANK_DEPTH)
         depth_bits = COLUMN_BANK_DEPTH.bit_length() - 1
         if column_banks > 1:
-            column_bank6 = register(register(s4.g[depth_bits:], "column_bank5"), "column_bank6")
+            column_bank7 = register(register(s5.g[depth_bits:], "column_bank6"), "column_bank7")
 
         for i in range(g.pi):
             pixel = lane(self.pixels, i, _ROW)
@@ -289,19 +291,24 @@ class WindowGenerator(wiring.Component):
                             wr.en.eq(we4), wr.addr.eq(s4.g), wr.data.eq(column4[_ROW * r:_ROW * (r + 1)]),
                         ]
                         data.append(rd.data)
-                    # Stage 5: each block RAM's data registered as it is.
-                    parts.append(register(Cat(*data), f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}"))
-                # Stage 6: the bank of g selected.
-                reads.append(Array(parts)[column_bank6] if column_banks > 1 else parts[0])
+                    # Stages 5 and 6: each block RAM's data registered as it is, twice, so
+                    # that the first register sits beside its block RAM (with one, it was
+                    # placed beside the window's logic, 62 rows away: the block RAM's 4.1 ns
+                    # clock-to-output and 3.1 ns of routing were the 4x4 array's critical
+                    # path at 138.6 MHz).
+                    name_k = f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}"
+                    parts.append(register(register(Cat(*data), f"{name_k}_5"), name_k))
+                # Stage 7: the bank of g selected.
+                reads.append(Array(parts)[column_bank7] if column_banks > 1 else parts[0])
 
-            # Stage 5: the column beside the banks.
-            column6 = register(register(column4, f"column5_{i}"), f"column6_{i}")
+            # Stages 5 and 6: the column beside the banks.
+            column7 = register(register(register(column4, f"column5_{i}"), f"column6_{i}"), f"column7_{i}")
             phase_name = "x_mod3" if tiles else "x_odd"
-            x_phase6 = register(register(column_phase(s4), f"{phase_name}5_{i}"), f"{phase_name}6_{i}")
+            x_phase7 = register(register(column_phase(s5), f"{phase_name}6_{i}"), f"{phase_name}7_{i}")
 
-            # Stage 6: columns x-k (k = kept .. 1: bank (x-k) mod kept; bank x mod kept,
+            # Stage 7: columns x-k (k = kept .. 1: bank (x-k) mod kept; bank x mod kept,
             # written at stage 4 and read first, returns column x-kept), then x.
-            by_kx = [Mux(zero_prev[k], 0, _rotated(reads, x_phase6, k)) for k in range(kept, 0, -1)] + [column6]
+            by_kx = [Mux(zero_prev[k], 0, _rotated(reads, x_phase7, k)) for k in range(kept, 0, -1)] + [column7]
 
             # Taps extended to 9 bits here, so that the array's registers feed its DSP
             # multipliers directly (no logic between register and multiplier).
@@ -309,17 +316,17 @@ class WindowGenerator(wiring.Component):
             window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
             if holds:
                 # Its load enable, one register per lane beside the lane's window registers.
-                fresh6 = register(register(s4.valid & s4.load, f"fresh5_{i}", reset_less=False),
-                                  f"fresh6_{i}", reset_less=False)
-                window7 = Signal.like(window, name=f"window{i}", reset_less=True)
-                with m.If(fresh6):
-                    m.d.sync += window7.eq(window)
+                fresh7 = register(register(s5.valid & s5.load, f"fresh6_{i}", reset_less=False),
+                                  f"fresh7_{i}", reset_less=False)
+                window8 = Signal.like(window, name=f"window{i}", reset_less=True)
+                with m.If(fresh7):
+                    m.d.sync += window8.eq(window)
             else:
-                window7 = register(window, f"window{i}")
+                window8 = register(window, f"window{i}")
             if tiles:
-                m.d.comb += lane(self.v, i, V_WORD_BITS).eq(_transformed(m, window7, self.winograd, f"v{i}"))
+                m.d.comb += lane(self.v, i, V_WORD_BITS).eq(_transformed(m, window8, self.winograd, f"v{i}"))
             else:
-                m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window7)
+                m.d.comb += lane(self.windows, i, WINDOW_BITS).eq(window8)
         return m
 
 
@@ -343,7 +350,7 @@ def _rotated(values, phase, back: int):
 
 
 def _transformed(m: Module, tile, winograd, name: str):
-    """Stages 8 and 9 of a Winograd array's window generator: V = B^T d B of the held 4x4
+    """Stages 9 and 10 of a Winograd array's window generator: V = B^T d B of the held 4x4
     tile d (16 9-bit taps, tap r*4 + c in bits [9t+8:9t]) when `winograd` is high, else d
     itself, each tap sign-extended to V_BITS; V_WORD_BITS, entry k*4 + q in bits
     [11e+10:11e], from registers.
@@ -354,12 +361,12 @@ def _transformed(m: Module, tile, winograd, name: str):
     behind them it would put logic between `v` and the units' multipliers.
     """
     grid = _grid(tile, TILE_SIDE, ACT_BITS, W.Range(*ACT_RANGE))
-    # Stage 8: B^T d, one adder deep, and d beside it.
+    # Stage 9: B^T d, one adder deep, and d beside it.
     half = [[_register(m, _linear_combination(W.B_T[k], [grid[r][c] for r in range(TILE_SIDE)]),
                        f"{name}_l{k}_{c}", None) for c in range(TILE_SIDE)] for k in range(TILE_SIDE)]
     tile6 = Signal.like(tile, name=f"{name}_tile6", reset_less=True)
     m.d.sync += tile6.eq(tile)
-    # Stage 9: (B^T d) B, or d.
+    # Stage 10: (B^T d) B, or d.
     out = []
     for k in range(TILE_SIDE):
         row = []

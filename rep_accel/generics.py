@@ -26,7 +26,7 @@ WINDOW_TAPS = 9
 #: the sum of the RTL's stage constants less the skew. One source: `hdl/top.py`
 #: (`fixed_latency`) sums hdl's stage constants for every unit kind and asserts them equal
 #: to this, at import (docs/architecture.md, "Pipeline").
-LATENCY_FIXED = 20
+LATENCY_FIXED = 21
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class UnitKind:
 
 
 #: Fixed part of the pipeline latency with Winograd units (cycles), the RTL's stages
-#: (hdl/top.py checks them): window generator 7 + input transform 2, unit 5 (16 products
+#: (hdl/top.py checks them): window generator 8 + input transform 2, unit 5 (16 products
 #: added lane-wise: no adder tree), column 13 (the Winograd-domain sums 1, the output
 #: transform 2, the result buffer's read, its register, the pixel and the bias 4,
 #: requantization 6), output register 1, less the skew's 2.

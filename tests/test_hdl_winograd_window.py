@@ -230,11 +230,11 @@ def test_column_delay_banks():
 
 
 def test_ports_and_latency():
-    """The two kinds' ports and latencies: the direct kind keeps `windows` and LATENCY = 7."""
+    """The two kinds' ports and latencies: the direct kind keeps `windows` and LATENCY = 8."""
     direct = HardwareGenerics(pi=2, po=1, w_max=4, max_cg=2, line_depth=8)
     wino = HardwareGenerics(pi=2, po=1, w_max=4, max_cg=2, line_depth=8, unit="winograd")
-    assert (window.LATENCY, window.WINOGRAD_LATENCY) == (7, 9)
-    assert (window.latency(direct), window.latency(wino)) == (7, 9)
+    assert (window.LATENCY, window.WINOGRAD_LATENCY) == (8, 10)
+    assert (window.latency(direct), window.latency(wino)) == (8, 10)
     duts = {"direct": WindowGenerator(direct), "winograd": WindowGenerator(wino)}
     members = {kind: {name: (member.flow.name, member.shape) for name, member in dut.signature.members.items()}
                for kind, dut in duts.items()}

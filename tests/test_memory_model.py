@@ -180,8 +180,8 @@ def test_a_layer_at_a_slow_memory_by_hand():
     parameter beat, enough for the 1-byte input beat, which the host offers (prefetch).
     The parameter beats then arrive when 9 bytes have accrued again: cycles 12, 21, 30,
     each taken at once. The scan takes its 4 steps in cycles 31-34 (the input beat held
-    since cycle 3); the output beat is valid in 34 + 22 = 56, the credit covers it, so
-    the layer takes 57 cycles (30 with unlimited memory)."""
+    since cycle 3); the output beat is valid in 34 + 23 = 57, the credit covers it, so
+    the layer takes 58 cycles (31 with unlimited memory)."""
     shape = LayerShape(1, 1, 1, 1, 1, 1)
     g = HardwareGenerics(pi=1, po=1, w_max=3, max_cg=1, line_depth=1)
     m = memory.model(1.0, latency_cycles=3, fifo_bytes=9)
@@ -191,9 +191,9 @@ def test_a_layer_at_a_slow_memory_by_hand():
     assert list(np.flatnonzero(t["params_valid"] & t["params_ready"])) == [12, 21, 30]
     assert list(np.flatnonzero(t["act_in_valid"])) == list(range(3, 32))
     assert list(np.flatnonzero(t["act_in_valid"] & t["act_in_ready"])) == [31]
-    assert list(np.flatnonzero(t["act_out_valid"] & t["act_out_ready"])) == [56]
-    assert len(t) - 1 == 57 == fast.cycles(shape, g, m)
-    assert layer_cycles(shape, g) == 30
+    assert list(np.flatnonzero(t["act_out_valid"] & t["act_out_ready"])) == [57]
+    assert len(t) - 1 == 58 == fast.cycles(shape, g, m)
+    assert layer_cycles(shape, g) == 31
 
 
 # ---------------------------------------------------------------------------------- networks
