@@ -40,9 +40,9 @@ from rep_accel.sim.network import schedule_report
 # Logic is counted in nextpnr's logic cells (TRELLIS_COMB: a LUT4, or half a CCU2C carry
 # cell); a component measured with Yosys alone counts LUT4 + 2 x CCU2C.
 #: Measured TRELLIS_COMB of the direct array with buffers for A0 at 224x224, max_group 16,
-#: --dsp ecp5, LFE5U-85F (benchmarks/synth_sweep.py on the RTL of 35fb212, 2026-12-02;
+#: --dsp ecp5, LFE5U-85F (benchmarks/synth_sweep.py on the RTL of 6729a1f, 2026-12-02;
 #: docs/synthesis.md).
-MEASURED_DIRECT_LOGIC = {(1, 1): 4902, (2, 2): 8809, (4, 4): 18098}
+MEASURED_DIRECT_LOGIC = {(1, 1): 4876, (2, 2): 8748, (4, 4): 18305}
 #: Measured DP16KD of those runs, to check the block-RAM estimate against.
 MEASURED_DIRECT_DP16KD = {(1, 1): 36, (2, 2): 48, (4, 4): 104}
 #: Measured TRELLIS_COMB and DP16KD of the Winograd 3x3 array (same buffers and flow, nextpnr's

@@ -108,12 +108,16 @@ def sized_generics(work: Workload, pi: int, po: int, max_group: int | None = Non
 
 
 #: The RepVGG-A0 configurations on the LFE5U-85F that `rep-accel demo` reports
-#: (docs/synthesis.md): the fastest direct array hdl/ builds and whose Fmax is measured
-#: there, and the fastest Winograd array that benchmarks/device_sweep.py estimates to fit
-#: (its RTL is built and verified; not placed and routed). (label, generics).
+#: (docs/synthesis.md): the fastest direct array placed and routed there (its Fmax
+#: measured), and the fastest direct and Winograd arrays that benchmarks/device_sweep.py
+#: estimates to fit, with the LUT multipliers beyond the 156 DSPs (their RTL is built and
+#: verified; not placed and routed). (label, generics).
 ECP5_85F_CONFIGURATIONS = (
     ("direct 4x4 (RTL; Fmax measured in docs/synthesis.md)", {"pi": 4, "po": 4, "unit": "direct", "max_group": 16}),
-    ("winograd 3x4 (RTL; estimated to fit, not placed)", {"pi": 3, "po": 4, "unit": "winograd", "max_group": 16}),
+    ("direct 4x8 +132 LUT mult. (RTL; estimated to fit, not placed)",
+     {"pi": 4, "po": 8, "unit": "direct", "max_group": 16, "lut_multipliers": 132}),
+    ("winograd 3x4 +36 LUT mult. (RTL; estimated to fit, not placed)",
+     {"pi": 3, "po": 4, "unit": "winograd", "max_group": 16, "lut_multipliers": 36}),
 )
 
 
@@ -124,7 +128,7 @@ def configuration_figures(clock_mhz: float, model: str = "A0", input_size=(3, 22
     work = zoo_workload(model, input_size)
     out = []
     for label, spec in ECP5_85F_CONFIGURATIONS:
-        g = sized_generics(work, spec["pi"], spec["po"], spec["max_group"], spec["unit"])
+        g = sized_generics(work, spec["pi"], spec["po"], spec["max_group"], spec["unit"], spec.get("lut_multipliers", 0))
         r = workload_report(work, g, clock_mhz)
         rm = workload_report(work, g, clock_mhz, parse("ddr3-16-800", clock_mhz))
         out.append({"label": label, "generics": g.to_dict(), "model": work.name, "cycles": r.cycles,

@@ -82,7 +82,9 @@ def test_demo_without_rtl(tmp_path, capsys):
         assert abs(e["frames_per_second"] - 125e6 / e["cycles"]) < 1e-9
         assert e["frames_per_second_ddr3"] <= e["frames_per_second"]
         assert f"{label}: {e['cycles']:,} cycles per frame" in out
-    assert [HardwareGenerics.from_dict(e["generics"]).unit for e in report["ecp5"]] == ["direct", "winograd"]
+    assert len(report["ecp5"]) == len(workload.ECP5_85F_CONFIGURATIONS)
+    assert [(g.unit, g.pi * g.po, g.lut_multipliers) for g in map(HardwareGenerics.from_dict, (e["generics"] for e in report["ecp5"]))] \
+        == [("direct", 16, 0), ("direct", 32, 132), ("winograd", 12, 36)]
 
 
 @pytest.mark.slow

@@ -44,7 +44,8 @@ Run the whole rep-accel flow on the bundled default model (a small RepVGG traine
 
 The report gives float vs int8 vs simulator accuracy, cycles per frame, frames/s at
 --clock-mhz, the figures of RepVGG-A0 at 224x224 on the best LFE5U-85F configurations
-(docs/synthesis.md: the direct array and the Winograd estimate) and where the files went
+(docs/synthesis.md: the direct 4x4 placed and routed, the fastest direct and Winograd
+arrays estimated to fit) and where the files went
 (also written to <output>/report.json).
 Stages 4-5 take most of the time; --no-rtl skips them.
 
