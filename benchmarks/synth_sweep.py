@@ -305,9 +305,22 @@ def document(rows: list[dict], versions: dict, date: str, root: Path, estimates:
         "sit far from the logic around them): every product goes through the DSP's own input, pipeline and output "
         "registers and one more fabric register beside the adder tree; every block RAM output goes straight into a "
         "register (line buffer in 1024-entry banks, kernels registered beside the buffer and again beside the "
-        "DSPs, write ports registered beside the buffer); the controller's stall decision and its last-position "
-        "tests read registers only. Measured on this flow: an earlier version of this RTL with plain `a * b` "
-        "multipliers reached 91 MHz at 4x4, and intermediate versions 127-135 MHz before the last of these steps.",
+        "DSPs, write ports registered beside the buffer), and where a bank is then selected, into a second "
+        "register first (line buffer, weight buffer), so that the first can sit beside its block RAM (with one, "
+        "nextpnr placed it beside the selection, up to 49 rows away: 4.1-4.3 ns of clock-to-output plus 3 ns of "
+        "routing); the column delay's data inputs come from a register; the controller's stall decision and its "
+        "last-position tests read registers only. Measured on this flow: an earlier version of this RTL with "
+        "plain `a * b` multipliers reached 91 MHz at 4x4, later versions 127-141 MHz.",
+        "",
+        "What limits the 4x4 array's Fmax now: a DP16KD's data output without its output register (Yosys never "
+        "sets REGMODE OUTREG) comes 4.1-4.3 ns after the clock, which leaves 2.4 ns of routing at 150 MHz, and "
+        "nextpnr places the register that captures some of the 104 block RAMs' data 34-64 rows away (3.0-3.6 ns "
+        "of routing), even when that register feeds only another register. Over the last four versions of the "
+        "RTL (each moving one such register; the first with the clock on fabric) the 4x4 array's Fmax went 134.5, 140.5, "
+        "138.6 and 127.4 MHz, every "
+        "time limited by such a path: line buffer, weight buffer, column delay, line buffer again. The next step "
+        "is the block RAM's own output register (DP16KD instantiated with REGMODE OUTREG, as the MULT18X18D are "
+        "with theirs), for which nextpnr has timing tables of its own.",
         "",
         "## Notes per configuration",
         "",
@@ -319,7 +332,9 @@ def document(rows: list[dict], versions: dict, date: str, root: Path, estimates:
                      f"{g['line_depth']}, max_group {g.get('max_group', 1)}; RTL from "
                      f"{r.get('rtl_source', 'unknown')}): {r['status']}.")
         if r.get("error"):
-            parts.append(f"  {r['error'].replace(str(root) + '/', '')}")
+            packed = r["status"] == "tool failed" and res.get("utilization")
+            parts.append(f"  {r['error'].replace(str(root) + '/', '')}"
+                         + ("; its resources are nextpnr's packing counts (before routing)" if packed else ""))
         if r.get("high_fanout"):
             parts.append("  Nets with the most loads: " + ", ".join(f"`{n}` {k:,}" for n, k in r["high_fanout"]) + ".")
         if res.get("critical_path"):

@@ -725,6 +725,10 @@ def run_fpga(design: Design, out_dir, family=ecp5, *, device: str | None = None,
                 raise DoesNotFitError(f"design does not fit {part}: needs {', '.join(over)} (used/available); "
                                       "choose a larger --device or a smaller array", log) from None
             raise ToolError(f"nextpnr failed: {_first_error(log)}", log) from None
+        except ToolError:
+            # Stopped at the time limit: what nextpnr had packed is still the design's size.
+            r.utilization = _log_utilization(log)
+            raise
         _read_nextpnr(work, r)
         if freq_mhz is not None and not r.timing_met:
             path = r.critical_path[-1].strip() if r.critical_path else ""

