@@ -21,6 +21,10 @@ from .winograd import (ACT_RANGE, INPUT_TRANSFORM_LATENCY, V_BITS, V_WORD_BITS, 
 
 #: Cycles from a step (and its input pixels) to its windows on `windows` (direct units).
 LATENCY = 8
+#: The stage whose logic forms the window (its register is stage LATENCY): stage 4 reads
+#: the column delay, and its data is registered twice after the block RAM's read.
+WINDOW_STAGE = 7
+assert LATENCY == WINDOW_STAGE + 1
 #: Cycles from a step to its V on `v` (winograd units): the direct's LATENCY to the 4x4
 #: tile register, then the input transform's two stages.
 WINOGRAD_LATENCY = LATENCY + INPUT_TRANSFORM_LATENCY
@@ -179,6 +183,14 @@ class WindowGenerator(wiring.Component):
             m.d.sync += reg.eq(value)
             return reg
 
+        def to_window_stage(value, name, stage=4, reset_less=True):
+            # A value of `stage` (default 4, the column delay's read) registered until the
+            # window's stage, in step with the column delay's data (stage 5, the block
+            # RAM's output, then its two registers).
+            for k in range(stage + 1, WINDOW_STAGE):
+                value = register(value, f"{name}_{k}", reset_less)
+            return register(value, name, reset_less)
+
         def row_phase(s):   # the line-buffer byte of the item's row
             return s.y_mod3 if tiles else s.y_odd
 
@@ -192,13 +204,11 @@ class WindowGenerator(wiring.Component):
         s3 = register(s2, "s3", reset_less=False)
         # Stage 4: the column delay's address.
         s4 = register(s3, "s4", reset_less=False)
-        s5 = register(s4, "s5", reset_less=False)
         # Row y-k is the top padding when y < k, column x-k the left padding when x < k.
         top_rows = [s3.row0, s3.row1] + ([s3.row2] if tiles else [])
-        left_columns = [s5.col0, s5.col1] + ([s5.col2] if tiles else [])
-        # Stages 6 and 7: the window's masks: column x-k at x < k (zero_prev[k]).
-        zero_prev = [None] + [register(register(_any(left_columns[:k]), f"zero_prev{k}_6"), f"zero_prev{k}")
-                              for k in range(1, kept + 1)]
+        left_columns = [s4.col0, s4.col1] + ([s4.col2] if tiles else [])
+        # The window's masks: column x-k at x < k (zero_prev[k]).
+        zero_prev = [None] + [to_window_stage(_any(left_columns[:k]), f"zero_prev{k}") for k in range(1, kept + 1)]
 
         # The line buffer in banks of at most LINE_BANK_DEPTH entries, one block RAM each,
         # so that every block RAM's data goes straight into a register; the bank is
@@ -218,7 +228,7 @@ class WindowGenerator(wiring.Component):
         column_banks = -(-g.max_cg // COLUMN_BANK_DEPTH)
         depth_bits = COLUMN_BANK_DEPTH.bit_length() - 1
         if column_banks > 1:
-            column_bank7 = register(register(s5.g[depth_bits:], "column_bank6"), "column_bank7")
+            column_bank7 = to_window_stage(s4.g[depth_bits:], "column_bank")
 
         for i in range(g.pi):
             pixel = lane(self.pixels, i, _ROW)
@@ -296,15 +306,13 @@ class WindowGenerator(wiring.Component):
                     # placed beside the window's logic, 62 rows away: the block RAM's 4.1 ns
                     # clock-to-output and 3.1 ns of routing were the 4x4 array's critical
                     # path at 138.6 MHz).
-                    name_k = f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}"
-                    parts.append(register(register(Cat(*data), f"{name_k}_5"), name_k))
+                    parts.append(to_window_stage(Cat(*data), f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}", stage=5))
                 # Stage 7: the bank of g selected.
                 reads.append(Array(parts)[column_bank7] if column_banks > 1 else parts[0])
 
-            # Stages 5 and 6: the column beside the banks.
-            column7 = register(register(register(column4, f"column5_{i}"), f"column6_{i}"), f"column7_{i}")
-            phase_name = "x_mod3" if tiles else "x_odd"
-            x_phase7 = register(register(column_phase(s5), f"{phase_name}6_{i}"), f"{phase_name}7_{i}")
+            # Stages 5 and 6: the column and its bank phase beside the banks.
+            column7 = to_window_stage(column4, f"column7_{i}")
+            x_phase7 = to_window_stage(column_phase(s4), f"{'x_mod3' if tiles else 'x_odd'}7_{i}")
 
             # Stage 7: columns x-k (k = kept .. 1: bank (x-k) mod kept; bank x mod kept,
             # written at stage 4 and read first, returns column x-kept), then x.
@@ -316,8 +324,7 @@ class WindowGenerator(wiring.Component):
             window = Cat(*(Cat(t, self.signed & t[_ROW - 1]) for t in taps))
             if holds:
                 # Its load enable, one register per lane beside the lane's window registers.
-                fresh7 = register(register(s5.valid & s5.load, f"fresh6_{i}", reset_less=False),
-                                  f"fresh7_{i}", reset_less=False)
+                fresh7 = to_window_stage(s4.valid & s4.load, f"fresh7_{i}", reset_less=False)
                 window8 = Signal.like(window, name=f"window{i}", reset_less=True)
                 with m.If(fresh7):
                     m.d.sync += window8.eq(window)
