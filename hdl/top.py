@@ -115,7 +115,7 @@ class Accelerator(wiring.Component):
         m = Module()
         g = self._g
         m.submodules.controller = ctrl = LayerController(g)
-        m.submodules.window = wgen = WindowGenerator(g)
+        m.submodules.window = wgen = WindowGenerator(g, self._dsp)
         m.submodules.array = arr = SystolicArray(g, self._dsp)
         wk = g.unit == "winograd"
         m.submodules.columns = cols = WinogradColumns(g) if wk else OutputColumns(g)

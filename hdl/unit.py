@@ -102,7 +102,7 @@ class ConvUnit(wiring.Component):
         family = families.dsp_family(self._dsp)
         # The weight buffer (hdl/weight_buffer.py): its write port registered beside it, its
         # banks' data registered before the bank is selected into `kernel_read`, beside it.
-        m.submodules.weight_buffer = weights = BankedWeightBuffer(KERNEL_BITS, self._max_cg)
+        m.submodules.weight_buffer = weights = BankedWeightBuffer(KERNEL_BITS, self._max_cg, self._dsp)
         m.d.comb += [weights.rd_addr.eq(self.rd_addr), weights.wr_en.eq(self.wr_en),
                      weights.wr_addr.eq(self.wr_addr), weights.wr_data.eq(self.wr_data)]
 

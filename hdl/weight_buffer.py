@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Module, Signal, unsigned
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rep_accel.families import ecp5
 
-from .layouts import memory_depth
+from .block_ram import registered_memory
 
 #: Entries of one weight-buffer bank: one block RAM (group) of the family the RTL is timed
 #: for at its widest (ECP5's DP16KD as 512 x 36; a 72-bit kernel takes two side by side).
 WEIGHT_BANK_DEPTH = ecp5.WIDE_BLOCK_RAM_ENTRIES
 
 #: Register stages from rd_addr to rd_data: the synchronous read, each bank's data
-#: registered as it is, and again, the bank selected into a register. (A unit adds one more,
+#: registered as it is (with `--dsp ecp5`, in the block RAM's own output register), and
+#: again, the bank selected into a register. (A unit adds one more,
 #: beside its multipliers: hdl/unit.py's ADDR_LEAD = 5.) The second register of each bank's
 #: data lets the first sit beside its block RAM: with one, it was placed beside the
 #: selection, 49 rows from the block RAM, and the block RAM's 4.1 ns clock-to-output and
@@ -38,15 +38,18 @@ class BankedWeightBuffer(wiring.Component):
                                 far away, in the controller): the word is in the buffer from
                                 the second cycle after
 
+    style: the multipliers' style (`rep-accel rtl --dsp`), which also decides whether the
+    banks are the family's block RAMs with their output register (hdl/block_ram.py).
+
     Latency: READ_LATENCY = 4. Throughput: one read and one write per cycle. Weights are
     written only while parameters load and read only during a scan, so a read never meets a
     write to its address: `no_rw_check` drops Yosys' collision logic.
     """
 
-    def __init__(self, word_bits: int, entries: int):
+    def __init__(self, word_bits: int, entries: int, style: str = "generic"):
         if entries < 1:
             raise ValueError(f"entries={entries}: at least 1")
-        self._word_bits, self._entries = word_bits, entries
+        self._word_bits, self._entries, self._style = word_bits, entries, style
         addr = unsigned(max(1, (entries - 1).bit_length()))
         super().__init__({
             "rd_addr": In(addr),
@@ -67,15 +70,13 @@ class BankedWeightBuffer(wiring.Component):
         bank_data = []
         for b in range(bank_count):
             entries = min(WEIGHT_BANK_DEPTH, self._entries - b * WEIGHT_BANK_DEPTH)
-            bank = Memory(shape=self._word_bits, depth=memory_depth(entries), init=[], attrs={"no_rw_check": 1})
-            m.submodules["weights" if bank_count == 1 else f"weights{b}"] = bank
-            wr, rd = bank.write_port(), bank.read_port()
-            # The addresses keep their low bits (the entry within the bank).
-            m.d.comb += [rd.addr.eq(self.rd_addr), wr.en.eq(wr_en & (wr_addr[bank_bits:] == b)),
-                         wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
-            data = Signal(self._word_bits, name=f"bank{b}_data", reset_less=True)
+            # The read and its register (the block RAM's own, with --dsp ecp5).
+            data = registered_memory(m, "weights" if bank_count == 1 else f"weights{b}", style=self._style,
+                                     width=self._word_bits, entries=entries, rd_addr=self.rd_addr,
+                                     wr_en=wr_en & (wr_addr[bank_bits:] == b), wr_addr=wr_addr, wr_data=wr_data,
+                                     no_rw_check=True)
             data2 = Signal(self._word_bits, name=f"bank{b}_data2", reset_less=True)
-            m.d.sync += [data.eq(rd.data), data2.eq(data)]
+            m.d.sync += data2.eq(data)
             bank_data.append(data2)
         # The bank of the address of three cycles before (the read, then its two registers).
         bank_sel = Signal(range(max(2, bank_count)), reset_less=True)

@@ -6,16 +6,16 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rep_accel import winograd as W
 from rep_accel.families import ecp5
 from rep_accel.generics import HardwareGenerics
 
-from .layouts import ACT_BITS, WINDOW_BITS, lane, memory_depth, step_layout
+from .block_ram import registered_memory
+from .layouts import ACT_BITS, WINDOW_BITS, lane, step_layout
 from .winograd import (ACT_RANGE, INPUT_TRANSFORM_LATENCY, V_BITS, V_WORD_BITS, _flatten, _grid,
                        _linear_combination, _register, _Term)
 
@@ -99,9 +99,10 @@ class WindowGenerator(wiring.Component):
     column-delay bank of g selected, the window formed, masked and extended to 9-bit
     activations; t+8 on
     `windows` (held from the last `load` step).
-    No logic follows a memory output: a
-    block RAM's clock-to-output (about 4 ns on ECP5, which has no output register that
-    Yosys maps) leaves no time for it at 150 MHz.
+    No logic follows a memory output, and every memory is read through hdl/block_ram.py's
+    registered_memory: with `style` "ecp5" (`rep-accel rtl --dsp ecp5`) its first data
+    register is the DP16KD's own output register, which Yosys never maps (without it the
+    block RAM's data comes 4.1-4.3 ns after the clock); otherwise a fabric register.
 
     Ports (free-running: every register but the final window register loads every cycle;
     `step.valid` low is a bubble, which writes no memory, and so is `step.repeat`):
@@ -144,8 +145,9 @@ class WindowGenerator(wiring.Component):
     banks of four rows) per COLUMN_BANK_DEPTH entries of max_cg.
     """
 
-    def __init__(self, generics: HardwareGenerics):
+    def __init__(self, generics: HardwareGenerics, style: str = "generic"):
         self._g = generics
+        self._style = style
         self._step = step_layout(generics)
         self._winograd = generics.unit == "winograd"
         ports = {
@@ -248,24 +250,15 @@ class WindowGenerator(wiring.Component):
                     # that touch one entry, one writing and then one reading it, are at least
                     # two cycles apart (the next position, or the row below), so a read never
                     # meets the late write of its own entry: `no_rw_check`.
-                    line = Memory(shape=unsigned(_ROW), depth=memory_depth(entries), init=[],
-                                  attrs={"no_rw_check": 1})
-                    m.submodules[f"line{i}_{b}_{parity}"] = line
-                    line_rd = line.read_port()
-                    line_wr = line.write_port()
                     we1 = register(writes & (row_phase(step) == parity), f"line_we1_{i}_{b}_{parity}",
                                    reset_less=False)
                     # The right padding column's address (possibly one past the buffer) reads
-                    # some entry, whose data is masked, and writes none.
-                    m.d.comb += [
-                        line_rd.addr.eq(step.addr),
-                        line_wr.addr.eq(s1.addr),
-                        line_wr.data.eq(pixel1),
-                        line_wr.en.eq(we1),
-                    ]
-                    data.append(line_rd.data)
-                # Stage 1 -> 2: the bank's bytes registered as they are.
-                bank_rows.append(register(Cat(*data), f"rows{i}_{b}"))
+                    # some entry, whose data is masked, and writes none. Stage 1 -> 2: the
+                    # byte registered as it is (in the block RAM, with --dsp ecp5).
+                    data.append(registered_memory(
+                        m, f"line{i}_{b}_{parity}", style=self._style, width=_ROW, entries=entries,
+                        rd_addr=step.addr, wr_en=we1, wr_addr=s1.addr, wr_data=pixel1, no_rw_check=True))
+                bank_rows.append(Cat(*data))
             # Stage 2 -> 3: the bank of the step's entry, registered.
             rows3 = register(Array(bank_rows)[read_bank2] if bank_count > 1 else bank_rows[0], f"entry{i}")
             pixel3 = register(register(pixel1, f"pixel2_{i}"), f"pixel3_{i}")
@@ -291,22 +284,17 @@ class WindowGenerator(wiring.Component):
                     we4 = register(s3.valid & ~s3.repeat & (column_phase(s3) == b) & (s3.g[depth_bits:] == k),
                                    f"col_we4_{i}_{b}_{k}", reset_less=False)
                     data = []
-                    for r in range(side):   # row byte r of the column
-                        bank = Memory(shape=unsigned(_ROW), depth=memory_depth(entries), init=[])
-                        m.submodules[f"{name}{i}_{k}_{r}"] = bank
-                        rd = bank.read_port()
-                        wr = bank.write_port()
-                        m.d.comb += [
-                            rd.addr.eq(s4.g),
-                            wr.en.eq(we4), wr.addr.eq(s4.g), wr.data.eq(column4[_ROW * r:_ROW * (r + 1)]),
-                        ]
-                        data.append(rd.data)
-                    # Stages 5 and 6: each block RAM's data registered as it is, twice, so
-                    # that the first register sits beside its block RAM (with one, it was
-                    # placed beside the window's logic, 62 rows away: the block RAM's 4.1 ns
-                    # clock-to-output and 3.1 ns of routing were the 4x4 array's critical
-                    # path at 138.6 MHz).
-                    parts.append(to_window_stage(Cat(*data), f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}", stage=5))
+                    for r in range(side):   # row byte r of the column, read first
+                        data.append(registered_memory(
+                            m, f"{name}{i}_{k}_{r}", style=self._style, width=_ROW, entries=entries,
+                            rd_addr=s4.g, wr_en=we4, wr_addr=s4.g, wr_data=column4[_ROW * r:_ROW * (r + 1)],
+                            shared_port=True))
+                    # Stages 5 and 6: each block RAM's data registered as it is (in the block
+                    # RAM, with --dsp ecp5), then again, so that nothing but a register follows
+                    # a block RAM (with one fabric register, it was placed beside the window's
+                    # logic, 62 rows away: the block RAM's 4.1 ns clock-to-output and 3.1 ns of
+                    # routing were the 4x4 array's critical path at 138.6 MHz).
+                    parts.append(to_window_stage(Cat(*data), f"bank{b}_{i}" if column_banks == 1 else f"bank{b}_{i}_{k}", stage=6))
                 # Stage 7: the bank of g selected.
                 reads.append(Array(parts)[column_bank7] if column_banks > 1 else parts[0])
 

@@ -417,7 +417,7 @@ class WinogradUnit(wiring.Component):
         m = Module()
         family = families.dsp_family(self._dsp)
         assert family is None or family.DSP_REGISTER_STAGES == MULTIPLIER_STAGES, "UNIT_LATENCY counts 3 stages"
-        buffer = m.submodules.weight_buffer = BankedWeightBuffer(U_WORD_BITS, self._max_cg)
+        buffer = m.submodules.weight_buffer = BankedWeightBuffer(U_WORD_BITS, self._max_cg, self._dsp)
         m.d.comb += [buffer.rd_addr.eq(self.rd_addr), buffer.wr_en.eq(self.wr_en),
                      buffer.wr_addr.eq(self.wr_addr), buffer.wr_data.eq(self.wr_data)]
         word = Signal(U_WORD_BITS, reset_less=True)   # beside the multipliers

@@ -5,7 +5,8 @@ import pytest
 
 from rep_accel import families, synth
 
-INTERFACE = ("NAME", "DSP_STYLE", "DSP_REGISTER_STAGES", "dsp_multiplier", "SIMULATION_MODELS", "BLOCK_RAM_ENTRIES",
+INTERFACE = ("NAME", "DSP_STYLE", "DSP_REGISTER_STAGES", "dsp_multiplier", "block_ram_mode", "registered_block_ram",
+             "SIMULATION_MODELS", "BLOCK_RAM_ENTRIES",
              "BLOCK_RAM_BYTES", "DEVICES", "SPEEDS", "PACKAGES", "DEFAULT_DEVICE", "DEFAULT_SPEED", "DEFAULT_PACKAGE",
              "BLACK_BOXES", "CELLS", "SUMMARY_RESOURCES", "RESOURCE_NAMES", "PACKAGE_NAMES", "synth_command",
              "nextpnr_command", "place_and_route_arguments")
@@ -30,7 +31,21 @@ def test_family_defines_the_interface(name):
 def test_generic_style_has_no_family_and_no_models():
     from rep_accel.hdl.verilog import simulation_model_names
     assert families.dsp_family("generic") is None and simulation_model_names("generic") == []
-    assert simulation_model_names("ecp5") == ["MULT18X18D.v"]
+    assert simulation_model_names("ecp5") == ["MULT18X18D.v", "DP16KD.v"]
+
+
+def test_ecp5_block_ram_mode_follows_yosys_costs():
+    """Where Yosys' cost model (128 per DP16KD, 4 per 16 x 4 distributed RAM) puts a memory
+    in block RAM, the ecp5 style instantiates the DP16KD itself; elsewhere it leaves the
+    memory to Yosys. The shapes are the RTL's: byte-wide line buffer and column delay
+    banks, 72-bit kernels."""
+    from rep_accel.families import ecp5
+    assert ecp5.block_ram_mode(8, 1024) == (2048, 9) and ecp5.block_ram_mode(8, 2048) == (2048, 9)
+    assert ecp5.block_ram_mode(8, 256) is None          # 8 x 16 cells cost 128: distributed
+    assert ecp5.block_ram_mode(8, 272) == (2048, 9)
+    assert ecp5.block_ram_mode(72, 512) == (512, 36) and ecp5.block_ram_mode(72, 64) == (512, 36)
+    assert ecp5.block_ram_mode(72, 32) is None         # 2 x 128 against 18 x 2 x 4
+    assert ecp5.block_ram_mode(8, 4096) is None and ecp5.block_ram_mode(72, 1024) is None
 
 
 def test_ecp5_place_and_route_arguments():

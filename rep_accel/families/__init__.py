@@ -7,6 +7,13 @@ RTL (rep_accel.hdl)
   dsp_multiplier(m, name, a, b) -> Signal
                          a * b in one DSP block with DSP_REGISTER_STAGES register stages
                          (the unit's product latency is the same in every style)
+  block_ram_mode(width, depth) -> (entries, bits) | None
+                         the block RAM aspect a memory takes in DSP_STYLE, or None where the
+                         memory stays a `Memory` for Yosys to map (hdl/block_ram.py)
+  registered_block_ram(m, name, width=, depth=, rd_addr=, wr_en=, wr_addr=, wr_data=,
+                       shared_port=) -> Signal
+                         the memory in block RAMs with their output register: read data two
+                         cycles after the address, as hdl/block_ram.py's generic path
   SIMULATION_MODELS      Verilog models of the primitives, in hdl/models/ (simulators only)
   BLOCK_RAM_ENTRIES      entries of one block RAM at the line buffer's width (bank depth)
   WIDE_BLOCK_RAM_ENTRIES entries of one block RAM at its widest (the weight buffer's bank depth)
