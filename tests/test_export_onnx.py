@@ -52,6 +52,37 @@ def session(model):
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+def _onnxruntime_conv_saturates() -> bool:
+    """Whether this onnxruntime's QLinearConv saturates its uint8 x int8 products in pairs at
+    int16 (x86 without VNNI, where MLAS uses vpmaddubsw): one 1x1 conv of two channels, both
+    255 x 127 = 32,385, sums to 64,770 exactly, 32,767 saturated."""
+    from onnx import TensorProto, helper
+    inits = [numpy_helper.from_array(np.array(1.0, np.float32), "s"), numpy_helper.from_array(np.array(0, np.uint8), "zx"),
+             numpy_helper.from_array(np.full((1, 2, 1, 1), 127, np.int8), "w"),
+             numpy_helper.from_array(np.array(0, np.int8), "zw"), numpy_helper.from_array(np.array(512.0, np.float32), "sy"),
+             numpy_helper.from_array(np.array(0, np.uint8), "zy")]
+    node = helper.make_node("QLinearConv", ["x", "s", "zx", "w", "s", "zw", "sy", "zy"], ["y"])
+    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 2, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 1, 1, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.OPSET)])
+    y = session(model).run(None, {"x": np.full((1, 2, 1, 1), 255, np.uint8)})[0]
+    return int(y.flat[0]) != round(64770 / 512)
+
+
+def _onnxruntime_matmul_integer_saturates() -> bool:
+    """The same question for MatMulInteger (the exact export's FC head, int32 out): a uint8
+    row of two 255 times an int8 column of two 127 is 64,770 exactly."""
+    from onnx import TensorProto, helper
+    inits = [numpy_helper.from_array(np.array(0, np.uint8), "za"), numpy_helper.from_array(np.array(0, np.int8), "zb"),
+             numpy_helper.from_array(np.full((2, 1), 127, np.int8), "b")]
+    node = helper.make_node("MatMulInteger", ["a", "b", "za", "zb"], ["y"])
+    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.OPSET)])
+    y = session(model).run(None, {"a": np.full((1, 2), 255, np.uint8)})[0]
+    return int(y.flat[0]) != 64770
+
+
 def test_graph_passes_the_checker_and_holds_the_integer_network(exported, capsys):
     root, qnet, _, _ = exported
     onnx.checker.check_model(str(root / "model.onnx"), full_check=True)
@@ -119,6 +150,9 @@ def check_conv_differences(layer, v, ours, theirs):
 
 
 def test_onnxruntime_matches_the_golden_model_on_held_out_digits(exported):
+    if _onnxruntime_conv_saturates():
+        pytest.skip("this CPU's onnxruntime QLinearConv saturates uint8 x int8 product pairs at int16 "
+                    "(x86 without VNNI): it is not the exact integer conv this test compares against")
     root, qnet, x_test, y_test = exported
     model = onnx.load(str(root / "debug.onnx"))
     x_q = golden.quantize_input(x_test, qnet)
@@ -182,6 +216,9 @@ def test_integer_requantization_equals_the_golden_model_everywhere(exported, cap
     logits, acts = golden.run_network(qnet, golden.quantize_input(x_test, qnet), return_activations=True)
     for layer, ours in zip(qnet.layers, acts):
         assert np.array_equal(results[f"{layer.name}_out"], ours), layer.name
+    if _onnxruntime_matmul_integer_saturates():
+        pytest.skip("every conv layer equal; the head not compared: this CPU's onnxruntime MatMulInteger "
+                    "saturates uint8 x int8 product pairs at int16 (x86 without VNNI)")
     assert np.array_equal(results["logits"], logits)
 
 
