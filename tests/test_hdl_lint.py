@@ -126,7 +126,7 @@ def test_rtl_command_ecp5_dsp_style(tmp_path, capsys):
                  "--line-depth", "1100", "--dsp", "ecp5", "--lint"]) == 0
     text = (out / f"{TOP_NAME}.v").read_text()
     desc = json.loads((out / f"{TOP_NAME}.json").read_text())
-    assert desc["dsp"] == "ecp5" and desc["simulation_models"] == ["MULT18X18D.v"]
+    assert desc["dsp"] == "ecp5" and desc["simulation_models"] == ["MULT18X18D.v", "DP16KD.v"]
     assert desc["sources"] == [f"{TOP_NAME}.v"]   # synthesis reads the primitive, never the model
     assert (out / "MULT18X18D.v").is_file()
     instances = re.findall(r"^\s*MULT18X18D\s+#\(", text, re.M)

@@ -15,6 +15,8 @@
 // defaults). Chip selects, resets and other widths are not modelled and stop the
 // simulation. (Give this file to simulators, never to synthesis: Yosys knows DP16KD.)
 `default_nettype none
+// String parameters compared with other strings: widths differ by design.
+/* verilator lint_off WIDTHEXPAND */
 module DP16KD (
     input  wire DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9,
     input  wire DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0,
@@ -29,8 +31,8 @@ module DP16KD (
     output wire DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9,
     output wire DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0
 );
-    parameter DATA_WIDTH_A = 18;
-    parameter DATA_WIDTH_B = 18;
+    parameter DATA_WIDTH_A = 9;    // (the primitive's default is 18; 9 lets the model elaborate alone)
+    parameter DATA_WIDTH_B = 9;
     parameter REGMODE_A = "NOREG";
     parameter REGMODE_B = "NOREG";
     parameter WRITEMODE_A = "NORMAL";
@@ -67,7 +69,10 @@ module DP16KD (
     wire [13:0] adb = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0};
 
     // 2048 words of 9 bits; a 36-bit word w is words 4w .. 4w+3 (byte k = bits 9k+8:9k).
+    // Written from both ports' clocks: a true dual-port memory.
+    /* verilator lint_off MULTIDRIVEN */
     reg [8:0] mem [0:2047];
+    /* verilator lint_on MULTIDRIVEN */
     integer i;
     initial for (i = 0; i < 2048; i = i + 1) mem[i] = 9'd0;
 
@@ -131,4 +136,5 @@ module DP16KD (
     assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9,
             DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = dob;
 endmodule
+/* verilator lint_on WIDTHEXPAND */
 `default_nettype wire

@@ -197,7 +197,7 @@ def lint(folder: Path, models: list[str] = ()) -> str:
     """Run Verilator's lint on a generated folder (with its simulation models, file names in
     `folder`); return its messages (empty if clean)."""
     from ..tools import verilator_command, verilator_env
-    r = subprocess.run([*verilator_command(), "--lint-only", "-Wall", WAIVERS, *models, VERILOG],
+    r = subprocess.run([*verilator_command(), "--lint-only", "-Wall", "--top-module", "rep_accel_top", WAIVERS, *models, VERILOG],
                        cwd=folder, env=verilator_env(), capture_output=True, text=True)
     if r.returncode != 0:
         return (r.stdout + r.stderr).strip() or f"verilator exited with {r.returncode}"
